@@ -1,0 +1,5 @@
+import sys
+
+from bkbench.cli import main
+
+sys.exit(main())

@@ -1,0 +1,32 @@
+"""``bkbench gate``: run the correctness battery; exit 1 on any failure, naming it."""
+
+from __future__ import annotations
+
+import argparse
+import random
+
+from bkbench.gate import render, run_gate, write_json
+
+
+def add_parser(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("gate", help="correctness gate: every BK-core implementation vs the float64 reference")
+    p.add_argument("--impl", nargs="+", metavar="NAME", help="implementations to gate (default: all of kind bk)")
+    p.add_argument("--device", choices=("cpu", "cuda"), default="cpu")
+    p.add_argument("--quick", action="store_true", help="leave out the N >= 65536 cases")
+    p.add_argument("--baselines", action="store_true", help="also gate every SSM / attention baseline")
+    p.add_argument("--seeds", type=int, default=2, help="seeds per case (default 2)")
+    p.add_argument("--fresh", action="store_true", help="draw a random base seed (printed) instead of 0")
+    p.add_argument("--json", default="bkbench-gate.json", metavar="PATH", help="JSON summary path")
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    base = random.randrange(1, 10**6) if args.fresh else 0
+    if args.fresh:
+        print(f"gate: base seed {base}")
+    report = run_gate(impls=args.impl, device=args.device, quick=args.quick,
+                      seeds=[base + i for i in range(args.seeds)], baselines=args.baselines)
+    render(report)
+    path = write_json(report, args.json)
+    print(f"summary written to {path}")
+    return 0 if report.passed else 1

@@ -1,0 +1,83 @@
+"""Float64 references for the BK-core.
+
+``dense_reference``: the diagonal of the inverse of the dense (N x N) matrix T - zI, complex128 — the
+definition itself, O(N^3) per chain, used for N <= ``DENSE_MAX_N``.
+``pivot_reference``: the LU/UL pivot form in numpy complex128, O(N) per chain, for any N. It is written
+independently of ``kernels/thomas.py`` (numpy, chain-minor loop) so the two do not share a bug.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from bkbench.problems import Inputs
+
+DENSE_MAX_N = 256
+
+
+def _as_f64(inputs: Inputs) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """a (B, N), b (B, N-1), c (B, N-1), z (B,) as CPU complex128, leading dims flattened (autograd-safe)."""
+    a = inputs.a.to("cpu").to(torch.complex128)
+    lead, n = a.shape[:-1], a.shape[-1]
+    bsz = int(np.prod(lead)) if lead else 1
+    a = a.reshape(bsz, n)
+
+    def off(x: torch.Tensor | float) -> torch.Tensor:
+        if isinstance(x, torch.Tensor) and x.dim() > 0:
+            return x.to("cpu").to(torch.complex128).reshape(bsz, n - 1)
+        val = complex(x.item() if isinstance(x, torch.Tensor) else x)
+        return torch.full((bsz, n - 1), val, dtype=torch.complex128)
+
+    z = inputs.z
+    if isinstance(z, torch.Tensor):
+        zt = z.to("cpu").to(torch.complex128)
+    else:
+        zt = torch.tensor(complex(z), dtype=torch.complex128)
+    zt = torch.broadcast_to(zt, lead).reshape(bsz)
+    return a, off(inputs.b), off(inputs.c), zt
+
+
+def dense_reference(inputs: Inputs) -> torch.Tensor:
+    """diag((T - zI)^-1) by a dense float64 inverse; returns complex128 of shape a.shape (CPU)."""
+    a, b, c, z = _as_f64(inputs)
+    n = a.shape[1]
+    t = torch.diag_embed(a - z[:, None]) + torch.diag_embed(b, 1) + torch.diag_embed(c, -1)
+    g = torch.linalg.inv(t).diagonal(dim1=-2, dim2=-1)
+    return g.reshape(inputs.a.shape[:-1] + (n,))
+
+
+def pivot_reference(inputs: Inputs) -> torch.Tensor:
+    """diag((T - zI)^-1) by the float64 LU/UL pivot form; complex128 of shape a.shape (CPU)."""
+    a, b, c, z = _as_f64(inputs)
+    alpha = (a - z[:, None]).detach().numpy().T.copy()  # (N, B)
+    k = (b * c).detach().numpy().T.copy()  # (N-1, B)
+    n = alpha.shape[0]
+    d = np.empty_like(alpha)
+    e = np.empty_like(alpha)
+    d[0] = alpha[0]
+    for i in range(1, n):
+        d[i] = alpha[i] - k[i - 1] / d[i - 1]
+    e[n - 1] = alpha[n - 1]
+    for i in range(n - 2, -1, -1):
+        e[i] = alpha[i] - k[i] / e[i + 1]
+    g = 1.0 / (d + e - alpha)
+    return torch.from_numpy(g.T.copy()).reshape(inputs.a.shape[:-1] + (n,))
+
+
+def reference(inputs: Inputs) -> torch.Tensor:
+    """The float64 reference: dense inverse for N <= DENSE_MAX_N, pivot form beyond."""
+    n = inputs.a.shape[-1]
+    return dense_reference(inputs) if n <= DENSE_MAX_N else pivot_reference(inputs)
+
+
+def dense_grad_reference(inputs: Inputs, grad_out: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """Gradients w.r.t. a (and z when it is a tensor) of sum(Re(conj(grad_out) * G)) via autograd through
+    the dense float64 inverse. Returns (grad_a with a's real/complex kind, grad_z or None)."""
+    a0 = inputs.a.detach().to("cpu")
+    a = a0.to(torch.complex128 if a0.is_complex() else torch.float64).requires_grad_(True)
+    z0 = inputs.z
+    z = z0.detach().to("cpu").to(torch.complex128).requires_grad_(True) if isinstance(z0, torch.Tensor) else z0
+    g = dense_reference(Inputs(a, inputs.b, inputs.c, z))
+    g.backward(grad_out.to("cpu").to(torch.complex128))
+    return a.grad, (z.grad if isinstance(z, torch.Tensor) else None)

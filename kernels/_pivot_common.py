@@ -1,0 +1,101 @@
+"""Pieces shared by the pivot-form implementations (``thomas``, ``assoc_scan``).
+
+Notation (shared math notes): alpha_i = a_i - z, k_i = b_i c_i,
+forward pivots  D_0 = alpha_0,      D_i = alpha_i - k_{i-1} / D_{i-1},
+backward pivots E_{N-1} = alpha_{N-1}, E_i = alpha_i - k_i / E_{i+1},
+G_i = 1 / (D_i + E_i - alpha_i).
+
+The exact O(N) vector-Jacobian product (gradient w.r.t. a and z) uses two first-order linear recurrences
+F_j = w_j + (k_{j-1}/D_{j-1}^2) F_{j-1} and R_j = w_j + (k_j/E_{j+1}^2) R_{j+1}, w = conj(grad_G):
+S_j = G_j^2 (F_j + R_j - w_j), grad_a = -Re(S) (real a) or -conj(S) (complex a), grad_z = conj(sum_j S_j).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import torch
+
+# (alpha, k) -> (D, E), both (B, N) complex
+PivotFn = Callable[[torch.Tensor, torch.Tensor], tuple[torch.Tensor, torch.Tensor]]
+# (coef, val, reverse) -> x with x_j = val_j + coef_j * x_{j-1} (forward; coef[:, 0] ignored) or
+# x_j = val_j + coef_j * x_{j+1} (reverse; coef[:, -1] ignored); all (B, N) complex
+RecurrenceFn = Callable[[torch.Tensor, torch.Tensor, bool], torch.Tensor]
+
+
+def complex_dtype(a: torch.Tensor) -> torch.dtype:
+    """complex128 for float64/complex128 work, complex64 otherwise."""
+    return torch.complex128 if a.dtype in (torch.float64, torch.complex128) else torch.complex64
+
+
+def shifted_diagonal(a: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
+    """alpha = a - z as a (B, N) complex tensor (z: (B,))."""
+    return a.to(complex_dtype(a)) - z.to(complex_dtype(a))[:, None]
+
+
+def green_from_pivots(alpha: torch.Tensor, d: torch.Tensor, e: torch.Tensor) -> torch.Tensor:
+    """G = 1 / (D + E - alpha), all (B, N) complex."""
+    return torch.reciprocal(d + e - alpha)
+
+
+def pivot_vjp(
+    grad_g: torch.Tensor,
+    k: torch.Tensor,
+    d: torch.Tensor,
+    e: torch.Tensor,
+    g: torch.Tensor,
+    recurrence: RecurrenceFn,
+) -> torch.Tensor:
+    """S_j = sum_i w_i G_ij G_ji with w = conj(grad_g): (B, N) complex. See module docstring."""
+    w = grad_g.conj()
+    coef_f = torch.zeros_like(d)
+    coef_b = torch.zeros_like(d)
+    if d.shape[1] > 1:
+        coef_f[:, 1:] = k / d[:, :-1].square()
+        coef_b[:, :-1] = k / e[:, 1:].square()
+    f = recurrence(coef_f, w, False)
+    r = recurrence(coef_b, w, True)
+    return g.square() * (f + r - w)
+
+
+class PivotGreen(torch.autograd.Function):
+    """G from pivots with the exact O(N) backward; generic over how pivots and recurrences are computed."""
+
+    @staticmethod
+    def forward(ctx, a, k, z, pivots: PivotFn, recurrence: RecurrenceFn):  # type: ignore[override]
+        alpha = shifted_diagonal(a, z)
+        d, e = pivots(alpha, k)
+        g = green_from_pivots(alpha, d, e)
+        ctx.save_for_backward(k, d, e, g)
+        ctx.recurrence = recurrence
+        ctx.a_complex = a.is_complex()
+        ctx.a_dtype = a.dtype
+        return g
+
+    @staticmethod
+    def backward(ctx, grad_g):  # type: ignore[override]
+        k, d, e, g = ctx.saved_tensors
+        s = pivot_vjp(grad_g, k, d, e, g, ctx.recurrence)
+        grad_a = grad_z = None
+        if ctx.needs_input_grad[0]:
+            grad_a = (-s.conj() if ctx.a_complex else -s.real).to(ctx.a_dtype)
+        if ctx.needs_input_grad[2]:
+            grad_z = s.sum(dim=1).conj()
+        return grad_a, None, grad_z, None, None
+
+
+def sequential_recurrence(coef: torch.Tensor, val: torch.Tensor, reverse: bool) -> torch.Tensor:
+    """x_j = val_j + coef_j x_{j-1} (or x_{j+1} when reverse), one step per position; (B, N) complex."""
+    c = coef.transpose(0, 1).contiguous()
+    v = val.transpose(0, 1).contiguous()
+    x = torch.empty_like(v)
+    n = v.shape[0]
+    order = range(n - 1, -1, -1) if reverse else range(n)
+    prev = None
+    for j in order:
+        if prev is None:
+            x[j] = v[j]
+        else:
+            torch.addcmul(v[j], c[j], x[prev], out=x[j])
+        prev = j
+    return x.transpose(0, 1)

@@ -1,0 +1,20 @@
+"""Test configuration. On a machine without a GPU, Triton kernels run in the CPU interpreter
+(kernels/__init__.py sets TRITON_INTERPRET=1 before any kernel is imported)."""
+
+import os
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+ROOT = Path(__file__).resolve().parent.parent
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+if not torch.cuda.is_available():
+    os.environ.setdefault("TRITON_INTERPRET", "1")
+
+
+@pytest.fixture(params=["cpu"] + (["cuda"] if torch.cuda.is_available() else []))
+def device(request):
+    return request.param
