@@ -1,0 +1,143 @@
+"""Float64 references for the baselines: plain recurrences and a dense masked softmax, written for clarity.
+
+Each takes the same keyword inputs as the implementations of its form (see :mod:`bkbench.baselines.forms`),
+upcasts everything to float64 and returns the float64 output. They are differentiable (autograd through the
+loop), so the check battery can compare gradients too. They loop over N in Python: small N only.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+
+
+def _f64(t: torch.Tensor | None) -> torch.Tensor | None:
+    return None if t is None else t.to(torch.float64)
+
+
+def selective_scan_reference(
+    u: torch.Tensor,
+    delta: torch.Tensor,
+    A: torch.Tensor,
+    B: torch.Tensor,
+    C: torch.Tensor,
+    D: torch.Tensor | None = None,
+    z: torch.Tensor | None = None,
+    delta_bias: torch.Tensor | None = None,
+    delta_softplus: bool = False,
+) -> torch.Tensor:
+    """Mamba-1 selective scan, sequential, float64.
+
+    Shapes: u, delta, z (batch, d, N); A (d, n) real; B, C (batch, n, N); D, delta_bias (d,).
+    With dt = softplus(delta + delta_bias) (or delta + delta_bias):
+        x_t = exp(dt_t * A) * x_{t-1} + dt_t * B_t * u_t      (x_t: (batch, d, n))
+        y_t = <C_t, x_t> + D * u_t,   out = y * silu(z)
+    Returns (batch, d, N) float64.
+    """
+    u, delta, A, B, C, D, z, delta_bias = map(_f64, (u, delta, A, B, C, D, z, delta_bias))
+    if delta_bias is not None:
+        delta = delta + delta_bias[:, None]
+    if delta_softplus:
+        delta = F.softplus(delta)
+    batch, d, n_len = u.shape
+    x = u.new_zeros(batch, d, A.shape[1])
+    ys = []
+    for t in range(n_len):
+        dt = delta[:, :, t, None]
+        x = torch.exp(dt * A) * x + dt * B[:, None, :, t] * u[:, :, t, None]
+        ys.append((x * C[:, None, :, t]).sum(-1))
+    y = torch.stack(ys, dim=-1) if ys else u.new_zeros(batch, d, 0)
+    if D is not None:
+        y = y + D[:, None] * u
+    if z is not None:
+        y = y * F.silu(z)
+    return y
+
+
+def ssd_reference(
+    x: torch.Tensor, dt: torch.Tensor, A: torch.Tensor, B: torch.Tensor, C: torch.Tensor
+) -> torch.Tensor:
+    """Mamba-2 SSD (scalar decay per head), sequential, float64.
+
+    Shapes: x (batch, N, H, P); dt (batch, N, H) positive step sizes; A (H,) negative; B, C (batch, N, H, n).
+        h_t = exp(dt_t * A) * h_{t-1} + dt_t * x_t B_t^T      (h_t: (batch, H, P, n))
+        y_t = h_t C_t
+    Returns (batch, N, H, P) float64.
+    """
+    x, dt, A, B, C = map(_f64, (x, dt, A, B, C))
+    batch, n_len, heads, p = x.shape
+    h = x.new_zeros(batch, heads, p, B.shape[-1])
+    ys = []
+    for t in range(n_len):
+        decay = torch.exp(dt[:, t] * A)[:, :, None, None]
+        h = decay * h + (dt[:, t, :, None] * x[:, t])[..., None] * B[:, t, :, None, :]
+        ys.append((h * C[:, t, :, None, :]).sum(-1))
+    return torch.stack(ys, dim=1) if ys else x.new_zeros(batch, 0, heads, p)
+
+
+def gla_reference(
+    q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, g: torch.Tensor, scale: float | None = None
+) -> torch.Tensor:
+    """Gated linear attention (per-key-dim log gates), sequential, float64.
+
+    Shapes: q, k, g (batch, N, H, K) with g <= 0 (log forget gates); v (batch, N, H, V).
+        S_t = diag(exp(g_t)) S_{t-1} + k_t v_t^T     (S_t: (batch, H, K, V))
+        o_t = scale * q_t^T S_t,  scale = K**-0.5 by default
+    Returns (batch, N, H, V) float64.
+    """
+    q, k, v, g = map(_f64, (q, k, v, g))
+    scale = q.shape[-1] ** -0.5 if scale is None else scale
+    batch, n_len, heads, kd = q.shape
+    s = q.new_zeros(batch, heads, kd, v.shape[-1])
+    outs = []
+    for t in range(n_len):
+        s = torch.exp(g[:, t])[..., None] * s + k[:, t, :, :, None] * v[:, t, :, None, :]
+        outs.append(scale * (q[:, t, :, :, None] * s).sum(-2))
+    return torch.stack(outs, dim=1) if outs else v.new_zeros(batch, 0, heads, v.shape[-1])
+
+
+def attention_mask(
+    n_q: int,
+    n_k: int,
+    causal: bool,
+    block_keep: torch.Tensor | None = None,
+    block_size: int | None = None,
+    device: torch.device | str = "cpu",
+) -> torch.Tensor | None:
+    """Element mask (n_q, n_k), True = attend: causal (i >= j) and, when given, ``block_keep[i//bs, j//bs]``."""
+    if not causal and block_keep is None:
+        return None
+    qi = torch.arange(n_q, device=device)[:, None]
+    kj = torch.arange(n_k, device=device)[None, :]
+    mask = qi >= kj if causal else torch.ones(n_q, n_k, dtype=torch.bool, device=device)
+    if block_keep is not None:
+        if block_size is None:
+            raise ValueError("block_size: needed with block_keep")
+        mask = mask & block_keep.to(device)[qi // block_size, kj // block_size]
+    return mask
+
+
+def attention_reference(
+    q: torch.Tensor,
+    k: torch.Tensor,
+    v: torch.Tensor,
+    causal: bool = True,
+    block_keep: torch.Tensor | None = None,
+    block_size: int | None = None,
+    **_: object,
+) -> torch.Tensor:
+    """softmax(q k^T / sqrt(Dh) + mask) v in float64. q, k, v: (batch, H, N, Dh). Returns (batch, H, N, Dh).
+
+    A query row with no allowed key returns zeros (FlexAttention's convention); the builders never make one.
+    """
+    q, k, v = map(_f64, (q, k, v))
+    scores = q @ k.transpose(-1, -2) / math.sqrt(q.shape[-1])
+    mask = attention_mask(q.shape[-2], k.shape[-2], causal, block_keep, block_size, q.device)
+    if mask is not None:
+        scores = scores.masked_fill(~mask, float("-inf"))
+    probs = torch.softmax(scores, dim=-1)
+    if mask is not None:
+        probs = torch.nan_to_num(probs, nan=0.0)
+    return probs @ v

@@ -1,0 +1,32 @@
+"""Gated linear attention (per-key-dim gates) through fla-core's Triton kernel ``chunk_gla``.
+
+Form ``gla``: q, k, g (B, N, H, K), v (B, N, H, V) -> o (B, N, H, V) with S_t = diag(exp(g_t)) S_{t-1} +
+k_t v_t^T and o_t = K^-1/2 q_t^T S_t. CUDA only.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from bkbench.baselines.forms import baseline
+from bkbench.registry import register
+from kernels._fla_common import fla_available
+
+
+@register(
+    "ssm_fla_gla",
+    kind="ssm",
+    exact=True,
+    devices=("cuda",),
+    dtypes=(torch.float32, torch.bfloat16, torch.float16),
+    differentiable=True,
+    description="GLA via fla-core chunk_gla (Triton)",
+    available=fla_available,
+)
+@baseline("gla", variant="fused")
+def ssm_fla_gla(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, g: torch.Tensor) -> torch.Tensor:
+    """GLA. Returns (B, N, H, V) in q's dtype."""
+    from fla.ops.gla import chunk_gla
+
+    out, _ = chunk_gla(q, k, v, g, scale=q.shape[-1] ** -0.5)
+    return out

@@ -1,0 +1,37 @@
+"""Mamba-2 SSD through fla-core's Triton kernel ``chunk_simple_gla``.
+
+Simple GLA with a per-head scalar log-decay g is the SSD recurrence: with q = C, k = B, v = dt·x,
+g = dt·A and scale 1, ``chunk_simple_gla`` computes h_t = exp(g_t) h_{t-1} + k_t v_t^T, o_t = q_t^T h_t,
+which is Mamba-2's y_t = h_t C_t (fla keeps the state as (K, V) = (n, P)). Form ``ssd``; CUDA only.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from bkbench.baselines.forms import baseline
+from bkbench.registry import register
+from kernels._fla_common import fla_available
+
+
+@register(
+    "ssm_fla_ssd",
+    kind="ssm",
+    exact=True,
+    devices=("cuda",),
+    dtypes=(torch.float32, torch.bfloat16, torch.float16),
+    differentiable=True,
+    description="Mamba-2 SSD via fla-core chunk_simple_gla (Triton)",
+    available=fla_available,
+)
+@baseline("ssd", variant="fused")
+def ssm_fla_ssd(
+    x: torch.Tensor, dt: torch.Tensor, A: torch.Tensor, B: torch.Tensor, C: torch.Tensor
+) -> torch.Tensor:
+    """Mamba-2 SSD. x (B, N, H, P), dt (B, N, H), A (H,), B, C (B, N, H, n) -> (B, N, H, P) in x's dtype."""
+    from fla.ops.simple_gla import chunk_simple_gla
+
+    v = (x * dt[..., None]).to(x.dtype)
+    g = (dt * A).float()
+    out, _ = chunk_simple_gla(C, B, v, g=g, scale=1.0)
+    return out
