@@ -1,0 +1,208 @@
+"""``lut_green_triton``: the texture-style LUT Green's function as one Triton kernel.
+
+Same approximation, options and error model as ``lut_green`` (kernels/lut_green.py, kernels/_lut.py): each
+program owns ``BLOCK`` consecutive sites of one chain; per site it gathers the closing site's a, reads the
+bulk self-energy table with linear interpolation (two 8-byte gathers) or evaluates the closed form, runs the
+m-step left and right continued fractions in registers (the shifted loads of a and k hit L1/L2: they are
+the neighbours' elements), and writes G_i as one 8-byte (Re, Im) store. No scan, no carries.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+
+from bkbench.registry import is_uniform, register
+from kernels._cplx_triton import (
+    HAS_TRITON,
+    bulk_sigma,
+    cdiv,
+    check_device,
+    triton_available,
+    triton_supports,
+)
+from kernels._lut import check_options, complex_dtype_of, plan_closure
+from kernels.lut_green import DEFAULTS, lut_error_model
+
+if HAS_TRITON:
+    import triton
+    import triton.language as tl
+
+    @triton.jit
+    def _load_alpha(a_ptr, row, j, mask, zr, zi, A_CPLX: tl.constexpr):
+        if A_CPLX:
+            ar = tl.load(a_ptr + (row + j) * 2, mask=mask, other=0.0)
+            ai = tl.load(a_ptr + (row + j) * 2 + 1, mask=mask, other=0.0)
+            return ar, ar - zr, ai - zi
+        ar = tl.load(a_ptr + row + j, mask=mask, other=0.0)
+        return ar, ar - zr, -zi + 0.0 * ar
+
+    @triton.jit
+    def _load_k(k_ptr, kbase, j, skn, mask, K_CPLX: tl.constexpr):
+        if K_CPLX:
+            kr = tl.load(k_ptr + kbase + j * skn, mask=mask, other=0.0)
+            ki = tl.load(k_ptr + kbase + j * skn + 1, mask=mask, other=0.0)
+            return kr, ki
+        kr = tl.load(k_ptr + kbase + j * skn, mask=mask, other=0.0)
+        return kr, 0.0 * kr
+
+    @triton.jit
+    def _closure(a_re, al_r, al_i, kr, ki, tab_ptr, tbase, lo, hi, inv_h, size,
+                 USE_TABLE: tl.constexpr, CHECK_RANGE: tl.constexpr):
+        """Sigma at the closing site: table read (linear interpolation) or closed form."""
+        if USE_TABLE:
+            u = (tl.minimum(tl.maximum(a_re, lo), hi) - lo) * inv_h
+            i0 = tl.minimum(tl.floor(u), size - 2)
+            f = u - i0
+            i0 = i0.to(tl.int32)
+            t0r = tl.load(tab_ptr + tbase + i0 * 2)
+            t0i = tl.load(tab_ptr + tbase + i0 * 2 + 1)
+            t1r = tl.load(tab_ptr + tbase + i0 * 2 + 2)
+            t1i = tl.load(tab_ptr + tbase + i0 * 2 + 3)
+            sr = t0r + f * (t1r - t0r)
+            si = t0i + f * (t1i - t0i)
+            if CHECK_RANGE:  # out-of-range a: closed form, never a clamped table value
+                er, ei = bulk_sigma(al_r, al_i, kr, ki)
+                inside = (a_re >= lo) & (a_re <= hi)
+                sr = tl.where(inside, sr, er)
+                si = tl.where(inside, si, ei)
+            return sr, si
+        return bulk_sigma(al_r, al_i, kr, ki)
+
+    @triton.jit
+    def _lut_green_kernel(
+        a_ptr, k_ptr, z_ptr, tab_ptr, idx_ptr, out_ptr,
+        N, skb, skn, lo, hi, inv_h, size,
+        M: tl.constexpr, BLOCK: tl.constexpr, A_CPLX: tl.constexpr, K_CPLX: tl.constexpr,
+        USE_TABLE: tl.constexpr, CHECK_RANGE: tl.constexpr,
+    ):
+        b = tl.program_id(1).to(tl.int64)
+        i = tl.program_id(0) * BLOCK + tl.arange(0, BLOCK)
+        live = i < N
+        row = b * N
+        kbase = b * skb
+        zr = tl.load(z_ptr + 2 * b)
+        zi = tl.load(z_ptr + 2 * b + 1)
+        tbase = 0
+        if USE_TABLE:
+            tbase = tl.load(idx_ptr + b).to(tl.int64) * size * 2
+
+        # left fraction, closed at site j = i - M - 1 by Sigma(alpha_j; k_j)
+        j = i - M - 1
+        mj = live & (j >= 0)
+        a_re, al_r, al_i = _load_alpha(a_ptr, row, j, mj, zr, zi, A_CPLX)
+        kr, ki = _load_k(k_ptr, kbase, j, skn, mj, K_CPLX)
+        lr, li = _closure(a_re, al_r, al_i, kr, ki, tab_ptr, tbase, lo, hi, inv_h, size, USE_TABLE, CHECK_RANGE)
+        lr = tl.where(mj, lr, 0.0)
+        li = tl.where(mj, li, 0.0)
+        # right fraction, closed at site j = i + M + 1 by Sigma(alpha_j; k_{j-1})
+        j = i + M + 1
+        mj = live & (j <= N - 1)
+        a_re, al_r, al_i = _load_alpha(a_ptr, row, j, mj, zr, zi, A_CPLX)
+        kr, ki = _load_k(k_ptr, kbase, j - 1, skn, mj, K_CPLX)
+        rr, ri = _closure(a_re, al_r, al_i, kr, ki, tab_ptr, tbase, lo, hi, inv_h, size, USE_TABLE, CHECK_RANGE)
+        rr = tl.where(mj, rr, 0.0)
+        ri = tl.where(mj, ri, 0.0)
+
+        for t in tl.static_range(M, 0, -1):
+            # left: j = i - t >= 0:  L <- k_j / (alpha_j - L)
+            j = i - t
+            mj = live & (j >= 0)
+            _, al_r, al_i = _load_alpha(a_ptr, row, j, mj, zr, zi, A_CPLX)
+            kr, ki = _load_k(k_ptr, kbase, j, skn, mj, K_CPLX)
+            nr, ni = cdiv(kr, ki, al_r - lr, al_i - li)
+            lr = tl.where(mj, nr, lr)
+            li = tl.where(mj, ni, li)
+            # right: j = i + t <= N-1:  R <- k_{j-1} / (alpha_j - R)
+            j = i + t
+            mj = live & (j <= N - 1)
+            _, al_r, al_i = _load_alpha(a_ptr, row, j, mj, zr, zi, A_CPLX)
+            kr, ki = _load_k(k_ptr, kbase, j - 1, skn, mj, K_CPLX)
+            nr, ni = cdiv(kr, ki, al_r - rr, al_i - ri)
+            rr = tl.where(mj, nr, rr)
+            ri = tl.where(mj, ni, ri)
+
+        _, al_r, al_i = _load_alpha(a_ptr, row, i, live, zr, zi, A_CPLX)
+        gr, gi = cdiv(1.0 + 0.0 * al_r, 0.0 * al_r, al_r - lr - rr, al_i - li - ri)
+        offs = (row + i)[:, None] * 2 + tl.arange(0, 2)[None, :]
+        tl.store(out_ptr + offs, tl.join(gr, gi), mask=live[:, None])
+
+
+def _block_for(n: int) -> int:
+    return max(16, min(256, 1 << max(0, (n - 1).bit_length())))
+
+
+def lut_green_triton_core(a: torch.Tensor, k: torch.Tensor, z: torch.Tensor, **options: Any) -> torch.Tensor:
+    """a (B, N) real/complex, k (B, N-1), z (B,) complex -> G (B, N) complex (CUDA, or CPU interpreter)."""
+    check_device(a, "lut_green_triton")
+    opts = {**DEFAULTS, **options}
+    unknown = set(opts) - set(DEFAULTS)
+    if unknown:
+        raise ValueError(
+            f"options: unknown option(s) {sorted(unknown)} for lut_green_triton; known: {sorted(DEFAULTS)}"
+        )
+    spec = check_options(
+        opts["window"], opts["table_range"], opts["table_size"], opts["out_of_range"], opts["tail"], opts["max_tables"]
+    )
+    bsz, n = a.shape
+    cdt = complex_dtype_of(a)
+    rdt = torch.float64 if cdt == torch.complex128 else torch.float32
+    plan = plan_closure(
+        a, k, z, spec, out_of_range=opts["out_of_range"], tail=opts["tail"], max_tables=opts["max_tables"]
+    )
+    a_c = a.contiguous()
+    a_view = torch.view_as_real(a_c) if a_c.is_complex() else a_c
+    if n > 1:
+        kk = k.to(cdt if k.is_complex() else rdt)
+        if is_uniform(kk):
+            k_view = torch.view_as_real(kk[:1, :1].contiguous()) if kk.is_complex() else kk[:1, :1].contiguous()
+            skb = skn = 0
+        else:
+            kk = kk.contiguous()
+            k_view = torch.view_as_real(kk) if kk.is_complex() else kk
+            mult = 2 if kk.is_complex() else 1
+            skb, skn = kk.stride(0) * mult, kk.stride(1) * mult
+        k_cplx = kk.is_complex()
+    else:
+        k_view = torch.zeros(1, dtype=rdt, device=a.device)
+        skb = skn = 0
+        k_cplx = False
+    z_view = torch.view_as_real(z.to(cdt).contiguous())
+    use_table = plan.source == "table"
+    if use_table:
+        tab = torch.view_as_real(plan.tables)
+        idx = plan.index
+    else:
+        tab = torch.zeros(2, dtype=rdt, device=a.device)
+        idx = torch.zeros(1, dtype=torch.int32, device=a.device)
+    out = torch.empty((bsz, n), dtype=cdt, device=a.device)
+    if out.numel() == 0:
+        return out
+    block = _block_for(n)
+    grid = (triton.cdiv(n, block), bsz)
+    _lut_green_kernel[grid](
+        a_view, k_view, z_view, tab, idx, torch.view_as_real(out),
+        n, skb, skn, float(plan.spec.lo), float(plan.spec.hi), 1.0 / plan.spec.step, plan.spec.size,
+        M=opts["window"], BLOCK=block, A_CPLX=a_c.is_complex(), K_CPLX=k_cplx,
+        USE_TABLE=use_table, CHECK_RANGE=plan.any_outside,
+    )
+    return out
+
+
+@register(
+    "lut_green_triton",
+    kind="bk",
+    exact=False,
+    devices=("cpu", "cuda"),
+    dtypes=(torch.float32, torch.float64, torch.complex64, torch.complex128),
+    differentiable=False,
+    defaults=dict(DEFAULTS),
+    error_model=lut_error_model,
+    available=triton_available,
+    supports=triton_supports,
+    description="Triton: table gather + interpolation + m-step fractions in registers (approximate, no scan)",
+)
+def lut_green_triton(a: torch.Tensor, k: torch.Tensor, z: torch.Tensor, **options: Any) -> torch.Tensor:
+    """a (B, N) real/complex, k (B, N-1), z (B,) complex -> G (B, N) complex64/complex128 (approximate)."""
+    return lut_green_triton_core(a, k, z, **options)
