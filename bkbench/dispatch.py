@@ -16,7 +16,7 @@ from bkbench.registry import Registry
 # measured on each device type (see reports/).
 FALLBACK_ORDER = {
     "cuda": ("triton_fused", "assoc_scan", "thomas", "naive_loop"),
-    "cpu": ("assoc_scan", "thomas", "naive_loop"),
+    "cpu": ("thomas", "assoc_scan", "naive_loop"),
 }
 
 
