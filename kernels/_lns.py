@@ -62,7 +62,10 @@ def wrap(p: torch.Tensor) -> torch.Tensor:
 
 def to_lns(x: torch.Tensor) -> Lns:
     """Complex (or real) tensor -> (log|x|, arg x) in the matching real dtype; 0 -> (-inf, 0)."""
-    return torch.log(torch.abs(x)), torch.angle(x) if x.is_complex() else torch.where(x < 0, PI, 0.0).to(x.dtype)
+    if x.is_complex():
+        return torch.log(torch.abs(x)), torch.angle(x)
+    # real: arg is 0 or pi, built in x's dtype (a Python-scalar torch.where would round pi to float32)
+    return torch.log(torch.abs(x)), (x < 0).to(x.dtype) * torch.tensor(PI, dtype=x.dtype, device=x.device)
 
 
 def from_lns(l: torch.Tensor, p: torch.Tensor) -> torch.Tensor:
