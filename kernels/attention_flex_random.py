@@ -21,7 +21,7 @@ from kernels._flex_common import flex_available, flex_supports, make_setup, run_
     kind="attention",
     exact=True,
     devices=("cpu", "cuda"),
-    dtypes=(torch.float32, torch.bfloat16, torch.float16),
+    dtypes=(torch.float32, torch.bfloat16),
     differentiable=True,
     description="FlexAttention (compiled on CUDA), random block-sparse mask at sparsity s",
     defaults={"tile": 128},

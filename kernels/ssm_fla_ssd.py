@@ -19,7 +19,7 @@ from kernels._fla_common import fla_available
     kind="ssm",
     exact=True,
     devices=("cuda",),
-    dtypes=(torch.float32, torch.bfloat16, torch.float16),
+    dtypes=(torch.float32, torch.bfloat16),
     differentiable=True,
     description="Mamba-2 SSD via fla-core chunk_simple_gla (Triton)",
     available=fla_available,

@@ -29,7 +29,7 @@ GRAD_TOLERANCE = {torch.float64: 1e-9, torch.float32: 1e-3, torch.bfloat16: 6e-2
 
 VALUE_N = (1, 2, 3, 17, 64, 100, 130)
 COMPILED_VALUE_N = (3, 100, 130)  # compiled FlexAttention on CUDA: every N is a fresh compile (~10 s)
-HALF_N = (64, 130)
+HALF_N = (17, 64, 130)
 GRAD_N = (33, 100)
 
 # Small shapes per form: (B, d, state); d is a multiple of 64 where heads are needed.
@@ -49,16 +49,22 @@ class CheckCase:
     options: dict[str, Any] = field(default_factory=dict)
 
 
-def battery(rec: Implementation, device: str, seeds: tuple[int, ...] = (0, 1), quick: bool = False) -> list[CheckCase]:
-    """Check cases for ``rec`` on ``device``: its declared dtypes x awkward N x seeds (+ gradient cases)."""
+def battery(
+    rec: Implementation,
+    device: str,
+    seeds: tuple[int, ...] = (0, 1),
+    quick: bool = False,
+    dtypes: tuple[torch.dtype, ...] | None = None,
+) -> list[CheckCase]:
+    """Check cases for ``rec`` on ``device``: its declared dtypes (or those of them in ``dtypes``) x awkward N
+    x seeds, plus gradient cases."""
     meta = meta_of(rec)
     out: list[CheckCase] = []
-    dtypes = [d for d in (torch.float64, torch.float32, torch.bfloat16, torch.float16) if d in rec.dtypes]
+    wanted = dtypes or (torch.float64, torch.float32, torch.bfloat16, torch.float16)
+    dtypes = [d for d in wanted if d in rec.dtypes]
     flex = meta.setup is not None
     compiled = flex and device == "cuda"
     value_n = COMPILED_VALUE_N if compiled else (VALUE_N[::2] if quick else VALUE_N)
-    if compiled:  # fp16 follows the bf16 code path; leave it out to bound compile time
-        dtypes = [d for d in dtypes if d != torch.float16]
     for dtype in dtypes:
         ns = value_n if dtype in (torch.float64, torch.float32) else HALF_N
         for si, (b, d, state) in enumerate(SHAPES[meta.form]):
@@ -115,7 +121,7 @@ def _check_value(rec: Implementation, cc: CheckCase) -> Any:
             f"on {like.device}"
         )
         return res
-    err = relative_error(out, reference_output(rec, inputs))
+    err = relative_error(out, reference_output(rec, inputs).cpu())
     res.error = err.rel_err
     if not err.finite:
         res.detail = "non-finite values in the output"
@@ -149,7 +155,7 @@ def _check_grad(rec: Implementation, cc: CheckCase) -> Any:
         if got is None:
             res.detail = f"no gradient w.r.t. {name}"
             return res
-        err = relative_error(got, ref_inputs[name].grad)
+        err = relative_error(got, ref_inputs[name].grad.cpu())
         if not err.finite:
             res.error, res.detail = float("inf"), f"non-finite gradient w.r.t. {name}"
             return res
@@ -171,19 +177,25 @@ def check(
     seeds: tuple[int, ...] | list[int] = (0, 1),
     quick: bool = False,
     registry: Registry | None = None,
+    dtypes: tuple[torch.dtype, ...] | None = None,
 ) -> list[Any]:
     """Run the baseline battery for one baseline on ``device``; returns ``bkbench.gate.GateResult`` rows.
 
     A case the baseline declines here (wrong device, not installed, dtype) is a "skip" with the reason; an
-    exception is a "fail" naming it.
+    exception is a "fail" naming it. After a CUDA error that poisons the context (a kernel fault), the
+    remaining cases of this call are failed with that reason instead of being run.
     """
     from bkbench.gate import GateResult
 
     rec = resolve(impl, registry)
     results = []
-    for cc in battery(rec, device, tuple(seeds), quick):
+    poisoned = ""
+    for cc in battery(rec, device, tuple(seeds), quick, dtypes):
         check_kind = "grad" if cc.grad else "value"
         reason = decline_reason(rec, cc.case)
+        if poisoned and not reason:
+            results.append(GateResult(rec.name, cc.name, cc.case.key, check_kind, "fail", detail=poisoned))
+            continue
         if reason:
             results.append(GateResult(rec.name, cc.name, cc.case.key, check_kind, "skip", detail=reason))
             continue
@@ -195,6 +207,8 @@ def check(
             where = f" at {Path(tb[-1].filename).name}:{tb[-1].lineno}" if tb else ""
             res = GateResult(rec.name, cc.name, cc.case.key, check_kind, "fail",
                              detail=f"{type(exc).__name__}: {exc}{where}")
+            if type(exc).__name__ == "AcceleratorError":
+                poisoned = f"not run: an earlier case faulted the CUDA context ({str(exc).splitlines()[0]})"
         res.seconds = time.perf_counter() - t0
         results.append(res)
     return results
