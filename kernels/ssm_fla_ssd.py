@@ -24,7 +24,12 @@ from kernels._fla_common import fla_available
     description="Mamba-2 SSD via fla-core chunk_simple_gla (Triton)",
     available=fla_available,
 )
-@baseline("ssd", variant="fused")
+@baseline(
+    "ssd",
+    variant="fused",
+    tolerances={torch.float32: 1e-2},
+    tolerance_note="fla's fp32 path multiplies in TF32 on tensor cores (Triton's default for fp32 tl.dot)",
+)
 def ssm_fla_ssd(
     x: torch.Tensor, dt: torch.Tensor, A: torch.Tensor, B: torch.Tensor, C: torch.Tensor
 ) -> torch.Tensor:
