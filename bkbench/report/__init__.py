@@ -1,0 +1,44 @@
+"""The HTML report: ``bkbench report --db PATH --out DIR`` (see docs/reports.md).
+
+Modules: :mod:`~bkbench.report.data` (read-only loading of results databases), :mod:`~bkbench.report.stats`
+(fits, quantiles, tests), :mod:`~bkbench.report.analysis` (everything the page states),
+:mod:`~bkbench.report.plots` (figures), :mod:`~bkbench.report.render` (the page).
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from bkbench.report.analysis import Analysis, analyze
+from bkbench.report.data import load, load_pair
+from bkbench.report.render import render
+
+
+def build_report(db_paths: list[str | Path], out_dir: str | Path, *, runs: list[str] | None = None,
+                 compare: tuple[str, str] | None = None, tuning_files: list[str | Path] | None = None,
+                 fit_min_n: float | None = None, fit_max_n: float | None = None, reps: int = 1000,
+                 embed: bool = False, title: str = "bkbench report", use_registry: bool = True) -> Path:
+    """Load ``db_paths``, analyse and render; returns the path of ``index.html`` in ``out_dir``.
+
+    runs: run names to include (all when None); compare: (RUN_A, RUN_B) for the comparison section;
+    tuning_files: JSON files written by the autotuner (see docs/reports.md for what is read from them).
+    """
+    if reps < 100:
+        raise ValueError(f"reps: use at least 100 bootstrap resamples, got {reps}")
+    loaded = load(list(db_paths), runs)
+    pair = load_pair(list(db_paths), compare[0], compare[1]) if compare else None
+    docs: list[tuple[str, Any]] = []
+    for f in tuning_files or []:
+        p = Path(f)
+        try:
+            docs.append((p.name, json.loads(p.read_text())))
+        except (OSError, ValueError) as exc:
+            raise ValueError(f"tuning: cannot read {p} as JSON ({exc}); pass a tuning JSON file") from exc
+    an = analyze(loaded, fit_min_n=fit_min_n, fit_max_n=fit_max_n, reps=reps, tuning_docs=docs, compare=pair,
+                 use_registry=use_registry)
+    return render(an, out_dir, title=title, embed=embed, sources=[str(p) for p in db_paths])
+
+
+__all__ = ["Analysis", "analyze", "build_report", "load", "render"]

@@ -1,0 +1,288 @@
+"""Loading results databases for the report, read-only, into one normalised pandas DataFrame.
+
+The frame has every column of :data:`bkbench.store.RESULT_COLUMNS` (missing ones — an older schema — are
+filled with NaN/None), the run columns :meth:`bkbench.store.Store.dataframe` joins in, and these derived
+columns:
+
+``run``        a run's name in this report: ``"7"`` for one database, ``"<db stem>:7"`` for several;
+``db``         the database file the row came from;
+``platform``   the GPU name of the run, else the row's device (``"cpu"``);
+``variant``    ``options_json`` written compactly (``"window=8"``, ``"gauss=table"``; ``""`` for none);
+``label``      ``impl`` plus the variant in brackets (the run's own label is ``run_label``);
+``tuning_config`` the ``config`` option (``"default"`` / ``"tuned"``) of autotuning comparison rows, else None
+               (such rows feed the autotuning section only);
+``elements``   B·d·N (``metrics_json["elements"]`` when the runner stored it, else batch × (d or 1) × n);
+``tokens``     batch × n;
+``time_s``     ``time_median_s`` for ok rows, NaN otherwise (no speed is ever shown for a failed case);
+``gbps_eff``   stored ``gbps``, else ideal_bytes / time_s;
+``roof_pct``   stored ``roofline_pct``, else gbps_eff / run copy bandwidth × 100.
+
+The databases are opened read-only (``sqlite3`` URI ``mode=ro``): a committed database is never modified.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import sqlite3
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from bkbench.store import RESULT_COLUMNS, RUN_COLUMNS, STATUSES, Store
+
+NUMERIC = [
+    "n", "batch", "d", "sparsity", "rel_err", "tolerance", "time_median_s", "time_p20_s", "time_p80_s",
+    "time_iqr_s", "time_mean_s", "time_std_s", "time_ci95_s", "n_samples", "peak_mem_bytes", "ideal_bytes",
+    "flops", "gbps", "roofline_pct", "energy_j_per_call", "energy_dynamic_j_per_call", "energy_j_per_element",
+    "power_avg_w", "power_idle_w", "wall_s", "copy_bandwidth_gbs",
+]
+@dataclass
+class Loaded:
+    """Results of one or more databases.
+
+    Attributes:
+        df: the normalised frame described in the module docstring (selected runs only, de-duplicated).
+        runs: one dict per selected run (the ``runs`` row plus ``run``, ``db`` and the parsed ``env``).
+        all_runs: names of every run found, selected or not.
+        notes: plain-language remarks about the data (duplicates dropped, unknown statuses...).
+        stored: rows each selected run holds before de-duplication ({run name: count}).
+    """
+
+    df: pd.DataFrame
+    runs: list[dict[str, Any]]
+    all_runs: list[str]
+    notes: list[str] = field(default_factory=list)
+    stored: dict[str, int] = field(default_factory=dict)
+
+
+def _open_readonly(path: Path) -> tuple[Store, Path | None]:
+    """A :class:`Store` whose connection is read-only; no table is created or altered, nothing is written.
+
+    Returns the store and a temporary directory to delete afterwards (used when the file's directory does
+    not allow SQLite's read-only WAL access, in which case a copy is read)."""
+    store = Store.__new__(Store)
+    store.path = path
+    tmpdir = None
+    try:
+        conn = sqlite3.connect(f"file:{path.resolve()}?mode=ro", uri=True, timeout=60)
+        conn.execute("SELECT count(*) FROM sqlite_master").fetchone()
+    except sqlite3.OperationalError:
+        tmpdir = Path(tempfile.mkdtemp(prefix="bkbench-report-"))
+        for suffix in ("", "-wal", "-shm"):
+            src = Path(str(path) + suffix)
+            if src.exists():
+                shutil.copy2(src, tmpdir / (path.name + suffix))
+        conn = sqlite3.connect(f"file:{(tmpdir / path.name).resolve()}?mode=ro", uri=True, timeout=60)
+    conn.row_factory = sqlite3.Row
+    tables = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type='table'")}
+    missing = {"runs", "results"} - tables
+    if missing:
+        conn.close()
+        raise ValueError(f"db: {path} is not a bkbench results database (no table {', '.join(sorted(missing))})")
+    store.conn = conn
+    return store, tmpdir
+
+
+def parse_json(text: Any) -> Any:
+    """JSON text -> object; None/NaN/empty -> None; unparsable text -> None."""
+    if text is None or (isinstance(text, float) and np.isnan(text)) or text == "":
+        return None
+    if not isinstance(text, str):
+        return text
+    try:
+        return json.loads(text)
+    except (TypeError, ValueError):
+        return None
+
+
+def _compact(value: Any) -> str:
+    if isinstance(value, (list, tuple)):
+        return "x".join(_compact(v) for v in value)
+    if isinstance(value, float) and value.is_integer():
+        return str(int(value))
+    if value is None:
+        return "none"
+    return str(value)
+
+
+def variant_of(options_json: Any) -> str:
+    """``'{"window": 8, "gauss": "table"}'`` -> ``"gauss=table, window=8"`` (keys sorted); none -> ``""``."""
+    opts = parse_json(options_json)
+    if not isinstance(opts, dict) or not opts:
+        return ""
+    return ", ".join(f"{k}={_compact(v)}" for k, v in sorted(opts.items()))
+
+
+def samples_of(row: pd.Series | dict[str, Any]) -> np.ndarray | None:
+    """The raw timing samples of a row (seconds), or None when absent/unusable.
+
+    Accepts a JSON list of numbers or an object with a ``samples`` / ``samples_s`` list. Samples whose
+    median disagrees with ``time_median_s`` by more than a factor 2 are treated as unusable (wrong unit or
+    mismatched row) rather than silently rescaled.
+    """
+    raw = parse_json(row.get("samples_json"))
+    if isinstance(raw, dict):
+        raw = raw.get("samples_s", raw.get("samples"))
+    if not isinstance(raw, list) or not raw:
+        return None
+    try:
+        arr = np.asarray(raw, dtype=float).ravel()
+    except (TypeError, ValueError):
+        return None
+    arr = arr[np.isfinite(arr) & (arr > 0)]
+    if arr.size == 0:
+        return None
+    med = row.get("time_median_s")
+    if med is not None and np.isfinite(med) and med > 0:
+        ratio = float(np.median(arr)) / float(med)
+        if not 0.5 <= ratio <= 2.0:
+            return None
+    return arr
+
+
+def _ensure_columns(df: pd.DataFrame) -> pd.DataFrame:
+    for col in [*RESULT_COLUMNS, "copy_bandwidth_gbs", "run_suite", "run_device", "gpu", "git_sha",
+                "run_status", "run_label"]:
+        if col not in df.columns:
+            df[col] = None
+    for col in NUMERIC:
+        df[col] = pd.to_numeric(df[col], errors="coerce").astype(float)
+    return df
+
+
+def _derive(df: pd.DataFrame) -> pd.DataFrame:
+    df["status"] = df["status"].fillna("crash").astype(str)
+    df["impl"] = df["impl"].fillna("?").astype(str)
+    df["kind"] = df["kind"].fillna("bk").astype(str)
+    df["mode"] = df["mode"].fillna("fwd").astype(str)
+    df["dtype"] = df["dtype"].fillna("?").astype(str)
+    df["sparsity"] = df["sparsity"].fillna(0.0)
+    df["timing_mode"] = df["timing_mode"].fillna("").astype(str)
+    gpu = df["gpu"].where(df["gpu"].notna() & (df["gpu"].astype(str) != ""), None)
+    dev = df["device"].fillna(df["run_device"]).fillna("?").astype(str)
+    on_gpu = dev.str.startswith("cuda")
+    df["platform"] = np.where(on_gpu & gpu.notna(), gpu.astype(str), dev)
+    df["variant"] = df["options_json"].map(variant_of)
+    opts = df["options_json"].map(parse_json)
+    df["tuning_config"] = opts.map(lambda o: str(o["config"]) if isinstance(o, dict) and "config" in o else None)
+    df["label"] = [f"{i} [{v}]" if v else i for i, v in zip(df["impl"], df["variant"])]
+    metrics = df["metrics_json"].map(parse_json)
+    stored_el = metrics.map(lambda m: m.get("elements") if isinstance(m, dict) else None)
+    stored_el = pd.to_numeric(stored_el, errors="coerce").astype(float)
+    d = df["d"].fillna(1.0)
+    df["elements"] = stored_el.fillna(df["batch"] * d * df["n"])
+    df["tokens"] = df["batch"] * df["n"]
+    ok = (df["status"] == "ok") & np.isfinite(df["time_median_s"]) & (df["time_median_s"] > 0)
+    df["time_s"] = df["time_median_s"].where(ok)
+    gbps = df["gbps"].where(np.isfinite(df["gbps"]) & ok)
+    df["gbps_eff"] = gbps.fillna(df["ideal_bytes"] / df["time_s"] / 1e9)
+    roof = df["roofline_pct"].where(np.isfinite(df["roofline_pct"]) & ok)
+    df["roof_pct"] = roof.fillna(df["gbps_eff"] / df["copy_bandwidth_gbs"] * 100.0)
+    return df
+
+
+def _read(db_paths: list[str | Path]) -> tuple[pd.DataFrame, list[dict[str, Any]]]:
+    """Every row and run of ``db_paths`` (read-only), normalised, not yet selected or de-duplicated."""
+    if not db_paths:
+        raise ValueError("db: give at least one results database (--db PATH)")
+    paths = [Path(p) for p in db_paths]
+    for p in paths:
+        if not p.is_file():
+            raise ValueError(f"db: {p} does not exist; run `bkbench run SUITE --db {p}` first or pass another --db")
+    stems = [p.stem for p in paths]
+    if len(set(stems)) != len(stems):
+        stems = [f"{i}-{s}" for i, s in enumerate(stems)]
+    frames, runs = [], []
+    for path, stem in zip(paths, stems):
+        store, tmpdir = _open_readonly(path)
+        try:
+            df = store.dataframe().rename(columns={"label": "run_label"})
+            run_rows = store.runs()
+        finally:
+            store.conn.close()
+            if tmpdir:
+                shutil.rmtree(tmpdir, ignore_errors=True)
+        prefix = f"{stem}:" if len(paths) > 1 else ""
+        df["run"] = [f"{prefix}{int(r)}" if pd.notna(r) else f"{prefix}?" for r in df["run_id"]]
+        df["db"] = str(path)
+        frames.append(df)
+        for r in run_rows:
+            r = {k: r.get(k) for k in RUN_COLUMNS} | {"run": f"{prefix}{r['id']}", "db": str(path)}
+            r["env"] = parse_json(r.get("env_json")) or {}
+            r["config"] = parse_json(r.get("config_json")) or {}
+            runs.append(r)
+    df = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
+    return _derive(_ensure_columns(df)), runs
+
+
+def load(db_paths: list[str | Path], run_ids: list[str] | None = None) -> Loaded:
+    """Read ``db_paths`` (read-only) and keep the runs named in ``run_ids`` (all when None).
+
+    Run names are ``"ID"`` with one database, ``"<stem>:ID"`` with several (a bare ``"ID"`` is accepted
+    when only one database has such a run). A case measured in several selected runs (same platform, impl,
+    case id) keeps its latest run's row; the report notes how many were dropped.
+    """
+    df, runs = _read(db_paths)
+    notes: list[str] = []
+    all_names = [r["run"] for r in runs]
+    selected = resolve_runs(run_ids, all_names) if run_ids else all_names
+    df = df[df["run"].isin(selected)].copy()
+    stored = df["run"].value_counts().to_dict()
+    bad = sorted(set(df["status"]) - set(STATUSES))
+    if bad:
+        notes.append(f"unknown status value(s) {bad} shown as they are")
+    order = {name: i for i, name in enumerate(selected)}
+    df["_run_order"] = df["run"].map(order)
+    df["_case"] = df["platform"].astype(str) + "|" + case_ids(df)
+    before = len(df)
+    df = df.sort_values(["_run_order", "id"]).drop_duplicates("_case", keep="last")
+    if len(df) < before:
+        notes.append(f"{before - len(df)} case(s) measured in more than one selected run: the latest run's row is "
+                     "used")
+    df = df.drop(columns=["_run_order", "_case"]).reset_index(drop=True)
+    sel_runs = [r for r in runs if r["run"] in selected]
+    sel_runs.sort(key=lambda r: order[r["run"]])
+    return Loaded(df=df, runs=sel_runs, all_runs=all_names, notes=notes, stored={str(k): int(v) for k, v in
+                                                                                 stored.items()})
+
+
+def case_ids(df: pd.DataFrame) -> pd.Series:
+    """The stored ``case_id`` of each row, or impl|case_key|mode|options_json where it is missing."""
+    fallback = (df["impl"].astype(str) + "|" + df["case_key"].astype(str) + "|" + df["mode"].astype(str) + "|"
+                + df["options_json"].astype(str))
+    cid = df["case_id"]
+    return cid.where(cid.notna() & (cid.astype(str) != ""), fallback).astype(str)
+
+
+def resolve_runs(names: list[str], known: list[str]) -> list[str]:
+    """Map user-given run names (``"7"`` or ``"db:7"``) to known run names, in the given order."""
+    out = []
+    for name in names:
+        name = str(name).strip()
+        if name in known:
+            out.append(name)
+            continue
+        hits = [k for k in known if k.split(":")[-1] == name]
+        if len(hits) == 1:
+            out.append(hits[0])
+        elif not hits:
+            raise ValueError(f"run: no run named {name!r}; known runs: {', '.join(known) or '(none)'}")
+        else:
+            raise ValueError(f"run: {name!r} is ambiguous ({', '.join(hits)}); write it as DBSTEM:ID")
+    return out
+
+
+def load_pair(db_paths: list[str | Path], run_a: str, run_b: str) -> tuple[pd.DataFrame, pd.DataFrame, list[dict]]:
+    """Every row of run A and of run B (no de-duplication across runs), and the two runs' records."""
+    df, runs = _read(db_paths)
+    names = [r["run"] for r in runs]
+    a, b = resolve_runs([run_a, run_b], names)
+    if a == b:
+        raise ValueError(f"compare: RUN_A and RUN_B are the same run ({a}); name two different runs")
+    recs = [next(r for r in runs if r["run"] == x) for x in (a, b)]
+    return df[df["run"] == a].copy(), df[df["run"] == b].copy(), recs
