@@ -9,9 +9,8 @@ Same algorithm and options as ``lns`` (kernels/_lns.py): one lane per (chain, ch
      buffer, then runs the backward pivots and overwrites each site with G_i = 1 / (D_i - R_i) (complex).
 Inputs are converted to (log|x|, arg x) on load; G is converted back on store. Log/arg accumulators have the
 width of the work (float32 for float32 inputs): pivot ratios keep them O(1) at any N.
-Loop bounds (C, and the chunk count of the carry loop) are compile-time constants: the Triton 3.6
-interpreter with numpy >= 2.3 cannot run ``range`` over a runtime scalar, and the compiled kernels keep them
-as loops (not unrolled). One compile per distinct (C, N / C).
+The loops over a runtime count (C sites, N / C chunks) are ``while`` loops: one binary for every N, and the
+Triton 3.6 CPU interpreter (which cannot ``range`` over a scalar argument with numpy >= 2.3) runs the same code.
 Parallelism: B * ceil(N / C) lanes for passes 1 and 3, B lanes for the carry (depth N / C): a handful of
 very long chains (B * N / C below a few thousand lanes) leaves the GPU mostly idle.
 """
@@ -139,7 +138,7 @@ if HAS_TRITON:
 
     @triton.jit
     def _transfer_kernel(a_ptr, k_ptr, z_ptr, const_ptr, tab_ptr, mat_ptr,
-                         N, NC, LANES, skb, skn, C: tl.constexpr,
+                         N, NC, LANES, skb, skn, C,
                          BLOCK: tl.constexpr, A_CPLX: tl.constexpr, K_CPLX: tl.constexpr,
                          TABLE: tl.constexpr, NR: tl.constexpr, ND: tl.constexpr):
         pi = tl.load(const_ptr)
@@ -160,7 +159,8 @@ if HAS_TRITON:
             p10p = zero_l
             p11l = zero_l
             p11p = zero_l
-            for tt in range(C):
+            tt = 0
+            while tt < C:  # a while loop: runtime bound, also under the CPU interpreter
                 if direction == 0:
                     t = tt
                 else:
@@ -175,6 +175,7 @@ if HAS_TRITON:
                 p00l, p00p, p01l, p01p, p10l, p10p, p11l, p11p = _mat_step(
                     p00l, p00p, p01l, p01p, p10l, p10p, p11l, p11p, al, ap, kl, kp, m,
                     pi, two_pi, inv_two_pi, tab_ptr, TABLE, NR, ND)
+                tt += 1
             base = (lane * 2 + direction) * 8
             tl.store(mat_ptr + base, p00l, mask=live)
             tl.store(mat_ptr + base + 1, p00p, mask=live)
@@ -186,7 +187,7 @@ if HAS_TRITON:
             tl.store(mat_ptr + base + 7, p11p, mask=live)
 
     @triton.jit
-    def _carry_kernel(mat_ptr, const_ptr, tab_ptr, carry_ptr, B, NC: tl.constexpr,
+    def _carry_kernel(mat_ptr, const_ptr, tab_ptr, carry_ptr, B, NC,
                       BLOCK: tl.constexpr, TABLE: tl.constexpr, NR: tl.constexpr, ND: tl.constexpr):
         """carry[b, c, dir] = incoming pivot (log, arg) of chunk c (dir 0: D from the left; 1: E from the right)."""
         pi = tl.load(const_ptr)
@@ -200,7 +201,8 @@ if HAS_TRITON:
             hpp = zero_l
             hql = zero_l - float("inf")
             hqp = zero_l
-            for cc in range(NC):
+            cc = 0
+            while cc < NC:  # a while loop: runtime bound, also under the CPU interpreter
                 if direction == 0:
                     c = cc
                 else:
@@ -229,10 +231,11 @@ if HAS_TRITON:
                 hpp = npp
                 hql = nql - s
                 hqp = nqp
+                cc += 1
 
     @triton.jit
     def _solve_kernel(a_ptr, k_ptr, z_ptr, const_ptr, tab_ptr, carry_ptr, out_ptr,
-                      N, NC, LANES, skb, skn, C: tl.constexpr,
+                      N, NC, LANES, skb, skn, C,
                       BLOCK: tl.constexpr, A_CPLX: tl.constexpr, K_CPLX: tl.constexpr,
                       TABLE: tl.constexpr, NR: tl.constexpr, ND: tl.constexpr):
         pi = tl.load(const_ptr)
@@ -245,7 +248,8 @@ if HAS_TRITON:
         # forward pivots D_i = alpha_i - k_{i-1} / D_{i-1}, parked as (log, arg) in the output buffer
         cl = tl.load(carry_ptr + lane * 4, mask=live, other=0.0)
         cp = tl.load(carry_ptr + lane * 4 + 1, mask=live, other=0.0)
-        for t in range(C):
+        t = 0
+        while t < C:  # a while loop: runtime bound, also under the CPU interpreter
             i = c * C + t
             m = live & (i < N)
             al, ap = _alpha_lns(a_ptr, z_ptr, b, b * N + i, m, A_CPLX)
@@ -254,10 +258,12 @@ if HAS_TRITON:
                           tab_ptr, TABLE, NR, ND)
             tl.store(out_ptr + (b * N + i) * 2, cl, mask=m)
             tl.store(out_ptr + (b * N + i) * 2 + 1, cp, mask=m)
+            t += 1
         # backward pivots E_i = alpha_i - R_i, R_i = k_i / E_{i+1}; G_i = 1 / (D_i - R_i)
         el = tl.load(carry_ptr + lane * 4 + 2, mask=live, other=0.0)
         ep = tl.load(carry_ptr + lane * 4 + 3, mask=live, other=0.0)
-        for tt in range(C):
+        tt = 0
+        while tt < C:  # a while loop: runtime bound, also under the CPU interpreter
             i = c * C + (C - 1 - tt)
             m = live & (i < N)
             al, ap = _alpha_lns(a_ptr, z_ptr, b, b * N + i, m, A_CPLX)
@@ -273,6 +279,7 @@ if HAS_TRITON:
             nel, nep = _add(al, ap, nrl, nrp, pi, two_pi, inv_two_pi, tab_ptr, TABLE, NR, ND)
             el = tl.where(m, nel, el)
             ep = tl.where(m, nep, ep)
+            tt += 1
 
 
 def default_chunk(n: int) -> int:
@@ -326,13 +333,13 @@ def lns_triton_core(a: torch.Tensor, k: torch.Tensor, z: torch.Tensor, **options
     a_cplx = a_c.is_complex()
     common = dict(A_CPLX=a_cplx, K_CPLX=k_cplx, TABLE=table, NR=nr, ND=nd)
     grid = (triton.cdiv(lanes, block),)
-    _transfer_kernel[grid](a_view, k_view, z_view, consts, tab, mats, n, nc, lanes, skb, skn,
-                           C=chunk, BLOCK=block, **common)
+    _transfer_kernel[grid](a_view, k_view, z_view, consts, tab, mats, n, nc, lanes, skb, skn, chunk,
+                           BLOCK=block, **common)
     cblock = 32
-    _carry_kernel[(triton.cdiv(bsz, cblock),)](mats, consts, tab, carry, bsz, NC=nc,
+    _carry_kernel[(triton.cdiv(bsz, cblock),)](mats, consts, tab, carry, bsz, nc,
                                                BLOCK=cblock, TABLE=table, NR=nr, ND=nd)
     _solve_kernel[grid](a_view, k_view, z_view, consts, tab, carry, torch.view_as_real(out), n, nc, lanes,
-                        skb, skn, C=chunk, BLOCK=block, **common)
+                        skb, skn, chunk, BLOCK=block, **common)
     return out
 
 
