@@ -28,7 +28,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import os
 import sys
 import time
@@ -177,7 +176,7 @@ def measure_all(out: Path, device: str, smoke: bool, deadline: float, log) -> li
                     raise RuntimeError(f"declined: {reason}")
                 kwargs = {**rec.defaults, **opts}
 
-                def fn(rec=rec, kwargs=kwargs):
+                def fn(rec=rec, kwargs=kwargs, norm=norm):
                     return rec.fn(norm.a, norm.k, norm.z, **kwargs)
 
                 t1 = time.perf_counter()
@@ -224,7 +223,8 @@ def plots(rows: list[dict[str, Any]], out: Path, env: dict[str, Any], log) -> No
             continue
         key = sel[0]["key"]
         try:
-            path = plot_pareto(sel, out / f"pareto_{name}.png", title=f"{key} on {gpu}: error vs time (lut window m, lns)")
+            title = f"{key} on {gpu}: error vs time (lut window m, lns)"
+            path = plot_pareto(sel, out / f"pareto_{name}.png", title=title)
             log(f"plot: {path}")
         except Exception as exc:
             log(f"plot {name} failed: {exc}")
