@@ -5,8 +5,8 @@ Run on a GPU machine from the repository root (fla-core installed or on PYTHONPA
     PYTHONPATH=$PWD python3 bench/baselines_gpu.py all --out OUTDIR [--budget 270]
 
 A kernel fault ("misaligned address", "illegal memory access") poisons the whole CUDA context, so every
-(baseline, dtype) battery runs in its own subprocess (several at once; ``CUDA_LAUNCH_BLOCKING=1``, fla's
-autotune cache off so the checks do not pick fla's timing configs), and the timing runs in one subprocess
+(baseline, dtype) battery runs in its own subprocess (several at once; fla's autotune cache off so the
+checks do not pick fla's timing configs), and the timing runs in one subprocess
 per group, one group at a time. A (baseline, dtype) is timed only when its battery passed.
 
 Writes, under OUTDIR: ``env.json``, ``check.json`` (GateResult rows of every battery), ``timing.json`` (one
@@ -57,7 +57,8 @@ def run_checks(work: Path, deadline: float, device: str = "cuda") -> list[dict[s
             if dt in rec.dtypes:
                 jobs.append((rec.name, name))
     jobs.sort(key=lambda j: 0 if ("flex" in j[0] or "fla" in j[0]) else 1)  # compile/autotune-heavy first
-    env = dict(os.environ, CUDA_LAUNCH_BLOCKING="1", FLA_CACHE_RESULTS="0", PYTHONUNBUFFERED="1")
+    # fla's autotune cache off: configs picked under parallel checks must not be reused by the timing
+    env = dict(os.environ, FLA_CACHE_RESULTS="0", PYTHONUNBUFFERED="1")
 
     def one(job: tuple[str, str]) -> tuple[str, str, int, str]:
         impl, dt = job
@@ -220,20 +221,23 @@ def time_group(group: str, verdict: dict[str, str], out: Path, deadline: float) 
     d, B = 1024, 4
     try:
         if group == "ssm":
+            from bkbench.baselines.layers import differentiable_bk_impl
             from bkbench.dispatch import choose
             from bkbench.registry import default_registry
 
             try:
-                bk_impl = choose("cuda", torch.float32, B * d, 4096, default_registry()).impl
+                bk_fwd = choose("cuda", torch.float32, B * d, 4096, default_registry()).impl
+                bk_bwd = differentiable_bk_impl("cuda")
             except Exception as exc:
-                bk_impl = None
+                bk_fwd = bk_bwd = None
                 print(f"no BK-core implementation chosen for cuda: {exc}", flush=True)
             names = ["ssm_selective_scan_parallel", "ssm_mamba_cuda", "ssm_ssd_chunked", "ssm_fla_ssd", "ssm_fla_gla"]
             for n in (1024, 4096, 16384):
                 for mode in ("fwd", "fwd+bwd"):
                     bk_case = Case(B=B, N=n, d=d, dtype="fp32", device="cuda", mode=mode)
+                    bk_impl = bk_fwd if mode == "fwd" else bk_bwd
                     if bk_impl and time.perf_counter() < deadline:
-                        _measure(f"bk:{bk_impl}", lambda c=bk_case: _BKPrepared(c, bk_impl), bk_case, rows)
+                        _measure(f"bk:{bk_impl}", lambda c=bk_case, i=bk_impl: _BKPrepared(c, i), bk_case, rows)
                     for name in names + (["ssm_selective_scan_ref"] if n == 1024 and mode == "fwd" else []):
                         case = Case(B=B, N=n, d=d, dtype="bf16", device="cuda", mode=mode)
                         if go(name, case):
@@ -280,7 +284,7 @@ def time_group(group: str, verdict: dict[str, str], out: Path, deadline: float) 
         save()
 
 
-def run_timing(work: Path, verdict: dict[str, str], deadline: float) -> list[dict[str, Any]]:
+def run_timing(work: Path, verdict: dict[str, str], deadline: float, out: Path | None = None) -> list[dict[str, Any]]:
     (work / "verdict.json").write_text(json.dumps(verdict))
     rows: list[dict[str, Any]] = []
     share = {"ssm": 0.3, "attention": 0.25, "flex": 0.25, "layers": 0.2}
@@ -304,6 +308,8 @@ def run_timing(work: Path, verdict: dict[str, str], deadline: float) -> list[dic
         path = work / f"timing_{group}.json"
         if path.exists():
             rows += json.loads(path.read_text())
+        if out is not None:  # keep what was measured even if a later group is cut off
+            (out / "timing.json").write_text(json.dumps(rows, indent=1, default=str))
     return rows
 
 
@@ -349,7 +355,7 @@ def main() -> None:
           + ", ".join(f"{k}={v}" for k, v in sorted(verdict.items())), flush=True)
     if args.device != "cuda":
         return
-    timing = run_timing(work, verdict, t0 + args.budget)
+    timing = run_timing(work, verdict, t0 + args.budget, out)
     (out / "timing.json").write_text(json.dumps(timing, indent=1, default=str))
     print(f"done at {time.perf_counter() - t0:.0f}s: {len(timing)} timing rows", flush=True)
 

@@ -17,6 +17,7 @@ import torch
 from bkbench.baselines.sparsity import flex_block_mask, make_pattern
 
 _COMPILED: dict[str, Callable[..., torch.Tensor]] = {}
+CUDA_TILE_MULTIPLE = 128
 RECOMPILE_LIMIT = 256
 """torch.compile specialises flex_attention on every (B, H, N, Dh, dtype, tile); dynamo's default of 8
 recompiles per function would silently fall back to the unfused path during a sweep, so the first compile
@@ -42,6 +43,12 @@ def make_setup(pattern: str) -> Callable[[Any, dict[str, Any], dict[str, Any]], 
 
     def setup(case: Any, inputs: dict[str, Any], options: dict[str, Any]) -> dict[str, Any]:
         tile = int(options.get("tile", 128))
+        if case.device == "cuda" and tile % CUDA_TILE_MULTIPLE:
+            raise ValueError(
+                f"tile: {tile} is not a multiple of {CUDA_TILE_MULTIPLE}; compiled FlexAttention on CUDA needs tiles "
+                "divisible by its kernel blocks (an H100 rejected 32: 'Q and KV block size must be divisible by "
+                "BLOCK_M and BLOCK_N'); use tile=128"
+            )
         keep = make_pattern(pattern, case.N, tile, case.sparsity, case.causal, case.seed)
         out = dict(inputs)
         out["block_keep"] = keep.to(case.device)

@@ -28,7 +28,7 @@ from kernels._flex_common import flex_available, flex_supports, make_setup, run_
     available=flex_available,
     supports=flex_supports,
 )
-@baseline("attention", variant="fused", setup=make_setup("random"))
+@baseline("attention", variant="fused", heavy_compile=True, setup=make_setup("random"))
 def attention_flex_random(
     q: torch.Tensor,
     k: torch.Tensor,

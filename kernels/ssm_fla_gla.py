@@ -27,7 +27,7 @@ from kernels._fla_common import fla_available
     description="GLA via fla-core chunk_gla (Triton)",
     available=fla_available,
 )
-@baseline("gla", variant="fused")
+@baseline("gla", variant="fused", heavy_compile=True)
 def ssm_fla_gla(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, g: torch.Tensor) -> torch.Tensor:
     """GLA. Returns (B, N, H, V) in q's dtype."""
     from fla.ops.gla import chunk_gla

@@ -28,7 +28,8 @@ TOLERANCE = {torch.float64: 1e-9, torch.float32: 2e-4, torch.bfloat16: 3e-2, tor
 GRAD_TOLERANCE = {torch.float64: 1e-9, torch.float32: 1e-3, torch.bfloat16: 6e-2, torch.float16: 2e-2}
 
 VALUE_N = (1, 2, 3, 17, 64, 100, 130)
-COMPILED_VALUE_N = (3, 100, 130)  # compiled FlexAttention on CUDA: every N is a fresh compile (~10 s)
+HEAVY_VALUE_N = (3, 100, 130)  # heavy_compile baselines on CUDA: every shape is a compile / autotune sweep
+CUDA_FLEX_TILE = 128  # compiled FlexAttention on an H100 rejected 32-token tiles (BLOCK_M/BLOCK_N > 32)
 HALF_N = (17, 64, 130)
 GRAD_N = (33, 100)
 
@@ -63,17 +64,18 @@ def battery(
     wanted = dtypes or (torch.float64, torch.float32, torch.bfloat16, torch.float16)
     dtypes = [d for d in wanted if d in rec.dtypes]
     flex = meta.setup is not None
-    compiled = flex and device == "cuda"
-    value_n = COMPILED_VALUE_N if compiled else (VALUE_N[::2] if quick else VALUE_N)
+    heavy = meta.heavy_compile and device == "cuda"
+    value_n = HEAVY_VALUE_N if heavy else (VALUE_N[::2] if quick else VALUE_N)
+    tile = {"tile": CUDA_FLEX_TILE if device == "cuda" else 32} if flex else {}
+    shapes = SHAPES[meta.form][:1] if heavy else SHAPES[meta.form]
     for dtype in dtypes:
         ns = value_n if dtype in (torch.float64, torch.float32) else HALF_N
-        for si, (b, d, state) in enumerate(SHAPES[meta.form]):
+        for si, (b, d, state) in enumerate(shapes):
             for n in ns if si == 0 else ns[-2:]:
                 for seed in seeds:
                     s = (0.0, 0.5, 0.3)[seed % 3] if flex else 0.0
                     case = Case(B=b, N=n, d=d, dtype=dtype, device=device, sparsity=s, seed=seed, state=state)
-                    opts = {"tile": 32} if flex else {}
-                    out.append(CheckCase(f"{meta.form} N={n} {DTYPE_NAMES[dtype]}", case, False, opts))
+                    out.append(CheckCase(f"{meta.form} N={n} {DTYPE_NAMES[dtype]}", case, False, tile))
         if flex and dtype == torch.float32:  # the default 128-token tiles, 3 tiles with a partial one
             case = Case(B=1, N=300, d=128, dtype=dtype, device=device, sparsity=0.4, seed=seeds[0])
             out.append(CheckCase(f"{meta.form} N=300 tile 128 {DTYPE_NAMES[dtype]}", case))
@@ -84,8 +86,7 @@ def battery(
                 s = 0.5 if flex else 0.0
                 case = Case(B=b, N=n, d=d, dtype=dtype, device=device, sparsity=s, mode="fwd+bwd",
                             seed=seeds[0], state=state)
-                opts = {"tile": 32} if flex else {}
-                out.append(CheckCase(f"{meta.form} grad N={n} {DTYPE_NAMES[dtype]}", case, True, opts))
+                out.append(CheckCase(f"{meta.form} grad N={n} {DTYPE_NAMES[dtype]}", case, True, tile))
     return out
 
 

@@ -74,6 +74,8 @@ class BaselineMeta:
     layout changes the library requires).
     tolerances: per-dtype overrides of the check battery's tolerance (e.g. TF32 tensor-core products in a
     float32 kernel), with ``tolerance_note`` saying why; the override is shown in every check result.
+    heavy_compile: every new shape costs a compile or an autotune sweep on CUDA (FlexAttention under
+    torch.compile, fla's autotuned Triton kernels): the CUDA battery uses fewer shapes for it.
     """
 
     form: str
@@ -81,6 +83,7 @@ class BaselineMeta:
     setup: Callable[[Case, dict[str, Any], dict[str, Any]], dict[str, Any]] | None = field(default=None)
     tolerances: dict[torch.dtype, float] = field(default_factory=dict)
     tolerance_note: str = ""
+    heavy_compile: bool = False
 
 
 def baseline(
@@ -90,6 +93,7 @@ def baseline(
     setup: Callable[[Case, dict[str, Any], dict[str, Any]], dict[str, Any]] | None = None,
     tolerances: dict[torch.dtype, float] | None = None,
     tolerance_note: str = "",
+    heavy_compile: bool = False,
 ) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
     """Attach a :class:`BaselineMeta` to a baseline function (use with ``@bkbench.register``)."""
     if tolerances and not tolerance_note:
@@ -100,7 +104,7 @@ def baseline(
         raise ValueError(f"variant: {variant!r} must be one of {VARIANTS}")
 
     def decorate(fn: Callable[..., Any]) -> Callable[..., Any]:
-        meta = BaselineMeta(form, variant, setup, dict(tolerances or {}), tolerance_note)
+        meta = BaselineMeta(form, variant, setup, dict(tolerances or {}), tolerance_note, heavy_compile)
         setattr(fn, META_ATTR, meta)
         return fn
 

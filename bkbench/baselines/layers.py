@@ -37,9 +37,30 @@ from bkbench.baselines.models import (
 LAYERS = ("bk", "mamba2", "attention")
 
 
+def differentiable_bk_impl(device: str) -> str:
+    """The first exact, usable, differentiable BK-core implementation in the dispatcher's order for ``device``.
+
+    ``impl="auto"`` may pick a forward-only kernel (e.g. ``triton_fused``); training needs gradients.
+    """
+    from bkbench.dispatch import FALLBACK_ORDER
+    from bkbench.registry import default_registry
+
+    reg = default_registry()
+    order = list(FALLBACK_ORDER.get(device, ())) + [r.name for r in reg.implementations("bk")]
+    for name in order:
+        if name not in reg:
+            continue
+        rec = reg.get(name)
+        if rec.exact and rec.differentiable and device in rec.devices and rec.unavailable_reason() is None:
+            return name
+    raise ValueError(f"impl: no exact differentiable BK-core implementation is usable on {device}")
+
+
 class BKLayer(nn.Module):
     """x (B, N, d) -> v = W_in x (B, N, h) -> G = BK-core(a = -2 + v, b = c = 1, z) over the h chains of
-    length N -> [Re G, Im G] (B, N, 2h) -> W_out (B, N, d). ``impl``: a bkbench BK-core registry name."""
+    length N -> [Re G, Im G] (B, N, 2h) -> W_out (B, N, d). ``impl``: a bkbench BK-core registry name;
+    with "auto", a forward under autograd uses :func:`differentiable_bk_impl` (the dispatcher's choice
+    may have no backward)."""
 
     def __init__(self, d: int, h: int | None = None, impl: str = "auto", z: complex = 1j) -> None:
         super().__init__()
@@ -54,7 +75,10 @@ class BKLayer(nn.Module):
 
         v = self.proj_in(x)  # (B, N, h)
         a = (v - 2.0).transpose(1, 2)  # (B, h, N): one chain per (sequence, channel)
-        g = bk_core(a, 1.0, 1.0, self.z, impl=self.impl)  # complex, (B, h, N)
+        impl = self.impl
+        if impl == "auto" and a.requires_grad:
+            impl = differentiable_bk_impl(a.device.type)
+        g = bk_core(a, 1.0, 1.0, self.z, impl=impl)  # complex, (B, h, N)
         feats = torch.cat([g.real, g.imag], dim=1).transpose(1, 2).to(x.dtype)  # (B, N, 2h)
         return self.proj_out(feats)
 
