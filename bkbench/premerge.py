@@ -1,0 +1,484 @@
+"""``bkbench premerge``: refuse a kernel change that is wrong or slower, before it is merged.
+
+Two checks against a base revision (default ``main``):
+
+1. **Correctness** — ``bkbench gate`` on every BK-core implementation of the working tree (a subprocess with the
+   working tree first on ``sys.path``). Any failure (or a kernel module that fails to import) fails premerge and
+   is named.
+2. **Speed of the changed kernels** — ``git diff`` against the merge base names the changed files; a changed
+   ``kernels/<name>.py`` selects the implementations registered in it, a changed helper ``kernels/_x.py`` the
+   implementations whose modules import it (transitively), a changed ``kernels/__init__.py`` all of them. The base
+   revision is exported (``git archive``) into a temporary directory and both trees are timed by two worker
+   processes on the same interpreter (:mod:`bkbench.premerge_worker`). The parent interleaves the two: in each
+   round one block of back-to-back calls on each side, the order alternating (base, head), (head, base), ...; a
+   round's ratio is median(head block) / median(base block); the verdict uses the median of the rounds' ratios.
+   A ratio above ``1 + threshold`` fails premerge and names the kernel and the case.
+
+Why this and not ``asv continuous`` or ``pytest-benchmark --benchmark-compare``: those compare two runs made
+minutes apart (asv also builds an environment per commit). On a shared, noisy machine — CI's 2-core CPU runner —
+load changes between the runs shift every timing of one run by the same factor, which reads as a regression or
+hides one. Interleaved, paired blocks see the same load on both sides, and the median of paired ratios ignores
+the rounds a burst of load hit. Exporting with ``git archive`` leaves the repository's state untouched (no
+worktree entries to prune if the run is interrupted). Both workers load the *working tree's* measuring code, so
+only the kernels differ.
+
+Exit status: 0 pass, 1 a correctness failure or a regression, 2 bad usage (e.g. an unknown base).
+"""
+
+from __future__ import annotations
+
+import ast
+import json
+import math
+import os
+import statistics
+import subprocess
+import sys
+import tarfile
+import tempfile
+import time
+from collections.abc import Iterable, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+HERE = Path(__file__).resolve().parent
+DEFAULT_THRESHOLD = {"cpu": 0.25, "cuda": 0.10}
+DEFAULT_SHAPES = {"cpu": [(8, 1024, "float32")], "cuda": [(1024, 4096, "float32"), (16384, 4096, "float32")]}
+BOOT = "import runpy, sys; sys.argv = sys.argv[1:]; runpy.run_path(sys.argv[0], run_name='__main__')"
+
+
+# -- git ---------------------------------------------------------------------------------------------------------
+def _git(repo: Path, *args: str, binary: bool = False) -> Any:
+    res = subprocess.run(["git", *args], cwd=repo, capture_output=True, text=not binary)
+    if res.returncode != 0:
+        err = res.stderr if not binary else res.stderr.decode(errors="replace")
+        raise ValueError(f"git {' '.join(args)} failed in {repo}: {err.strip()}")
+    return res.stdout
+
+
+def repo_root(path: str | Path = ".") -> Path:
+    try:
+        return Path(_git(Path(path), "rev-parse", "--show-toplevel").strip())
+    except ValueError:
+        raise ValueError(f"repo: {Path(path).resolve()} is not inside a git repository; run premerge from the "
+                         "bkbench checkout or pass --repo") from None
+
+
+def merge_base(repo: Path, base: str) -> str:
+    try:
+        _git(repo, "rev-parse", "--verify", "--quiet", f"{base}^{{commit}}")
+    except ValueError:
+        raise ValueError(f"base: {base!r} is not a commit of {repo}; fetch it (git fetch origin {base}) or pass "
+                         "--base with a branch, tag or sha") from None
+    return _git(repo, "merge-base", base, "HEAD").strip()
+
+
+def changed_files(repo: Path, base_sha: str) -> list[str]:
+    """Files that differ between ``base_sha`` and the working tree (committed, staged, unstaged, untracked)."""
+    diff = _git(repo, "diff", "--name-only", base_sha).split("\n")
+    untracked = _git(repo, "ls-files", "--others", "--exclude-standard").split("\n")
+    return sorted({p for p in diff + untracked if p})
+
+
+def export_tree(repo: Path, sha: str, dest: Path) -> Path:
+    """Write the tree of ``sha`` into ``dest`` (``git archive``; the repository is not modified)."""
+    data = _git(repo, "archive", "--format=tar", sha, binary=True)
+    dest.mkdir(parents=True, exist_ok=True)
+    tar_path = dest.parent / f"{dest.name}.tar"
+    tar_path.write_bytes(data)
+    with tarfile.open(tar_path) as tar:
+        try:
+            tar.extractall(dest, filter="data")
+        except TypeError:  # Python < 3.10.12 has no extraction filters
+            tar.extractall(dest)
+    tar_path.unlink()
+    return dest
+
+
+# -- which kernels changed ---------------------------------------------------------------------------------------
+def _imports(path: Path, package: str = "kernels") -> set[str]:
+    """Modules of ``package`` imported by the file at ``path`` (absolute and relative imports)."""
+    try:
+        tree = ast.parse(path.read_text(), filename=str(path))
+    except (SyntaxError, OSError, UnicodeDecodeError):
+        return set()
+    out: set[str] = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            out |= {a.name for a in node.names if a.name == package or a.name.startswith(package + ".")}
+        elif isinstance(node, ast.ImportFrom):
+            mod = node.module or ""
+            if node.level == 1:
+                mod = f"{package}.{mod}" if mod else package
+            elif node.level > 1:
+                continue
+            if mod == package:
+                out |= {f"{package}.{a.name}" for a in node.names}
+            elif mod.startswith(package + "."):
+                out.add(mod)
+    return out
+
+
+def changed_kernel_modules(tree: Path, files: Iterable[str]) -> set[str]:
+    """Kernel modules (``kernels.x``) of ``tree`` affected by the changed ``files``: changed modules and every
+    module that imports one of them, transitively. A changed ``kernels/__init__.py`` affects all modules."""
+    kdir = tree / "kernels"
+    modules = {f"kernels.{p.stem}": p for p in sorted(kdir.glob("*.py")) if p.name != "__init__.py"}
+    direct = set()
+    for f in files:
+        p = Path(f)
+        if p.parts[:1] != ("kernels",) or p.suffix != ".py" or len(p.parts) != 2:
+            continue
+        if p.name == "__init__.py":
+            return set(modules)
+        direct.add(f"kernels.{p.stem}")
+    deps = {m: _imports(path) for m, path in modules.items()}
+    affected = set(direct)
+    grew = True
+    while grew:
+        grew = False
+        for m, imported in deps.items():
+            if m not in affected and imported & affected:
+                affected.add(m)
+                grew = True
+    return affected
+
+
+# -- workers -------------------------------------------------------------------------------------------------------
+class WorkerError(RuntimeError):
+    pass
+
+
+class WorkerProc:
+    """One timing worker over ``tree`` (see bkbench/premerge_worker.py)."""
+
+    def __init__(self, label: str, tree: Path, log_dir: Path, threads: int = 0) -> None:
+        self.label = label
+        self.tree = tree
+        self.log_path = log_dir / f"worker-{label}.log"
+        self._log = open(self.log_path, "w")  # noqa: SIM115 - closed in close()
+        env = dict(os.environ)
+        env["PYTHONPATH"] = os.pathsep.join([str(tree), *filter(None, [os.environ.get("PYTHONPATH")])])
+        env.pop("BKBENCH_BENCH_INTERPRETED", None)
+        cmd = [sys.executable, "-c", BOOT, str(HERE / "premerge_worker.py"), "--threads", str(threads)]
+        self.proc = subprocess.Popen(cmd, cwd=tree, env=env, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                                     stderr=self._log, text=True, bufsize=1)
+
+    def ask(self, op: str, **fields: Any) -> dict[str, Any]:
+        if self.proc.poll() is not None:
+            raise WorkerError(f"{self.label} worker exited with status {self.proc.returncode}; {self.log_tail()}")
+        try:
+            assert self.proc.stdin is not None and self.proc.stdout is not None
+            self.proc.stdin.write(json.dumps({"op": op, **fields}) + "\n")
+            self.proc.stdin.flush()
+            line = self.proc.stdout.readline()
+        except (BrokenPipeError, OSError) as exc:
+            raise WorkerError(f"{self.label} worker died ({exc}); {self.log_tail()}") from None
+        if not line:
+            self.proc.wait(timeout=30)
+            raise WorkerError(f"{self.label} worker exited with status {self.proc.returncode}; {self.log_tail()}")
+        ans = json.loads(line)
+        if not ans.get("ok"):
+            raise WorkerError(f"{self.label}: {ans.get('error')}")
+        return ans
+
+    def log_tail(self, chars: int = 1500) -> str:
+        self._log.flush()
+        text = self.log_path.read_text(errors="replace")[-chars:].strip()
+        return f"log tail:\n{text}" if text else "(empty log)"
+
+    def close(self) -> None:
+        try:
+            if self.proc.poll() is None:
+                assert self.proc.stdin is not None
+                self.proc.stdin.write(json.dumps({"op": "exit"}) + "\n")
+                self.proc.stdin.flush()
+                self.proc.wait(timeout=30)
+        except (OSError, subprocess.TimeoutExpired, ValueError):
+            self.proc.kill()
+            self.proc.wait()
+        finally:
+            self._log.close()
+
+
+# -- report ---------------------------------------------------------------------------------------------------------
+@dataclass
+class Comparison:
+    impl: str
+    case: str
+    status: str  # "ok", "regression", "faster", "new", "skip", "error"
+    base_median_s: float | None = None
+    head_median_s: float | None = None
+    ratio: float | None = None  # median over rounds of head/base
+    ratio_min: float | None = None
+    ratio_max: float | None = None
+    rounds: int = 0
+    calls_per_block: int = 0
+    detail: str = ""
+
+
+@dataclass
+class PremergeReport:
+    base: str
+    base_sha: str
+    device: str
+    threshold: float
+    changed_files: list[str] = field(default_factory=list)
+    changed_impls: list[str] = field(default_factory=list)
+    gate_scope: str = "all"
+    gate_passed: bool | None = None
+    gate_failures: list[str] = field(default_factory=list)
+    gate_failed_impls: list[str] = field(default_factory=list)
+    comparisons: list[Comparison] = field(default_factory=list)
+    errors: list[str] = field(default_factory=list)
+    seconds: float = 0.0
+
+    @property
+    def regressions(self) -> list[Comparison]:
+        return [c for c in self.comparisons if c.status == "regression"]
+
+    @property
+    def head_errors(self) -> list[Comparison]:
+        return [c for c in self.comparisons if c.status == "error"]
+
+    @property
+    def passed(self) -> bool:
+        return self.gate_passed is not False and not self.regressions and not self.head_errors
+
+    def to_json(self) -> dict[str, Any]:
+        d = asdict(self)
+        d["passed"] = self.passed
+        return d
+
+
+# -- the steps ------------------------------------------------------------------------------------------------------
+def _say(msg: str) -> None:
+    print(msg, flush=True)
+
+
+def run_gate(root: Path, device: str, scope: str, impls: Sequence[str], quick: bool, seeds: int,
+             workdir: Path) -> tuple[bool, list[str], list[str]]:
+    """``bkbench gate`` on the working tree in a subprocess. Returns (passed, failure lines, failing impls)."""
+    out = workdir / "gate.json"
+    cmd = [sys.executable, "-m", "bkbench", "gate", "--device", device, "--seeds", str(seeds), "--json", str(out)]
+    if quick:
+        cmd.append("--quick")
+    if scope == "changed":
+        if not impls:
+            return True, [], []
+        cmd += ["--impl", *impls]
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join([str(root), *filter(None, [os.environ.get("PYTHONPATH")])])
+    res = subprocess.run(cmd, cwd=root, env=env)
+    if not out.is_file():
+        return False, [f"the gate did not run (exit status {res.returncode})"], []
+    data = json.loads(out.read_text())
+    failing = sorted({r["impl"] for r in data.get("results", []) if r.get("status") == "fail"})
+    lines = list(data.get("failures", [])) + [f"import failure {f['module']}: {f['error']}"
+                                              for f in data.get("import_failures", [])]
+    failing += sorted({f["module"] for f in data.get("import_failures", [])})
+    passed = bool(data.get("passed")) and res.returncode == 0
+    return passed, lines, failing
+
+
+def _compare(impl: str, shape: tuple[int, int, str], device: str, base: WorkerProc, head: WorkerProc,
+             rounds: int, block_s: float, threshold: float) -> Comparison:
+    batch, n, dtype = shape
+    req = {"impl": impl, "batch": batch, "n": n, "dtype": dtype, "device": device}
+    try:
+        h = head.ask("prepare", **req)
+    except WorkerError as exc:
+        return Comparison(impl, f"B{batch}xN{n} {dtype}", "error", detail=f"working tree: {exc}")
+    case = h["key"].split(":", 1)[1]
+    if h.get("skip"):
+        return Comparison(impl, case, "skip", detail=f"not timed here: {h['skip']}")
+    try:
+        b = base.ask("prepare", **req)
+    except WorkerError as exc:
+        return Comparison(impl, case, "skip", detail=f"base cannot run it: {exc}")
+    if b.get("skip"):
+        return Comparison(impl, case, "skip", detail=f"base declines it: {b['skip']}")
+    per = max(h["per_call_s"], b["per_call_s"], 1e-9)
+    calls = int(min(1000, max(3, math.ceil(block_s / per))))
+    ratios: list[float] = []
+    base_all: list[float] = []
+    head_all: list[float] = []
+    for r in range(rounds):
+        order = (base, head) if r % 2 == 0 else (head, base)
+        med: dict[str, float] = {}
+        for side in order:
+            try:
+                samples = side.ask("time", key=h["key"], calls=calls)["samples"]
+            except WorkerError as exc:
+                if side is head:
+                    return Comparison(impl, case, "error", detail=f"working tree crashed while timed: {exc}")
+                return Comparison(impl, case, "skip", detail=f"base crashed while timed: {exc}")
+            med[side.label] = statistics.median(samples)
+            (head_all if side is head else base_all).extend(samples)
+        ratios.append(med["head"] / med["base"])
+    ratio = statistics.median(ratios)
+    comp = Comparison(impl, case, "ok", base_median_s=statistics.median(base_all),
+                      head_median_s=statistics.median(head_all), ratio=ratio, ratio_min=min(ratios),
+                      ratio_max=max(ratios), rounds=rounds, calls_per_block=calls)
+    if ratio > 1.0 + threshold:
+        comp.status = "regression"
+        comp.detail = f"{ratio:.2f}x slower than base (threshold {1 + threshold:.2f}x)"
+    elif ratio < 1.0 / (1.0 + threshold):
+        comp.status = "faster"
+        comp.detail = f"{1 / ratio:.2f}x faster than base"
+    return comp
+
+
+def run_premerge(
+    base: str = "main",
+    repo: str | Path = ".",
+    device: str = "auto",
+    threshold: float | None = None,
+    shapes: Sequence[tuple[int, int, str]] | None = None,
+    rounds: int = 7,
+    block_s: float = 0.25,
+    gate: str = "all",
+    gate_quick: bool = True,
+    seeds: int = 2,
+    impls: Sequence[str] = (),
+    threads: int | None = None,
+) -> PremergeReport:
+    """Run both checks; see the module docstring. Prints progress; returns the report."""
+    t_start = time.perf_counter()
+    if gate not in ("all", "changed", "none"):
+        raise ValueError(f"gate: {gate!r} must be one of all, changed, none")
+    if rounds < 3:
+        raise ValueError(f"rounds: need at least 3 interleaved rounds for a median, got {rounds}")
+    if block_s <= 0:
+        raise ValueError(f"block_s: must be > 0 seconds, got {block_s}")
+    if device == "auto":
+        import torch
+
+        device = "cuda" if torch.cuda.is_available() else "cpu"
+    if device not in ("cpu", "cuda"):
+        raise ValueError(f"device: {device!r} must be cpu, cuda or auto")
+    thr = DEFAULT_THRESHOLD[device] if threshold is None else float(threshold)
+    if not thr > 0:
+        raise ValueError(f"threshold: must be > 0 (0.25 = fail when 25 % slower), got {threshold}")
+    shapes = list(shapes or DEFAULT_SHAPES[device])
+    if threads is None:
+        threads = 1 if device == "cpu" else 0
+
+    root = repo_root(repo)
+    base_sha = merge_base(root, base)
+    files = changed_files(root, base_sha)
+    report = PremergeReport(base=base, base_sha=base_sha, device=device, threshold=thr, changed_files=files,
+                            gate_scope=gate)
+    modules = changed_kernel_modules(root, files)
+    _say(f"premerge: base {base} (merge base {base_sha[:12]}), device {device}, threshold "
+         f"{100 * thr:.0f} %, {len(files)} changed file(s), changed kernel modules: "
+         f"{', '.join(sorted(modules)) or 'none'}")
+
+    with tempfile.TemporaryDirectory(prefix="bkbench-premerge-") as tmp:
+        tmpdir = Path(tmp)
+        head = base_w = None
+        try:
+            head = WorkerProc("head", root, tmpdir, threads)
+            hello = head.ask("hello")
+            if Path(hello["bkbench"]).resolve() != (root / "bkbench").resolve():
+                raise ValueError(f"repo: the worker imported bkbench from {hello['bkbench']}, not from {root}; "
+                                 "run premerge inside the checkout it should test")
+            by_module: dict[str, list[str]] = {}
+            for rec in hello["impls"]:
+                by_module.setdefault(rec["module"], []).append(rec["name"])
+            changed = sorted({n for m in modules for n in by_module.get(m, [])} | set(impls))
+            unknown = sorted(set(impls) - {r["name"] for r in hello["impls"]})
+            if unknown:
+                raise ValueError(f"impl: {', '.join(unknown)} not registered in the working tree")
+            report.changed_impls = changed
+            _say(f"premerge: changed implementations: {', '.join(changed) or 'none'}")
+
+            if gate != "none":
+                _say(f"premerge: correctness gate ({gate}) on {device}")
+                ok, lines, failing = run_gate(root, device, gate, changed, gate_quick, seeds, tmpdir)
+                report.gate_passed, report.gate_failures, report.gate_failed_impls = ok, lines, failing
+
+            if changed:
+                export_tree(root, base_sha, tmpdir / "base")
+                base_w = WorkerProc("base", tmpdir / "base", tmpdir, threads)
+                base_names = {r["name"] for r in base_w.ask("hello")["impls"]}
+                for impl in changed:
+                    if impl not in base_names:
+                        new = Comparison(impl, "-", "new", detail="not in base: nothing to compare")
+                        report.comparisons.append(new)
+                        continue
+                    for shape in shapes:
+                        _say(f"premerge: timing {impl} B{shape[0]}xN{shape[1]} {shape[2]} (base vs working tree)")
+                        comp = _compare(impl, shape, device, base_w, head, rounds, block_s, thr)
+                        report.comparisons.append(comp)
+                        _say(f"  {_fmt_comp(comp)}")
+        finally:
+            for w in (head, base_w):
+                if w is not None:
+                    w.close()
+    report.seconds = time.perf_counter() - t_start
+    return report
+
+
+# -- output -----------------------------------------------------------------------------------------------------------
+def _us(x: float | None) -> str:
+    return "-" if x is None else (f"{x * 1e6:.1f} us" if x < 1e-3 else f"{x * 1e3:.3f} ms")
+
+
+def _fmt_comp(c: Comparison) -> str:
+    if c.ratio is None:
+        return f"{c.impl:<22} {c.case:<22} {c.status.upper():<10} {c.detail}"
+    return (f"{c.impl:<22} {c.case:<22} {c.status.upper():<10} base {_us(c.base_median_s)}  head "
+            f"{_us(c.head_median_s)}  ratio {c.ratio:.3f} (rounds {c.ratio_min:.2f}..{c.ratio_max:.2f}, "
+            f"{c.rounds} x {c.calls_per_block} calls)  {c.detail}")
+
+
+def render(report: PremergeReport) -> None:
+    _say("")
+    _say("== premerge summary")
+    if report.gate_passed is None:
+        _say("correctness: not run (--gate none)")
+    elif report.gate_passed:
+        _say(f"correctness: PASSED (gate, {report.gate_scope} implementations)")
+    else:
+        _say(f"correctness: FAILED — {', '.join(report.gate_failed_impls) or 'see the gate output'}")
+        for line in report.gate_failures[:20]:
+            _say(f"  {line}")
+        if len(report.gate_failures) > 20:
+            _say(f"  ... and {len(report.gate_failures) - 20} more")
+    if not report.comparisons:
+        _say("speed: no changed BK-core implementation to compare")
+    for c in report.comparisons:
+        _say(f"speed: {_fmt_comp(c)}")
+    verdict = "PASSED" if report.passed else "FAILED"
+    reasons = []
+    if report.gate_passed is False:
+        reasons.append(f"correctness failure in {', '.join(report.gate_failed_impls) or 'the gate'}")
+    for c in report.regressions:
+        reasons.append(f"regression in {c.impl} at {c.case}: {c.detail}")
+    for c in report.head_errors:
+        reasons.append(f"{c.impl} at {c.case}: {c.detail.splitlines()[0]}")
+    _say(f"premerge {verdict}" + (": " + "; ".join(reasons) if reasons else "") + f" ({report.seconds:.0f} s)")
+
+
+def write_json(report: PremergeReport, path: str | Path) -> Path:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(report.to_json(), indent=1, default=str))
+    return path
+
+
+def parse_shape(text: str) -> tuple[int, int, str]:
+    """``"8x1024"`` or ``"8x1024:float64"`` -> (8, 1024, "float32"/"float64")."""
+    dims, _, dtype = text.partition(":")
+    try:
+        b, n = (int(x) for x in dims.lower().split("x"))
+    except ValueError:
+        raise ValueError(f"shape: {text!r} is not BxN[:dtype], e.g. 8x1024 or 1024x4096:float64") from None
+    if b < 1 or n < 1:
+        raise ValueError(f"shape: {text!r} needs B >= 1 and N >= 1")
+    dtype = dtype or "float32"
+    if dtype not in ("float32", "float64", "bfloat16", "float16"):
+        raise ValueError(f"shape: dtype {dtype!r} must be float32, float64, bfloat16 or float16")
+    return b, n, dtype

@@ -1,0 +1,150 @@
+"""Timing worker of ``bkbench premerge`` (one process per side: the base commit and the working tree).
+
+Started by :mod:`bkbench.premerge` as::
+
+    cd <tree> && PYTHONPATH=<tree> python -c "<bootstrap>" <this file> [--threads T]
+
+so ``bkbench`` and ``kernels`` are imported from ``<tree>`` (the base export or the working tree), while this
+file and the measuring code it loads by path (``benchcase.py``, ``timing.py``, ``benchtimer.py``, siblings of
+this file) always come from the working tree: both sides are prepared and timed by identical code.
+
+Protocol: JSON lines. Requests on stdin, answers on the process's *original* stdout; after start-up fd 1 is
+pointed at stderr, so whatever a kernel prints cannot corrupt the protocol.
+
+    {"op": "hello"}                                   -> {"ok", "bkbench", "kernels", "impls": [...], "failures"}
+    {"op": "prepare", "impl", "batch", "n", "dtype", "device"}
+                                                      -> {"ok", "key", "skip", "first_call_s", "per_call_s"}
+    {"op": "time", "key", "calls"}                    -> {"ok", "samples"}  (seconds per call, one per call)
+    {"op": "exit"}
+Errors answer {"ok": false, "error": "..."}.
+
+Per-call samples: ``perf_counter`` around each call on the CPU; on CUDA, events around each of ``calls``
+back-to-back calls (the harness's ``warm`` mode), one synchronisation at the end.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib.util
+import json
+import os
+import sys
+import time
+import traceback
+from pathlib import Path
+from typing import Any
+
+HERE = Path(__file__).resolve().parent
+
+
+def _load(name: str) -> Any:
+    modname = f"_bkbench_tree_{name}"
+    if modname in sys.modules:
+        return sys.modules[modname]
+    spec = importlib.util.spec_from_file_location(modname, HERE / f"{name}.py")
+    assert spec is not None and spec.loader is not None
+    mod = importlib.util.module_from_spec(spec)
+    sys.modules[modname] = mod
+    spec.loader.exec_module(mod)
+    return mod
+
+
+class Worker:
+    def __init__(self) -> None:
+        self.cases: dict[str, Any] = {}
+
+    def hello(self, req: dict[str, Any]) -> dict[str, Any]:
+        import bkbench
+        import kernels
+        from bkbench.registry import default_registry
+
+        bc = _load("benchcase")
+        reg = default_registry()
+        impls = [
+            {"name": r.name, "module": r.module, "devices": list(r.devices), "triton": bc.uses_triton(r)}
+            for r in reg.implementations("bk")
+        ]
+        return {"bkbench": str(Path(bkbench.__file__).resolve().parent),
+                "kernels": str(Path(kernels.__file__).resolve().parent),
+                "impls": impls, "failures": [f"{f.module}: {f.error}" for f in reg.failures]}
+
+    def prepare(self, req: dict[str, Any]) -> dict[str, Any]:
+        bc = _load("benchcase")
+        problem = bc.make_problem(int(req["batch"]), int(req["n"]), req["dtype"], req["device"])
+        key = f"{req['impl']}:{problem.key}"
+        try:
+            rec = bc.find(req["impl"])
+            t0 = time.perf_counter()
+            case = bc.prepare(rec, problem, warm=False)
+            case.fn()
+            _load("benchtimer").synchronize()
+            first = time.perf_counter() - t0
+        except bc.Skip as exc:
+            return {"key": key, "skip": str(exc)}
+        t0 = time.perf_counter()
+        reps = 0
+        while reps < 2 or (time.perf_counter() - t0 < 0.05 and reps < 100):
+            case.fn()
+            reps += 1
+        _load("benchtimer").synchronize()
+        per = (time.perf_counter() - t0) / reps
+        self.cases[key] = case
+        return {"key": key, "skip": None, "first_call_s": first, "per_call_s": per}
+
+    def time(self, req: dict[str, Any]) -> dict[str, Any]:
+        case = self.cases[req["key"]]
+        calls = max(1, int(req["calls"]))
+        fn = case.fn
+        if case.device == "cuda":
+            import torch
+
+            starts = [torch.cuda.Event(enable_timing=True) for _ in range(calls)]
+            ends = [torch.cuda.Event(enable_timing=True) for _ in range(calls)]
+            torch.cuda.synchronize()
+            for i in range(calls):
+                starts[i].record()
+                fn()
+                ends[i].record()
+            ends[-1].synchronize()
+            samples = [s.elapsed_time(e) * 1e-3 for s, e in zip(starts, ends)]
+        else:
+            samples = []
+            for _ in range(calls):
+                t0 = time.perf_counter()
+                fn()
+                samples.append(time.perf_counter() - t0)
+        return {"samples": samples}
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="premerge_worker")
+    parser.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: leave torch's default)")
+    args = parser.parse_args(argv)
+    proto = os.fdopen(os.dup(1), "w", buffering=1)
+    os.dup2(2, 1)  # kernel prints (Python or C) go to stderr
+    sys.stdout = sys.stderr
+    if args.threads > 0:
+        import torch
+
+        torch.set_num_threads(args.threads)
+    worker = Worker()
+    ops = {"hello": worker.hello, "prepare": worker.prepare, "time": worker.time}
+    for line in sys.stdin:
+        if not line.strip():
+            continue
+        req = json.loads(line)
+        if req.get("op") == "exit":
+            break
+        try:
+            ans = {"ok": True, **ops[req["op"]](req)}
+        except Exception as exc:
+            tb = traceback.extract_tb(exc.__traceback__)
+            where = f" at {Path(tb[-1].filename).name}:{tb[-1].lineno}" if tb else ""
+            ans = {"ok": False, "error": f"{type(exc).__name__}: {exc}{where}"}
+        proto.write(json.dumps(ans) + "\n")
+        proto.flush()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,74 @@
+"""pytest-benchmark over the registry: every BK-core implementation x a few shapes, on the CPU and on CUDA when
+present. Run with ``pytest tests/benchmarks --benchmark-only -p no:xdist`` (docs/pytest-benchmark.md).
+
+Timing: the marker's timer (``bkbench.benchtimer.timer``) drains the CUDA queue before each clock read, so
+pytest-benchmark's rounds of back-to-back calls measure device time. The timed callable is the kernel on
+pre-normalised inputs (``bkbench.benchcase``), the same callable asv and the suite runner time.
+
+Each benchmark first checks the result against the float64 reference (first 4 chains) and fails when the error
+exceeds the gate's tolerance: a wrong kernel gets no speed. ``extra_info`` (in ``--benchmark-json``) carries the
+implementation, device, case key, ideal bytes, achieved GB/s, % of the measured copy bandwidth (roofline), the
+copy bandwidth itself, the relative error and its tolerance.
+"""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+
+from bkbench import benchcase
+from bkbench.accuracy import exact_tolerance
+from bkbench.benchtimer import timer
+from bkbench.registry import default_registry
+
+CPU_SHAPES = [(8, 256, "float32"), (8, 2048, "float32"), (8, 2048, "float64")]
+CUDA_SHAPES = [(1024, 4096, "float32"), (16384, 4096, "float32"), (1024, 4096, "float64")]
+
+
+def _cases() -> list:
+    devices = [("cpu", CPU_SHAPES)] + ([("cuda", CUDA_SHAPES)] if torch.cuda.is_available() else [])
+    out = []
+    for impl in default_registry().names("bk"):
+        for device, shapes in devices:
+            for batch, n, dtype in shapes:
+                out.append(pytest.param(impl, device, batch, n, dtype, id=f"{impl}-{device}-B{batch}xN{n}-{dtype}"))
+    return out
+
+
+_BANDWIDTH: dict[str, float] = {}
+
+
+def _copy_bandwidth(device: str) -> float:
+    if device not in _BANDWIDTH:
+        _BANDWIDTH[device] = benchcase.copy_bandwidth(device)
+    return _BANDWIDTH[device]
+
+
+@pytest.mark.benchmark(timer=timer, warmup=True, warmup_iterations=20)
+@pytest.mark.parametrize(("impl", "device", "batch", "n", "dtype"), _cases())
+def test_bk_core(benchmark, impl: str, device: str, batch: int, n: int, dtype: str) -> None:
+    rec = benchcase.find(impl)
+    problem = benchcase.make_problem(batch, n, dtype, device)
+    try:
+        case = benchcase.prepare(rec, problem)
+    except benchcase.Skip as exc:
+        pytest.skip(str(exc))
+    err = benchcase.relative_error(case)
+    tol = rec.tolerance(problem) or exact_tolerance(problem.torch_dtype)
+    info = benchmark.extra_info
+    info.update(impl=impl, device=device, case=problem.key, batch=batch, n=n, dtype=dtype,
+                work_dtype=str(case.work_dtype).replace("torch.", ""), ideal_bytes=case.ideal_bytes,
+                rel_err=err, tolerance=tol, exact=rec.exact)
+    assert math.isfinite(err) and err <= tol, f"{impl} is wrong on {problem.key}: error {err:.2e} > {tol:.1e}"
+
+    benchmark.group = f"bk_core {device} B{batch}xN{n} {dtype}"
+    benchmark(case.fn)
+
+    stats = getattr(benchmark, "stats", None)
+    if stats is not None:  # None under --benchmark-disable
+        median = stats.stats.median
+        bandwidth = _copy_bandwidth(device)
+        info.update(median_s=median, gbs=case.gbs(median), copy_bandwidth_gbs=bandwidth,
+                    roofline_pct=100.0 * case.gbs(median) / bandwidth)

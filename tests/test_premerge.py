@@ -1,0 +1,131 @@
+"""``bkbench premerge``: a planted 2x slowdown fails and names the kernel; a planted wrong result fails on
+correctness; an innocuous change passes. Each test builds a throw-away git repository (a copy of ``bkbench/``
+plus a small ``kernels/`` package) under pytest's tmp_path, so the real checkout is never touched."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from bkbench.premerge import _imports, changed_kernel_modules, parse_shape
+
+ROOT = Path(__file__).resolve().parent.parent
+
+# A kernel that wraps thomas; REPEAT and SCALE are the knobs the tests turn.
+TOY = '''"""toy: thomas, REPEAT times, scaled by SCALE (a premerge test fixture)."""
+
+import torch
+
+from bkbench.registry import register
+from kernels.thomas import thomas as _thomas
+
+REPEAT = 1
+SCALE = 1.0
+
+
+@register("toy", kind="bk", exact=True, devices=("cpu",),
+          dtypes=(torch.float32, torch.float64, torch.complex64, torch.complex128))
+def toy(a, k, z):
+    g = _thomas(a, k, z)
+    for _ in range(REPEAT - 1):
+        g = _thomas(a, k, z)
+    return g * SCALE if SCALE != 1.0 else g
+'''
+
+
+def _git(repo: Path, *args: str) -> None:
+    subprocess.run(["git", *args], cwd=repo, check=True, capture_output=True)
+
+
+@pytest.fixture
+def repo(tmp_path: Path) -> Path:
+    """A git repo on branch main: bkbench/ (copied from this checkout) + kernels thomas and toy, committed."""
+    r = tmp_path / "repo"
+    shutil.copytree(ROOT / "bkbench", r / "bkbench", ignore=shutil.ignore_patterns("__pycache__"))
+    (r / "kernels").mkdir()
+    for name in ("__init__.py", "_pivot_common.py", "thomas.py"):
+        shutil.copy(ROOT / "kernels" / name, r / "kernels" / name)
+    (r / "kernels" / "toy.py").write_text(TOY)
+    _git(r, "init", "-q", "-b", "main")
+    _git(r, "config", "user.email", "premerge-test@example.invalid")
+    _git(r, "config", "user.name", "premerge test")
+    _git(r, "add", ".")
+    _git(r, "commit", "-q", "-m", "base")
+    return r
+
+
+def _premerge(repo: Path, tmp_path: Path, *extra: str) -> tuple[int, str, dict]:
+    out = tmp_path / "premerge.json"
+    env = {**os.environ, "PYTHONPATH": str(repo), "TRITON_INTERPRET": "1"}
+    cmd = [sys.executable, "-m", "bkbench", "premerge", "--base", "main", "--device", "cpu", "--shape", "4x400",
+           "--seeds", "1", "--rounds", "5", "--block-seconds", "0.15", "--json", str(out), *extra]
+    res = subprocess.run(cmd, cwd=repo, env=env, capture_output=True, text=True, timeout=600)
+    text = res.stdout + res.stderr
+    return res.returncode, text, json.loads(out.read_text()) if out.is_file() else {}
+
+
+def _edit(path: Path, old: str, new: str) -> None:
+    text = path.read_text()
+    assert old in text, f"{old!r} not in {path}"
+    path.write_text(text.replace(old, new))
+
+
+def test_planted_slowdown_fails_and_names_the_kernel(repo: Path, tmp_path: Path) -> None:
+    _edit(repo / "kernels" / "toy.py", "REPEAT = 1", "REPEAT = 2")
+    rc, text, rep = _premerge(repo, tmp_path)
+    assert rc == 1, text
+    assert rep["gate_passed"] is True, text  # still correct: only slower
+    assert rep["changed_impls"] == ["toy"], text  # thomas did not change and is not timed
+    (comp,) = rep["comparisons"]
+    assert comp["impl"] == "toy" and comp["status"] == "regression", text
+    assert comp["ratio"] > 1.5, text
+    assert "premerge FAILED" in text and "regression in toy" in text, text
+
+
+def test_planted_wrong_result_fails_on_correctness(repo: Path, tmp_path: Path) -> None:
+    _edit(repo / "kernels" / "toy.py", "SCALE = 1.0", "SCALE = 1.01")
+    rc, text, rep = _premerge(repo, tmp_path)
+    assert rc == 1, text
+    assert rep["gate_passed"] is False, text
+    assert rep["gate_failed_impls"] == ["toy"], text
+    assert "correctness failure in toy" in text, text
+    assert not [c for c in rep["comparisons"] if c["status"] == "regression"], text
+
+
+def test_innocuous_change_passes(repo: Path, tmp_path: Path) -> None:
+    _edit(repo / "kernels" / "toy.py", "REPEAT = 1", "REPEAT = 1  # an innocuous edit")
+    rc, text, rep = _premerge(repo, tmp_path)
+    assert rc == 0, text
+    (comp,) = rep["comparisons"]
+    assert comp["impl"] == "toy" and comp["status"] in ("ok", "faster"), text
+    assert "premerge PASSED" in text, text
+
+
+def test_unknown_base_is_a_usage_error(repo: Path, tmp_path: Path) -> None:
+    rc, text, _ = _premerge(repo, tmp_path, "--base", "no-such-branch")
+    assert rc == 2 and "base: 'no-such-branch' is not a commit" in text, text
+
+
+def test_helper_change_selects_its_dependents() -> None:
+    deps = _imports(ROOT / "kernels" / "thomas.py")
+    assert "kernels._pivot_common" in deps
+    affected = changed_kernel_modules(ROOT, ["kernels/_pivot_common.py", "README.md"])
+    assert {"kernels._pivot_common", "kernels.thomas", "kernels.naive_loop", "kernels.assoc_scan"} <= affected
+    assert changed_kernel_modules(ROOT, ["kernels/thomas.py"]) >= {"kernels.thomas"}
+    assert changed_kernel_modules(ROOT, ["bkbench/gate.py", "docs/x.md"]) == set()
+    everything = changed_kernel_modules(ROOT, ["kernels/__init__.py"])
+    assert {"kernels.thomas", "kernels.naive_loop"} <= everything
+
+
+def test_parse_shape() -> None:
+    assert parse_shape("8x1024") == (8, 1024, "float32")
+    assert parse_shape("2X3:float64") == (2, 3, "float64")
+    for bad in ("8", "0x4", "8x4:int8", "axb"):
+        with pytest.raises(ValueError, match="shape"):
+            parse_shape(bad)
