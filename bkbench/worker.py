@@ -1,0 +1,235 @@
+"""The worker process of the suite runner: ``python -m bkbench.worker`` (started by :mod:`bkbench.runner`).
+
+It runs cases one at a time and answers each with one result row, so that whatever a case does — an illegal
+memory access, a segfault, a hang, an OOM — costs at most this process, never the run. Protocol (JSON lines):
+
+    parent -> worker (stdin):             {"op": "case", "spec": {...CaseSpec...}} | {"op": "exit"}
+    worker -> parent (fd $BKBENCH_WORKER_FD): {"op": "hello", "pid", "env"} once, then per case
+                                          {"op": "stage", "stage"} ... {"op": "result", "row", "fatal"}
+
+The worker's stdout/stderr go to a log file chosen by the parent (a kernel's prints cannot corrupt the
+protocol). After a sticky CUDA error the worker answers and exits, and the parent starts a fresh one.
+
+Steps of one case (:func:`run_case`): prepare (inputs, normalisation, models; untimed) -> first call
+(compile / autotune; its wall time is recorded as ``first_call_s``) -> correctness check (an incorrect case
+gets no speed) -> timing (:mod:`bkbench.timing`) -> peak memory (:mod:`bkbench.memory`) -> energy (only when
+the suite asks; :mod:`bkbench.energy`) -> metrics (:mod:`bkbench.metrics`).
+"""
+
+from __future__ import annotations
+
+import gc
+import json
+import os
+import signal
+import sys
+import time
+import traceback
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import torch
+
+STICKY_MARKERS = (
+    "illegal memory access", "device-side assert", "unspecified launch failure", "misaligned address",
+    "illegal instruction", "an illegal", "CUDA error: launch failure", "uncorrectable ECC", "Xid",
+)
+
+
+def _short_tb(exc: BaseException, limit: int = 400) -> str:
+    tb = traceback.extract_tb(exc.__traceback__)
+    where = f" at {Path(tb[-1].filename).name}:{tb[-1].lineno}" if tb else ""
+    msg = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+    return f"{type(exc).__name__}: {msg[:limit]}{where}"
+
+
+def is_oom(exc: BaseException) -> bool:
+    if isinstance(exc, MemoryError):
+        return True
+    oom_cls = getattr(torch.cuda, "OutOfMemoryError", None)
+    if oom_cls is not None and isinstance(exc, oom_cls):
+        return True
+    text = str(exc)
+    return "out of memory" in text.lower() or "can't allocate memory" in text
+
+
+def cuda_broken(exc: BaseException | None = None) -> bool:
+    """True when the CUDA context can no longer be used (sticky error): the worker must restart."""
+    if not torch.cuda.is_available() or not torch.cuda.is_initialized():
+        return False
+    if exc is not None:
+        text = str(exc)
+        acc = getattr(torch, "AcceleratorError", None)
+        if (acc is not None and isinstance(exc, acc)) or any(m in text for m in STICKY_MARKERS):
+            return True
+    try:
+        torch.cuda.synchronize()
+        torch.empty(1, device="cuda").add_(1)
+        torch.cuda.synchronize()
+    except Exception:
+        return True
+    return False
+
+
+def _sync(device: str) -> None:
+    if device == "cuda":
+        torch.cuda.synchronize()
+
+
+def run_case(spec: Any, registry: Any, stage: Callable[[str], None] = lambda s: None,
+             copy_bandwidth_gbs: float | None = None) -> tuple[dict[str, Any], bool]:
+    """Run one case; returns (row for the results store, fatal). Never raises."""
+    from bkbench import metrics
+    from bkbench.energy import EnergyConfig, measure_energy
+    from bkbench.memory import peak_memory
+    from bkbench.timing import TimingConfig, measure
+    from bkbench.workloads import Skip, prepare
+
+    t_case = time.perf_counter()
+    row: dict[str, Any] = spec.identity()
+    extra: dict[str, Any] = {}
+    fatal = False
+    current = "prepare"
+
+    def enter(name: str) -> None:
+        nonlocal current
+        current = name
+        stage(name)
+
+    wl = None
+    try:
+        if spec.skip_reason:
+            raise Skip(spec.skip_reason)
+        enter("prepare")
+        wl = prepare(spec, registry)
+        extra["workload"] = wl.info
+        extra["model_note"] = wl.model.note
+        enter("first call")
+        t0 = time.perf_counter()
+        out = wl.fn()
+        _sync(spec.device)
+        extra["first_call_s"] = time.perf_counter() - t0
+        del out
+        enter("check")
+        chk = wl.check()
+        ctx = metrics.MetricContext(check=chk, model=wl.model, copy_bandwidth_gbs=copy_bandwidth_gbs)
+        if not chk.passed:
+            row.update(status="incorrect", reason=chk.detail)
+            row.update(metrics.compute(ctx, ["accuracy"]))
+        else:
+            enter("timing")
+            mode = "cpu" if spec.device == "cpu" else spec.timing
+            cfg = TimingConfig(mode=mode, warmup_s=spec.warmup_s, budget_s=spec.budget_s, rel_ci=spec.rel_ci,
+                               min_reps=spec.min_reps, max_reps=spec.max_reps, min_reps_long=spec.min_reps_long)
+            try:
+                ctx.timing = measure(wl.fn, cfg, spec.device)
+            except Exception as exc:
+                if mode != "graph" or is_oom(exc):
+                    raise
+                if cuda_broken(exc):
+                    fatal = True
+                    raise
+                raise Skip(f"not capturable in a CUDA graph: {_short_tb(exc)}") from None
+            if spec.memory:
+                enter("memory")
+                ctx.memory = peak_memory(wl.fn, spec.device)
+            if spec.energy:
+                enter("energy")
+                ctx.energy = measure_energy(
+                    wl.fn, device=spec.device, per_call_s=ctx.timing.median, elements=wl.model.elements,
+                    tokens=wl.model.tokens, cfg=EnergyConfig(**spec.energy),
+                )
+            row.update(metrics.compute(ctx))
+            row.update(status="ok", reason=None)
+    except Skip as exc:
+        row.update(status="skipped", reason=str(exc))
+    except Exception as exc:
+        if is_oom(exc):
+            row.update(status="oom", reason=f"during {current}: {_short_tb(exc)}")
+        else:
+            row.update(status="crash", reason=f"during {current}: {_short_tb(exc)}")
+            extra["traceback"] = traceback.format_exc()[-4000:]
+        fatal = fatal or cuda_broken(exc)
+    finally:
+        if wl is not None:
+            wl = None
+            gc.collect()
+        if spec.device == "cuda" and torch.cuda.is_available() and not fatal:
+            try:
+                torch.cuda.empty_cache()
+            except Exception:
+                fatal = True
+    extra["stage"] = current
+    row.update(extra)
+    row["wall_s"] = time.perf_counter() - t_case
+    return row, fatal
+
+
+def _set_parent_death_signal() -> None:
+    """Linux: die with the parent (a killed runner leaves no orphan worker holding the GPU)."""
+    try:
+        import ctypes
+
+        libc = ctypes.CDLL("libc.so.6", use_errno=True)
+        libc.prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+    except Exception:
+        pass
+    parent = os.environ.get("BKBENCH_PARENT_PID")
+    if parent and os.getppid() != int(parent):
+        os._exit(0)
+
+
+
+
+def main() -> int:
+    fd = int(os.environ["BKBENCH_WORKER_FD"])
+    proto = os.fdopen(fd, "w", buffering=1)
+    _set_parent_death_signal()
+
+    def send(msg: dict[str, Any]) -> None:
+        proto.write(json.dumps(msg, default=str) + "\n")
+        proto.flush()
+
+    device = os.environ.get("BKBENCH_DEVICE", "cpu")
+    plugins = [p for p in os.environ.get("BKBENCH_PLUGINS", "").split(",") if p]
+    from bkbench.env import environment
+    from bkbench.runner import registry_with
+    from bkbench.suites import CaseSpec
+
+    registry = registry_with(plugins)
+    env: dict[str, Any] = {}
+    try:
+        env = environment(measure_bandwidth=device == "cuda" and os.environ.get("BKBENCH_BANDWIDTH", "1") == "1")
+        if device == "cpu" and os.environ.get("BKBENCH_BANDWIDTH", "1") == "1":
+            from bkbench.timing import copy_bandwidth
+
+            env["copy_bandwidth_gbs"] = copy_bandwidth("cpu")
+            env["copy_bandwidth_note"] = "CPU memcpy, 64 MiB, bytes read + written"
+    except Exception as exc:  # the environment must not stop the run; say what failed
+        env["environment_error"] = _short_tb(exc)
+    if os.environ.get("BKBENCH_COPY_BW"):  # a resumed run reuses the bandwidth measured when it started
+        env["copy_bandwidth_gbs"] = float(os.environ["BKBENCH_COPY_BW"])
+    env["import_failures"] = [{"module": f.module, "error": f.error} for f in registry.failures]
+    send({"op": "hello", "pid": os.getpid(), "env": env})
+    bw = env.get("copy_bandwidth_gbs")
+    for line in sys.stdin:
+        line = line.strip()
+        if not line:
+            continue
+        msg = json.loads(line)
+        if msg.get("op") == "exit":
+            break
+        if msg.get("op") != "case":
+            continue
+        spec = CaseSpec.from_dict(msg["spec"])
+        row, fatal = run_case(spec, registry, lambda s: send({"op": "stage", "stage": s}), bw)
+        send({"op": "result", "row": row, "fatal": fatal})
+        if fatal:
+            proto.close()
+            os._exit(3)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,1 @@
+"""Declarative benchmark suites (``*.toml``, loaded by :mod:`bkbench.suites`; see docs/suites.md)."""

@@ -1,0 +1,407 @@
+"""The suite runner: crash isolation, timeouts, resume after a kill, sharding, export, suites.
+
+Planted implementations (a module written to a temporary directory and loaded as a ``--plugin``) make a
+worker segfault, hang, run out of memory, raise, or return wrong numbers; every other case of the suite must
+still complete, and each planted failure must be stored with the right status.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import pytest
+import torch
+
+from bkbench.runner import WorkerHandle, _drive, plan, run_suite
+from bkbench.store import Store
+from bkbench.suites import list_suites, load_suite, parse_suite, shard
+
+ROOT = Path(__file__).resolve().parent.parent
+
+PLANTED = textwrap.dedent(
+    '''
+    """Planted implementations for tests/test_runner.py."""
+    import ctypes
+    import os
+    import time
+
+    import torch
+
+    from bkbench import register
+    from kernels.thomas import thomas as _thomas
+
+    DT = (torch.float32, torch.float64)
+
+
+    @register("planted_segfault", kind="bk", devices=("cpu", "cuda"), dtypes=DT)
+    def planted_segfault(a, k, z):
+        """Reads address 0: the worker dies with SIGSEGV."""
+        ctypes.string_at(0)
+        return _thomas(a, k, z)
+
+
+    @register("planted_hang", kind="bk", devices=("cpu", "cuda"), dtypes=DT)
+    def planted_hang(a, k, z):
+        """Never returns."""
+        while True:
+            time.sleep(1)
+
+
+    @register("planted_oom", kind="bk", devices=("cpu", "cuda"), dtypes=DT)
+    def planted_oom(a, k, z):
+        """Fails to allocate."""
+        raise MemoryError("planted: cannot allocate")
+
+
+    @register("planted_raise", kind="bk", devices=("cpu", "cuda"), dtypes=DT)
+    def planted_raise(a, k, z):
+        """Raises a Python exception (the worker survives)."""
+        raise RuntimeError("planted failure")
+
+
+    @register("planted_wrong", kind="bk", devices=("cpu", "cuda"), dtypes=DT)
+    def planted_wrong(a, k, z):
+        """Finite but wrong: G = 1 / (a - z) ignores the couplings."""
+        return 1.0 / (a.to(z.dtype) - z[:, None])
+
+
+    @register("planted_slow", kind="bk", devices=("cpu", "cuda"), dtypes=DT)
+    def planted_slow(a, k, z):
+        """Correct, but takes >= 20 ms per call."""
+        time.sleep(0.02)
+        return _thomas(a, k, z)
+    '''
+)
+
+
+@pytest.fixture()
+def planted(tmp_path, monkeypatch):
+    """Make ``planted_kernels`` importable here and in the workers."""
+    mod_dir = tmp_path / "plug"
+    mod_dir.mkdir()
+    (mod_dir / "planted_kernels.py").write_text(PLANTED)
+    monkeypatch.syspath_prepend(str(mod_dir))
+    monkeypatch.setenv("PYTHONPATH", os.pathsep.join([str(mod_dir), str(ROOT), os.environ.get("PYTHONPATH", "")]))
+    sys.modules.pop("planted_kernels", None)
+    return mod_dir
+
+
+def _suite(tmp_path: Path, body: str, name: str = "t") -> Path:
+    path = tmp_path / f"{name}.toml"
+    path.write_text(textwrap.dedent(body) + FAST)
+    return path
+
+
+FAST = """
+[settings]
+budget_s = 0.02
+warmup_s = 0.0
+min_reps = 3
+min_reps_long = 2
+timeout_s = 60
+"""
+
+
+def test_crash_hang_oom_and_wrong_are_isolated(tmp_path, planted):
+    suite = _suite(tmp_path, """
+        name = "isolation"
+        [[group]]
+        name = "g"
+        implementations = ["thomas", "planted_segfault", "planted_hang", "planted_oom", "planted_raise",
+                           "planted_wrong", "assoc_scan"]
+        n = [8, 33]
+        batch = [1]
+        d = [2]
+        [caps.planted_hang]
+        max_n = 8
+        timeout_s = 4
+        [caps.planted_segfault]
+        max_n = 8
+        """)
+    db = tmp_path / "r.db"
+    summary = run_suite(str(suite), device="cpu", db=db, plugins=["planted_kernels"], progress=False,
+                        log_dir=tmp_path / "logs")
+    assert summary.total == 14 and summary.executed == 14 and not summary.interrupted
+    with Store(db) as store:
+        rows = {(r["impl"], r["n"]): r for r in store.results()}
+    assert len(rows) == 14
+    for impl in ("thomas", "assoc_scan"):
+        for n in (8, 33):
+            r = rows[(impl, n)]
+            assert r["status"] == "ok", r["reason"]
+            assert r["time_median_s"] > 0 and r["rel_err"] < 1e-4 and r["n_samples"] >= 2
+    seg = rows[("planted_segfault", 8)]
+    assert seg["status"] == "crash" and "SIGSEGV" in seg["reason"] and "first call" in seg["reason"]
+    hang = rows[("planted_hang", 8)]
+    assert hang["status"] == "timeout" and "4 s" in hang["reason"]
+    for n in (8, 33):
+        assert rows[("planted_oom", n)]["status"] == "oom"
+        assert rows[("planted_raise", n)]["status"] == "crash"
+        assert "planted failure" in rows[("planted_raise", n)]["reason"]
+        wrong = rows[("planted_wrong", n)]
+        assert wrong["status"] == "incorrect" and wrong["time_median_s"] is None and wrong["rel_err"] > 1e-2
+    for impl in ("planted_segfault", "planted_hang"):
+        r = rows[(impl, 33)]
+        assert r["status"] == "skipped" and "suite cap" in r["reason"]
+
+
+def test_kill_mid_run_then_resume_loses_and_repeats_nothing(tmp_path, planted):
+    suite = _suite(tmp_path, """
+        name = "resume"
+        [[group]]
+        name = "g"
+        implementations = ["planted_slow", "thomas"]
+        n = [8, 9, 10, 11, 12, 13]
+        batch = [1]
+        d = [2]
+        """)
+    db = tmp_path / "r.db"
+    cmd = [sys.executable, "-m", "bkbench", "run", str(suite), "--device", "cpu", "--db", str(db),
+           "--plugin", "planted_kernels", "--no-progress", "--log-dir", str(tmp_path / "logs")]
+    proc = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 120
+        stored = 0
+        while time.monotonic() < deadline and proc.poll() is None:
+            time.sleep(0.2)
+            if db.exists():
+                with sqlite3.connect(db) as conn:
+                    try:
+                        stored = conn.execute("SELECT COUNT(*) FROM results").fetchone()[0]
+                    except sqlite3.OperationalError:
+                        stored = 0
+            if stored >= 3:
+                break
+        assert proc.poll() is None, "the run finished before it could be killed; make the cases slower"
+        os.kill(proc.pid, signal.SIGKILL)
+    finally:
+        proc.wait(timeout=30)
+    with Store(db) as store:
+        before = {r["case_id"]: (r["id"], r["created"], r["time_median_s"]) for r in store.results()}
+        assert store.runs()[0]["status"] == "running"
+    total = 12
+    assert 3 <= len(before) < total
+    summary = run_suite(str(suite), device="cpu", db=db, resume=True, plugins=["planted_kernels"], progress=False,
+                        log_dir=tmp_path / "logs")
+    assert summary.already_done == len(before)
+    assert summary.executed == total - len(before)
+    with Store(db) as store:
+        rows = store.results()
+        runs = store.runs()
+    assert len(runs) == 1 and runs[0]["status"] == "finished"
+    ids = [r["case_id"] for r in rows]
+    assert len(ids) == total and len(set(ids)) == total
+    assert all(r["status"] == "ok" for r in rows)
+    for r in rows:  # rows stored before the kill are untouched
+        if r["case_id"] in before:
+            assert (r["id"], r["created"], r["time_median_s"]) == before[r["case_id"]]
+    again = run_suite(str(suite), device="cpu", db=db, resume=True, plugins=["planted_kernels"], progress=False)
+    assert again.executed == 0 and again.already_done == total
+
+
+def test_two_workers_share_the_queue(tmp_path, planted):
+    suite = load_suite(_suite(tmp_path, """
+        name = "pool"
+        [[group]]
+        name = "g"
+        implementations = ["thomas", "planted_slow"]
+        n = [8, 16, 24]
+        batch = [1]
+        d = [1]
+        """))
+    cases = plan(suite, "cpu", plugins=["planted_kernels"])
+    from collections import Counter
+
+    from bkbench.console import make_console
+    from bkbench.runner import RunSummary
+
+    db = tmp_path / "p.db"
+    store = Store(db)
+    run_id = store.start_run("pool", "cpu", {})
+    workers = [WorkerHandle(f"w{i}", "cpu", None, ["planted_kernels"], tmp_path, measure_bandwidth=False)
+               for i in range(2)]
+    summary = RunSummary(run_id, db, len(cases), 0, 0)
+    try:
+        _drive(workers, cases, store, run_id, Counter(), summary, make_console(), False, "pool")
+    finally:
+        for w in workers:
+            w.stop()
+    rows = store.results()
+    store.close()
+    assert sorted(r["case_id"] for r in rows) == sorted(c.case_id for c in cases)
+    used = {json.loads(r["metrics_json"])["worker"] for r in rows}
+    assert used == {"w0", "w1"}
+
+
+def test_shards_partition_the_plan():
+    suite = load_suite("quick")
+    cases = plan(suite, "cpu")
+    parts = [shard(cases, f"{i}/3") for i in (1, 2, 3)]
+    ids = [c.case_id for p in parts for c in p]
+    assert sorted(ids) == sorted(c.case_id for c in cases) and len(set(ids)) == len(ids)
+    with pytest.raises(ValueError, match="shard"):
+        shard(cases, "4/3")
+    with pytest.raises(ValueError, match="shard"):
+        shard(cases, "one/two")
+
+
+def test_suites_are_listed_and_quick_is_big_enough():
+    suites = {s.name: s for s in list_suites()}
+    assert {"quick", "gpu", "energy"} <= set(suites)
+    for s in suites.values():
+        assert s.description and s.case_count > 0
+    runnable = [c for c in plan("quick", "cpu") if not c.skip_reason]
+    assert len(runnable) >= 20
+    gpu = plan("gpu", "cuda")
+    assert {c.dtype for c in gpu} >= {"float32", "float64", "bfloat16", "float16"}
+    assert {c.sparsity for c in gpu} >= {0.0, 0.1, 0.5, 0.9}
+    assert {c.mode for c in gpu} == {"fwd", "fwd+bwd"}
+    assert min(c.n for c in gpu) <= 256 and max(c.n for c in gpu) >= 65536
+    assert {c.kind for c in gpu} >= {"bk", "ssm", "attention"}
+    energy = plan("energy", "cuda")
+    assert energy and all(c.energy and c.energy["window_s"] >= 5 and c.energy["trials"] >= 4 for c in energy)
+
+
+def test_suite_errors_name_the_problem(tmp_path):
+    with pytest.raises(ValueError, match="unknown keys"):
+        parse_suite('name = "x"\n[[group]]\nimplementations = "bk"\nn = [8]\nbogus = 1\n')
+    with pytest.raises(ValueError, match="dtype"):
+        parse_suite('name = "x"\n[[group]]\nimplementations = "bk"\nn = [8]\ndtype = ["int8"]\n').expand(
+            __import__("bkbench").default_registry(), "cpu")
+    with pytest.raises(ValueError, match="sparsity"):
+        parse_suite('name = "x"\n[[group]]\nimplementations = "bk"\nn = [8]\nsparsity = [1.0]\n').expand(
+            __import__("bkbench").default_registry(), "cpu")
+    with pytest.raises(ValueError, match="needs at least one"):
+        parse_suite('name = "x"\n')
+    with pytest.raises(ValueError, match="no suite named"):
+        load_suite("no_such_suite")
+
+
+def test_device_overrides_caps_and_unknown_implementations():
+    s = parse_suite(textwrap.dedent("""
+        name = "o"
+        [caps.thomas]
+        max_n = 100
+        [caps.thomas.cuda]
+        max_n = 1000
+        [[group]]
+        name = "g"
+        implementations = ["thomas", "not_written_yet"]
+        n = [64, 512]
+        [group.cuda]
+        n = [512, 4096]
+        timing = ["cold", "graph"]
+        """))
+    from bkbench import default_registry
+
+    cpu = s.expand(default_registry(), "cpu")
+    assert [(c.impl, c.n, c.timing, bool(c.skip_reason)) for c in cpu if c.impl == "thomas"] == [
+        ("thomas", 64, "cpu", False), ("thomas", 512, "cpu", True)]
+    cuda = s.expand(default_registry(), "cuda")
+    th = [(c.n, c.timing, bool(c.skip_reason)) for c in cuda if c.impl == "thomas"]
+    assert th == [(512, "cold", False), (512, "graph", False), (4096, "cold", True), (4096, "graph", True)]
+    assert {c.kind for c in cpu if c.impl == "not_written_yet"} == {"unknown"}
+
+
+def test_unregistered_implementation_is_skipped_with_reason(tmp_path):
+    suite = _suite(tmp_path, """
+        name = "missing"
+        [[group]]
+        implementations = ["not_written_yet"]
+        n = [8]
+        """)
+    db = tmp_path / "m.db"
+    run_suite(str(suite), device="cpu", db=db, progress=False)
+    with Store(db) as store:
+        (row,) = store.results()
+    assert row["status"] == "skipped" and "not registered" in row["reason"]
+
+
+def test_cli_run_dry_run_and_export(tmp_path, planted):
+    suite = _suite(tmp_path, """
+        name = "cli"
+        [[group]]
+        implementations = ["thomas", "planted_wrong"]
+        n = [8]
+        """)
+    db = tmp_path / "c.db"
+    env = dict(os.environ)
+    base = [sys.executable, "-m", "bkbench"]
+    out = subprocess.run(base + ["run", str(suite), "--device", "cpu", "--dry-run", "--plugin", "planted_kernels"],
+                         cwd=ROOT, env=env, capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0 and "planted_wrong" in out.stdout
+    out = subprocess.run(base + ["run", str(suite), "--device", "cpu", "--db", str(db), "--plugin",
+                                 "planted_kernels", "--no-progress", "--strict"],
+                         cwd=ROOT, env=env, capture_output=True, text=True, timeout=180)
+    assert out.returncode == 1, out.stdout + out.stderr  # --strict: planted_wrong is incorrect
+    csv = tmp_path / "out.csv"
+    out = subprocess.run(base + ["export", "--db", str(db), "--out", str(csv)], cwd=ROOT, env=env,
+                         capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    import pandas as pd
+
+    df = pd.read_csv(csv)
+    assert set(df["status"]) == {"ok", "incorrect"} and len(df) == 2
+    assert df.loc[df["impl"] == "thomas", "time_median_s"].iloc[0] > 0
+    out = subprocess.run(base + ["export", "--db", str(tmp_path / "none.db")], cwd=ROOT, env=env,
+                         capture_output=True, text=True, timeout=120)
+    assert out.returncode == 2 and "does not exist" in out.stderr
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_out_of_bounds_triton_store_is_a_crash_on_gpu(tmp_path, monkeypatch):
+    """An illegal memory access (a Triton store far out of bounds) poisons the CUDA context: the worker must
+    report it (or die), be replaced, and the next case must still run."""
+    mod_dir = tmp_path / "plug"
+    mod_dir.mkdir()
+    (mod_dir / "planted_oob.py").write_text(OOB)
+    monkeypatch.syspath_prepend(str(mod_dir))
+    monkeypatch.setenv("PYTHONPATH", os.pathsep.join([str(mod_dir), str(ROOT), os.environ.get("PYTHONPATH", "")]))
+    suite = _suite(tmp_path, """
+        name = "oob"
+        [[group]]
+        implementations = ["planted_oob", "thomas"]
+        n = [64]
+        batch = [4]
+        """)
+    db = tmp_path / "g.db"
+    run_suite(str(suite), device="cuda", db=db, plugins=["planted_oob"], progress=False)
+    with Store(db) as store:
+        rows = {r["impl"]: r for r in store.results()}
+    assert rows["planted_oob"]["status"] == "crash"
+    assert rows["thomas"]["status"] == "ok"
+
+
+OOB = textwrap.dedent(
+    '''
+    import torch
+    import triton
+    import triton.language as tl
+
+    from bkbench import register
+    from kernels.thomas import thomas as _thomas
+
+
+    @triton.jit
+    def _oob_store(out_ptr, n, BLOCK: tl.constexpr):
+        offs = tl.arange(0, BLOCK)
+        tl.store(out_ptr + offs + (1 << 40), tl.zeros([BLOCK], dtype=tl.float32), mask=offs < n)
+
+
+    @register("planted_oob", kind="bk", devices=("cuda",), dtypes=(torch.float32,))
+    def planted_oob(a, k, z):
+        out = torch.empty(a.numel(), device=a.device, dtype=torch.float32)
+        _oob_store[(1,)](out, out.numel(), BLOCK=1024)
+        torch.cuda.synchronize()
+        return _thomas(a, k, z)
+    '''
+)
