@@ -33,7 +33,7 @@ def relative_error(g: torch.Tensor, ref: torch.Tensor) -> ErrorReport:
     if tuple(g.shape) != tuple(ref.shape):
         raise ValueError(f"g: shape {tuple(g.shape)} does not match the reference shape {tuple(ref.shape)}")
     g64 = g.detach().to("cpu").to(torch.complex128)
-    ref = ref.to(torch.complex128)
+    ref = ref.detach().to("cpu").to(torch.complex128)  # a reference computed on the GPU is compared on the CPU
     finite = bool(torch.isfinite(g64).all())
     if not finite:
         return ErrorReport(math.inf, math.inf, False)
