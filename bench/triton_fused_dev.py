@@ -1,0 +1,504 @@
+"""Device script for the ``triton_fused`` work (issue 3): correctness, copy bandwidth, config timings.
+
+Run on a GPU machine from the repository root::
+
+    PYTHONPATH=$PWD python3 bench/triton_fused_dev.py --out $OUT [--stage check,time,bwd,base] [--quick]
+
+Writes ``$OUT/triton_fused_dev.json`` (environment header, every measurement) and prints a short summary.
+Timings: ``triton.testing.do_bench`` (L2 flushed before every call), median of the samples. Configs are
+compiled first in parallel worker processes (they fill Triton's on-disk cache), then timed one by one.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import sys
+import time
+from concurrent.futures import ProcessPoolExecutor
+from pathlib import Path
+
+import torch
+
+ROOT = Path(__file__).resolve().parent.parent
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+
+DEV = os.environ.get("TF_DEV_DEVICE", "cuda")  # "cpu" = dry run of the script logic under the interpreter
+
+
+def _inputs(batch: int, n: int, scalar: bool, dtype=torch.float32, seed: int = 0, z: complex = 1j):
+    gen = torch.Generator(device=DEV).manual_seed(seed)
+    a = (-2.0 + 0.5 * torch.randn(batch, n, device=DEV, generator=gen)).to(dtype)
+    if scalar:
+        k = torch.ones((), device=DEV, dtype=dtype).expand(batch, max(n - 1, 0))
+    else:
+        k = torch.ones(batch, max(n - 1, 0), device=DEV, dtype=dtype)
+    zz = torch.full((batch,), z, dtype=torch.complex64, device=DEV)
+    return a, k, zz
+
+
+def _median_ms(fn, rep: int = 60) -> float:
+    if DEV == "cpu":
+        t0 = time.perf_counter()
+        fn()
+        return (time.perf_counter() - t0) * 1e3
+    import triton.testing
+
+    return float(triton.testing.do_bench(fn, warmup=10, rep=rep, return_mode="median"))
+
+
+def copy_bandwidth() -> dict:
+    """Device-to-device copy of a 256 MiB buffer: bytes read + written / median time (GB/s)."""
+    if DEV == "cpu":
+        return {"copy_GBps": 1.0, "complex_ab_GBps": 1.0}
+    n = 64 * 1024 * 1024
+    x = torch.empty(n, dtype=torch.float32, device="cuda").uniform_()
+    y = torch.empty_like(x)
+    ms = _median_ms(lambda: y.copy_(x), rep=200)
+    a = torch.randn(1 << 24, device="cuda")
+    k = torch.randn(1 << 24, device="cuda")
+    ms2 = _median_ms(lambda: torch.complex(a, k), rep=200)
+    return {"copy_GBps": 2 * n * 4 / ms / 1e6, "complex_ab_GBps": (1 << 24) * 16 / ms2 / 1e6}
+
+
+def _compile_job(job):
+    """Worker: run one job once so its kernels land in Triton's on-disk cache.
+
+    Jobs: (config dict, batch, n, scalar) forward; ("fb", config dict, batch, n, scalar) forward+backward;
+    ("gate", GateCase) one gate case; ("bwd", bwd config dict, batch, n, scalar) backward only."""
+    sys.path.insert(0, str(ROOT))
+    from kernels import triton_fused as tf
+
+    try:
+        if job[0] == "gate":
+            from bkbench.gate import run_gate
+
+            run_gate(impls=["triton_fused"], device="cuda", cases=[job[1]])
+            return None
+        if job[0] in ("fb", "bwd"):
+            kind, cfg, batch, n, scalar = job
+            a, k, z = _inputs(batch, n, scalar)
+            if kind == "fb":
+                a.requires_grad_(True)
+                g = tf.triton_fused(a, k, z, config=cfg, bwd_config=tf.BwdConfig())
+                g.backward(torch.ones_like(g))
+            else:
+                g = tf.forward(a, k, z)
+                tf.vjp(a, k, z, g, torch.ones_like(g), config=tf.BwdConfig.from_dict(cfg))
+            torch.cuda.synchronize()
+            return None
+        cfg, batch, n, scalar = job
+        a, k, z = _inputs(batch, n, scalar)
+        tf.forward(a, k, z, config=tf.FusedConfig(**cfg))
+        torch.cuda.synchronize()
+        return None
+    except Exception as exc:  # reported by the main process
+        return f"{job}: {type(exc).__name__}: {exc}"[:500]
+
+
+def precompile(jobs, workers: int = 12) -> list[str]:
+    if DEV == "cpu":
+        return []
+    import multiprocessing as mp
+
+    ctx = mp.get_context("spawn")
+    with ProcessPoolExecutor(max_workers=workers, mp_context=ctx) as ex:
+        return [e for e in ex.map(_compile_job, jobs) if e]
+
+
+def stage_check(out: dict) -> None:
+    from bkbench.accuracy import relative_error
+    from bkbench.problems import Problem, make_inputs
+    from bkbench.reference import reference
+    from bkbench.validate import normalize
+    from kernels import triton_fused as tf
+
+    P = Problem
+    cases = [
+        P(batch=(3,), n=1), P(batch=(3,), n=2), P(batch=(5,), n=3), P(batch=(2, 3), n=17),
+        P(batch=(8,), n=1000), P(batch=(6,), n=129, coupling="random"),
+        P(batch=(6,), n=257, coupling="random", negative=0.3, z=0.2 + 1.5j, coupling_scale=0.2),
+        P(batch=(4,), n=300, sparsity=0.3), P(batch=(3,), n=50, sparsity=1.0),
+        P(batch=(4,), n=400, z=0.3 + 0.01j), P(batch=(5,), n=96, z_spread=0.5), P(batch=(4,), n=500, potential=4.0),
+        P(batch=(4,), n=333, coupling="scalar"), P(batch=(4,), n=64, dtype="bfloat16"),
+        P(batch=(2,), n=65536), P(batch=(2,), n=65536, coupling="scalar"), P(batch=(3,), n=40000, z=0.5 + 0.1j),
+        P(batch=(2,), n=20000, z=0.3 + 0.01j), P(batch=(64,), n=4096, sparsity=0.1),
+    ]
+    rows = []
+    for p in cases:
+        for seed in (0, 1):
+            q = p.with_(device="cuda", seed=seed)
+            inp = make_inputs(q)
+            nm = normalize(inp.a, inp.b, inp.c, inp.z)
+            ref = reference(make_inputs(q.with_(device="cpu")))
+            for force in (False, True):
+                g, fl = tf.forward(nm.a, nm.k, nm.z, force_exact=force, return_flags=True)
+                e = relative_error(g.reshape(ref.shape), ref)
+                rows.append({"case": q.key, "force_exact": force, "err": e.rel_err, "flags": int(fl.sum()),
+                             "chunks": fl.numel(), "pass": bool(e.finite and e.rel_err <= 2e-4)})
+    out["check"] = rows
+    bad = [r for r in rows if not r["pass"]]
+    print(f"check: {len(rows) - len(bad)}/{len(rows)} pass; worst err "
+          f"{max(r['err'] for r in rows):.2e}; flagged fast-path cases "
+          f"{sum(1 for r in rows if r['flags'] and not r['force_exact'])}")
+    for r in bad:
+        print("  FAIL", r)
+
+
+def stage_memtest(out: dict) -> None:
+    """Ceiling of the tile pattern alone: load a, k tile, split into columns, G_i = (a_i, k_i), join, store."""
+    import triton
+    import triton.language as tl
+
+    from kernels import _triton_fused_core as core
+
+    @triton.jit
+    def _mem_kernel(a_ptr, k_ptr, z_ptr, g_ptr, B, N, R: tl.constexpr, S: tl.constexpr, L: tl.constexpr,
+                    SPLIT: tl.constexpr):
+        pid = tl.program_id(0)
+        rows = pid * R + tl.arange(0, R)
+        row_ok = rows < B
+        seg1 = tl.arange(0, S)
+        pos = seg1[None, :, None] * L + tl.arange(0, L)[None, None, :]
+        if SPLIT:
+            acols, kcols, ai, m = core._load_tile(a_ptr, k_ptr, z_ptr, rows, row_ok, pos, N, R, S, L, False)
+            gre = core.join_cols(acols, R, S, L)
+            gim = core.join_cols(kcols, R, S, L) + ai[:, :, None]
+        else:
+            r64 = rows.to(tl.int64)[:, None, None]
+            m = row_ok[:, None, None] & (pos < N)
+            gre = tl.load(a_ptr + r64 * N + pos, mask=m, other=0.0)
+            gim = tl.load(k_ptr + r64 * (N - 1) + pos, mask=m & (pos < N - 1), other=0.0)
+        outv = tl.reshape(tl.join(gre, gim), [R, S, 2 * L])
+        p2 = seg1[None, :, None] * (2 * L) + tl.arange(0, 2 * L)[None, None, :]
+        r64 = rows.to(tl.int64)[:, None, None]
+        tl.store(g_ptr + r64 * (2 * N) + p2, outv, mask=row_ok[:, None, None] & (p2 < 2 * N))
+
+    bw = out["bandwidth"]["copy_GBps"]
+    rows = []
+    for (b, n) in [(4096, 4096)]:
+        a, k, z = _inputs(b, n, False)
+        g = torch.empty(b, n, dtype=torch.complex64, device="cuda")
+        gv = torch.view_as_real(g)
+        zv = torch.view_as_real(z)
+        for (R, S, L, w) in [(1, 256, 16, 8), (1, 512, 8, 8)]:
+            S2 = n // L
+            R2 = max(1, (R * S) // S2)
+            for split in (False, True):
+                f = lambda: _mem_kernel[(math.ceil(b / R2),)](a, k, zv, gv, b, n, R=R2, S=S2, L=L, SPLIT=split,
+                                                                num_warps=w)
+                try:
+                    f()
+                    ms = _median_ms(f)
+                    gbps = b * n * 16 / ms / 1e6
+                    rows.append({"B": b, "N": n, "R": R2, "S": S2, "L": L, "warps": w, "split": split, "ms": ms,
+                                 "GBps": gbps, "pct_copy": 100 * gbps / bw})
+                    print(f"memtest B{b} N{n} R{R2} S{S2} L{L} w{w} split={split}: {gbps:.0f} GB/s "
+                          f"{100 * gbps / bw:.1f}%")
+                except Exception as exc:
+                    rows.append({"B": b, "N": n, "R": R2, "S": S2, "L": L, "split": split, "error": str(exc)[:300]})
+                    print("memtest error", str(exc)[:300])
+    out["memtest"] = rows
+
+
+def _save(out: dict, path: Path) -> None:
+    path.mkdir(parents=True, exist_ok=True)
+    with open(path / "triton_fused_dev.json", "w") as f:
+        json.dump(out, f, indent=1, default=str)
+
+
+def stage_gate(out: dict) -> None:
+    """The project's correctness gate on CUDA for triton_fused (value + gradient cases, 2 seeds)."""
+    from bkbench.gate import battery, run_gate
+
+    cases = battery("cuda", quick=False, seeds=(0, 1))
+    t0 = time.time()
+    errs = precompile([("gate", c) for c in cases if c.problem.seed == 0], workers=15)
+    print(f"gate precompile in {time.time() - t0:.0f}s, {len(errs)} errors")
+    rep = run_gate(impls=["triton_fused"], device="cuda", cases=cases)
+    rows = [{"case": r.case, "key": r.key, "check": r.check, "status": r.status, "error": r.error,
+             "detail": r.detail} for r in rep.results]
+    out["gate"] = rows
+    n_pass = sum(r["status"] == "pass" for r in rows)
+    n_fail = sum(r["status"] == "fail" for r in rows)
+    print(f"gate cuda: {n_pass} pass, {n_fail} fail, {len(rows) - n_pass - n_fail} skip")
+    for r in rows:
+        if r["status"] == "fail":
+            print("  FAIL", r["case"], r["check"], r["detail"][:200])
+
+
+def stage_gradcheck(out: dict) -> None:
+    from bkbench import tuning
+    from kernels import triton_fused as tf
+
+    rows = []
+    shapes = [(4, 65536, False), (4, 65536, True), (4, 16384, False), (4, 1000, False)]
+    for (b, n, u) in (shapes if DEV == "cuda" else [(2, 40, False)]):
+        prob = tuning.Problem(b, n, torch.float32, u, device=DEV)
+        e_f = tuning._check(tf.FusedConfig(), prob)
+        e_b = tuning._check(tf.BwdConfig(), prob, bwd=True)
+        rows.append({"B": b, "N": n, "scalar": u, "fwd_err": e_f, "bwd_err": e_b})
+        print(f"gradcheck B{b} N{n} scalar={u}: fwd err {e_f:.2e}, S err {e_b:.2e}")
+    out["gradcheck"] = rows
+
+
+SWEEP_SHAPES = [(16384, 1024), (4096, 4096), (256, 65536)]
+ISSUE_SHAPES = [(16384, 1024), (4096, 4096), (1024, 16384), (256, 65536), (8, 65536), (1024, 4096), (16384, 4096)]
+if DEV == "cpu":
+    SWEEP_SHAPES = [(2, 64), (1, 300)]
+    ISSUE_SHAPES = [(2, 64), (1, 300)]
+
+
+def _time_fwd(cfg: dict, b: int, n: int, sc: bool) -> dict:
+    from kernels import triton_fused as tf
+
+    a, k, z = _inputs(b, n, sc)
+    c = tf.FusedConfig.from_dict(cfg)
+    g, fl = tf.forward(a, k, z, config=c, return_flags=True)
+    ms = _median_ms(lambda: tf.forward(a, k, z, config=c))
+    return {"cfg": cfg, "B": b, "N": n, "scalar": sc, "ms": ms, "flagged": int(fl.sum())}
+
+
+def stage_sweep(out: dict, path: Path) -> dict:
+    """Exhaustive forward sweep of the tuner's space on SWEEP_SHAPES (per-position k)."""
+    from bkbench import tuning
+
+    space = tuning.fwd_space()
+    jobs = [(c, b, n, False) for (b, n) in SWEEP_SHAPES for c in space]
+    from kernels import triton_fused as tf
+
+    dflt = tf.FusedConfig().to_dict()
+    jobs += [(dflt, b, n, sc) for (b, n) in ISSUE_SHAPES for sc in (False, True)]
+    t0 = time.time()
+    errs = precompile(jobs, workers=15)
+    print(f"precompile {len(jobs)} jobs in {time.time() - t0:.0f}s, {len(errs)} errors")
+    out.setdefault("compile_errors", []).extend(errs)
+    bw = out["bandwidth"]["copy_GBps"]
+    sweep = {}
+    for (b, n) in SWEEP_SHAPES:
+        res = {}
+        for c in space:
+            try:
+                r = _time_fwd(c, b, n, False)
+                res[json.dumps(c, sort_keys=True)] = r["ms"]
+            except Exception as exc:
+                res[json.dumps(c, sort_keys=True)] = math.inf
+                out.setdefault("errors", []).append(f"sweep {c} B{b} N{n}: {exc}"[:400])
+        sweep[f"{b}x{n}"] = res
+        best = min(res, key=lambda k: res[k])
+        gb = b * n * 16 / res[best] / 1e6
+        print(f"sweep B{b} N{n}: best {res[best] * 1e3:.1f} us ({gb:.0f} GB/s, {100 * gb / bw:.1f}%) {best}")
+    out["sweep"] = sweep
+    _save(out, path)
+    return sweep
+
+
+def stage_tune(out: dict, sweep: dict, path: Path) -> dict:
+    """Run the tuner (staged search, its own measurements) on SWEEP_SHAPES and compare with the sweep."""
+    from bkbench import tuning
+
+    rows = []
+    winners = {}
+    for (b, n) in SWEEP_SHAPES:
+        prob = tuning.Problem(b, n, torch.float32, False, device=DEV)
+        t0 = time.time()
+        entry = tuning.tune(prob, budget_s=0.15, with_bwd=False, log=print)
+        kk = json.dumps(entry["config"], sort_keys=True)
+        ex = sweep.get(f"{b}x{n}", {})
+        ex_best = min(ex.values()) if ex else math.inf
+        # the tuner's choice as measured in the exhaustive sweep (same protocol, other moment)
+        chosen_in_sweep = ex.get(kk, math.inf)
+        rows.append({"B": b, "N": n, "tuned": entry["config"], "tuned_ms": entry["ms"],
+                     "default_ms": entry["default_ms"], "searched": entry["searched"],
+                     "exhaustive_best_ms": ex_best, "tuned_in_sweep_ms": chosen_in_sweep,
+                     "within_pct": 100 * (chosen_in_sweep / ex_best - 1), "tune_s": time.time() - t0,
+                     "check_error": entry["check_error"]})
+        winners[(b, n)] = entry["config"]
+        print(f"tune B{b} N{n}: {entry['config']} {entry['ms'] * 1e3:.1f} us (default {entry['default_ms'] * 1e3:.1f}),"
+              f" searched {entry['searched']}, vs exhaustive best {ex_best * 1e3:.1f} us: "
+              f"{rows[-1]['within_pct']:+.1f}%")
+    out["tune"] = rows
+    out["tune_cache"] = tuning.load_cache()
+    _save(out, path)
+    return winners
+
+
+def stage_issue(out: dict, winners: dict, path: Path) -> None:
+    """Forward (k and scalar) and fwd+bwd at the issue shapes with the default and the tuned configs."""
+    from bkbench import tuning
+    from kernels import triton_fused as tf
+
+    cfgs = [tf.FusedConfig().to_dict()] + [c for c in winners.values()]
+    uniq = []
+    for c in cfgs:
+        if c not in uniq:
+            uniq.append(c)
+    jobs = [(c, b, n, sc) for c in uniq[1:] for (b, n) in ISSUE_SHAPES for sc in (False, True)]
+    jobs += [("fb", c, b, n, sc) for c in uniq for (b, n) in ISSUE_SHAPES for sc in (False, True)]
+    t0 = time.time()
+    errs = precompile(jobs, workers=15)
+    print(f"precompile {len(jobs)} jobs in {time.time() - t0:.0f}s, {len(errs)} errors")
+    bw = out["bandwidth"]["copy_GBps"]
+    rows = []
+    for (b, n) in ISSUE_SHAPES:
+        for sc in (False, True):
+            best = None
+            for c in uniq:
+                try:
+                    r = _time_fwd(c, b, n, sc)
+                except Exception as exc:
+                    out.setdefault("errors", []).append(f"issue {c} B{b} N{n}: {exc}"[:400])
+                    continue
+                r["default"] = c == uniq[0]
+                nbytes = b * n * (12 if sc else 16)
+                r["GBps"] = nbytes / r["ms"] / 1e6
+                r["pct_copy"] = 100 * r["GBps"] / bw
+                rows.append(r)
+                if best is None or r["ms"] < best["ms"]:
+                    best = r
+            # fwd + bwd with the best forward config and the default backward config
+            try:
+                a, k, z = _inputs(b, n, sc)
+                a.requires_grad_(True)
+                fc = tf.FusedConfig.from_dict(best["cfg"])
+
+                def step():
+                    a.grad = None
+                    g = tf.triton_fused(a, k, z, config=fc, bwd_config=tf.BwdConfig())
+                    g.backward(gout)
+
+                with torch.no_grad():
+                    gout = torch.randn(b, n, dtype=torch.complex64, device=DEV)
+                step()
+                ms_fb = _median_ms(step)
+                best["fwdbwd_ms"] = ms_fb
+                best["fwdbwd_ratio"] = ms_fb / best["ms"]
+            except Exception as exc:
+                out.setdefault("errors", []).append(f"fwdbwd B{b} N{n}: {exc}"[:400])
+            print(f"B{b:>6} N{n:>6} {'scalar' if sc else 'k     '} fwd {best['ms'] * 1e3:8.1f} us {best['GBps']:6.0f} GB/s "
+                  f"{best['pct_copy']:5.1f}% flagged {best['flagged']} fwd+bwd {best.get('fwdbwd_ms', math.nan) * 1e3:8.1f} us "
+                  f"(x{best.get('fwdbwd_ratio', math.nan):.2f})", flush=True)
+    out["issue"] = rows
+    _save(out, path)
+    del tuning
+
+
+def stage_baselines(out: dict, path: Path) -> None:
+    from bkbench.registry import default_registry
+    from kernels import triton_fused as tf
+
+    reg = default_registry()
+    rows = []
+    for (b, n) in ([(1024, 4096), (16384, 1024)] if DEV == "cuda" else [(2, 64)]):
+        a, k, z = _inputs(b, n, False)
+        for name in ("thomas", "assoc_scan"):
+            if name not in reg:
+                continue
+            fn = reg.get(name).fn
+            try:
+                fn(a, k, z)
+                torch.cuda.synchronize()
+                t0 = time.time()
+                fn(a, k, z)
+                torch.cuda.synchronize()
+                one = time.time() - t0
+                ms = _median_ms(lambda: fn(a, k, z), rep=max(50, int(3000 * one)))
+                rows.append({"impl": name, "B": b, "N": n, "ms": ms})
+                print(f"baseline {name} B{b} N{n}: {ms * 1e3:.0f} us")
+            except Exception as exc:
+                rows.append({"impl": name, "B": b, "N": n, "error": str(exc)[:300]})
+        ms = _median_ms(lambda: tf.forward(a, k, z))
+        rows.append({"impl": "triton_fused", "B": b, "N": n, "ms": ms})
+        _save(out, path)
+    out["baselines"] = rows
+    _save(out, path)
+
+
+def stage_bwdsweep(out: dict, path: Path) -> None:
+    from bkbench import tuning
+    from kernels import triton_fused as tf
+
+    rows = []
+    b, n = (4096, 4096) if DEV == "cuda" else (2, 64)
+    errs = precompile([("bwd", c, b, n, False) for c in tuning.bwd_space()], workers=6)
+    out.setdefault("compile_errors", []).extend(errs)
+    a, k, z = _inputs(b, n, False)
+    g = tf.forward(a, k, z)
+    go = torch.randn_like(g)
+    for c in tuning.bwd_space():
+        try:
+            cfg = tf.BwdConfig.from_dict(c)
+            tf.vjp(a, k, z, g, go, config=cfg)
+            ms = _median_ms(lambda: tf.vjp(a, k, z, g, go, config=cfg))
+            rows.append({"cfg": c, "ms": ms})
+            print(f"bwd B{b} N{n} {c}: {ms * 1e3:.1f} us")
+        except Exception as exc:
+            rows.append({"cfg": c, "error": str(exc)[:300]})
+    out["bwdsweep"] = rows
+    _save(out, path)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--out", default=os.environ.get("OUT", "."))
+    ap.add_argument("--stage", default="mem,gate,sweep,tune,issue,base,grad,bwd")
+    args = ap.parse_args()
+    path = Path(args.out)
+    os.environ.setdefault("BKBENCH_CACHE_DIR", str(path / "cache"))
+    if DEV == "cpu":  # dry run: one-shot timers, a small slice of the space
+        from bkbench import tuning
+
+        full = tuning.fwd_space
+        tuning.fwd_space = lambda: [c for c in full() if c["seg"] == 64] + [c for c in full() if c["seg"] == 256][:1]
+        tuning.time_ms = lambda fn, budget_s=0.0: _median_ms(fn)
+    from bkbench.env import environment
+
+    out: dict = {"environment": environment(measure_bandwidth=False)}
+    t0 = time.time()
+    out["bandwidth"] = copy_bandwidth()
+    print(f"copy {out['bandwidth']['copy_GBps']:.0f} GB/s, torch.complex(a,k) {out['bandwidth']['complex_ab_GBps']:.0f} GB/s")
+    stages = args.stage.split(",")
+    sweep: dict = {}
+    winners: dict = {}
+    try:
+        for st in stages:
+            ts = time.time()
+            try:
+                if st == "mem":
+                    stage_memtest(out)
+                elif st == "gate":
+                    stage_gate(out)
+                elif st == "grad":
+                    stage_gradcheck(out)
+                elif st == "check":
+                    stage_check(out)
+                elif st == "sweep":
+                    sweep = stage_sweep(out, path)
+                elif st == "tune":
+                    winners = stage_tune(out, sweep, path)
+                elif st == "issue":
+                    stage_issue(out, winners, path)
+                elif st == "base":
+                    stage_baselines(out, path)
+                elif st == "bwd":
+                    stage_bwdsweep(out, path)
+            except Exception as exc:
+                import traceback
+
+                traceback.print_exc()
+                out.setdefault("errors", []).append(f"stage {st}: {type(exc).__name__}: {exc}"[:600])
+            out.setdefault("stage_s", {})[st] = time.time() - ts
+            print(f"[stage {st} {time.time() - ts:.0f}s, total {time.time() - t0:.0f}s]", flush=True)
+            _save(out, path)
+    finally:
+        out["wall_s"] = time.time() - t0
+        _save(out, path)
+    print(f"done in {out['wall_s']:.0f}s")
+
+
+if __name__ == "__main__":
+    main()

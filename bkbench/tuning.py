@@ -1,0 +1,387 @@
+"""Autotuning of ``triton_fused`` launch configurations, with a persistent cache and a committed default table.
+
+Key of a tuned entry: (GPU name, input dtype, coupling kind, shape bucket). The shape bucket is
+``N<2^ceil(log2 N)>_E<2^(2*ceil(log2(B*N)/2))>`` — chain length decides the tile structure (one chunk per
+chain or halo chunks), total work decides occupancy. Lookup order in :func:`lookup`: the user cache
+(``platformdirs.user_cache_dir("bkbench")/tuned_triton_fused.json``), then the table shipped with the package
+for this GPU (``bkbench/data/tuned_h100.json``), then the built-in defaults (``FusedConfig()``,
+``BwdConfig()``). Nothing is searched at call time.
+
+:func:`tune` measures a staged search (forward: tile/warps first at L=16, then segment length and first-pass
+length around the winner; backward: a small grid), checks each winner against the float64 reference, and
+stores it. :func:`exhaustive` measures the whole space (for the "within 5 % of exhaustive" check).
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import json
+import math
+import os
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+
+CACHE_NAME = "tuned_triton_fused.json"
+PACKAGED = {"NVIDIA H100 80GB HBM3": "tuned_h100.json"}
+DATA_DIR = Path(__file__).resolve().parent / "data"
+SCHEMA = 1
+
+# forward search space: (seg, warps) tiles x (L, M1) segment shapes; H follows L (halo >= 16 positions)
+FWD_TILES = ((64, 2), (128, 4), (128, 2), (256, 8), (256, 4))
+FWD_SEGMENTS = ((16, 16), (16, 8), (8, 8), (8, 4))
+BWD_SPACE = tuple((seg, L, w) for seg in (128, 256) for L in (4, 8) for w in (4, 8) if seg >= 32 * w)
+
+
+def cache_path() -> Path:
+    """The user cache file (``BKBENCH_CACHE_DIR`` overrides the platformdirs location)."""
+    env = os.environ.get("BKBENCH_CACHE_DIR")
+    if env:
+        return Path(env) / CACHE_NAME
+    try:
+        import platformdirs
+
+        base = Path(platformdirs.user_cache_dir("bkbench"))
+    except ImportError:  # pragma: no cover - platformdirs is a dependency
+        base = Path.home() / ".cache" / "bkbench"
+    return base / CACHE_NAME
+
+
+def _pow2_ceil(x: int) -> int:
+    return 1 << max(0, (max(1, x) - 1).bit_length())
+
+
+def bucket(batch: int, n: int) -> str:
+    """Shape bucket of a (batch, n) problem, e.g. ``N4096_E16777216``."""
+    e = max(1, batch * n)
+    eb = 1 << (2 * math.ceil(math.log2(e) / 2)) if e > 1 else 1
+    return f"N{_pow2_ceil(n)}_E{eb}"
+
+
+def gpu_name(device: torch.device | str | None = None) -> str:
+    if torch.cuda.is_available() and (device is None or torch.device(device).type == "cuda"):
+        return torch.cuda.get_device_name(device)
+    return "cpu-interpreter"
+
+
+def key(gpu: str, dtype: torch.dtype, uniform: bool, batch: int, n: int) -> str:
+    return f"{gpu}|{str(dtype).replace('torch.', '')}|{'scalar' if uniform else 'k'}|{bucket(batch, n)}"
+
+
+def _read(path: Path) -> dict[str, Any]:
+    try:
+        with open(path) as f:
+            data = json.load(f)
+    except (OSError, ValueError):
+        return {}
+    if not isinstance(data, dict) or data.get("schema") != SCHEMA:
+        return {}
+    return data.get("entries", {})
+
+
+def load_cache() -> dict[str, Any]:
+    return _read(cache_path())
+
+
+def packaged_table(gpu: str) -> dict[str, Any]:
+    name = PACKAGED.get(gpu)
+    return _read(DATA_DIR / name) if name else {}
+
+
+def save_entry(k: str, entry: dict[str, Any], path: Path | None = None) -> Path:
+    """Merge one entry into the JSON cache (atomic replace)."""
+    path = path or cache_path()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    entries = _read(path)
+    entries[k] = entry
+    tmp = path.with_suffix(".tmp")
+    with open(tmp, "w") as f:
+        json.dump({"schema": SCHEMA, "entries": entries}, f, indent=1, sort_keys=True)
+    os.replace(tmp, path)
+    return path
+
+
+_MEMO: dict[str, Any] = {}
+
+
+def lookup(a: torch.Tensor, k: torch.Tensor) -> tuple[Any, Any]:
+    """(FusedConfig, BwdConfig) for this problem: user cache, packaged table, or defaults (memoised)."""
+    from bkbench.registry import is_uniform
+    from kernels.triton_fused import BwdConfig, FusedConfig
+
+    batch, n = a.shape
+    kk = key(gpu_name(a.device), a.dtype, is_uniform(k), batch, n)
+    hit = _MEMO.get(kk)
+    if hit is None:
+        entry = load_cache().get(kk) or packaged_table(gpu_name(a.device)).get(kk) or {}
+        fwd = FusedConfig.from_dict(entry["config"]) if "config" in entry else FusedConfig()
+        bwd = BwdConfig.from_dict(entry["bwd_config"]) if "bwd_config" in entry else BwdConfig()
+        hit = (fwd, bwd, entry.get("source", "default") if entry else "default")
+        _MEMO[kk] = hit
+    return hit[0], hit[1]
+
+
+def describe(device: str, dtype: torch.dtype, uniform: bool, batch: int, n: int) -> dict[str, Any]:
+    """Where the config for this problem comes from (for ``bkbench explain-auto``)."""
+    gpu = gpu_name(device) if device == "cuda" else "cpu-interpreter"
+    kk = key(gpu, dtype, uniform, batch, n)
+    if kk in load_cache():
+        return {"key": kk, "source": f"user cache {cache_path()}", "entry": load_cache()[kk]}
+    table = packaged_table(gpu)
+    if kk in table:
+        return {"key": kk, "source": f"packaged table {PACKAGED[gpu]}", "entry": table[kk]}
+    return {"key": kk, "source": "built-in defaults (no tuned entry)", "entry": None}
+
+
+def clear_memo() -> None:
+    _MEMO.clear()
+
+
+# --------------------------------------------------------------------------------------------------------
+# measuring
+# --------------------------------------------------------------------------------------------------------
+
+
+def time_ms(fn: Callable[[], Any], budget_s: float = 0.25) -> float:
+    """Median milliseconds per call, L2 flushed before every call (bkbench.timing if present, else do_bench)."""
+    try:
+        from bkbench.timing import TimingConfig, measure
+
+        t = measure(fn, TimingConfig(mode="cold", warmup_s=0.02, budget_s=budget_s, rel_ci=0.01, min_reps=10))
+        return float(t.median * 1e3)
+    except ImportError:
+        import triton.testing
+
+        return float(triton.testing.do_bench(fn, warmup=10, rep=int(budget_s * 1000), return_mode="median"))
+
+
+def fwd_space() -> list[dict[str, int]]:
+    """Every forward config the tuner may choose (the exhaustive sweep's space)."""
+    out = []
+    for seg, warps in FWD_TILES:
+        for L, m1 in FWD_SEGMENTS:
+            out.append({"seg": seg, "L": L, "H": max(1, 16 // L), "M1": m1, "warps": warps, "stages": 1, "maxpass": 4})
+    return out
+
+
+def bwd_space() -> list[dict[str, int]]:
+    return [{"seg": seg, "L": L, "H": max(1, 16 // L), "M1": L, "warps": w, "stages": 1, "maxpass": 4}
+            for seg, L, w in BWD_SPACE]
+
+
+@dataclass
+class Problem:
+    """A tuning target: shape, dtype, coupling kind (inputs are the Laplacian + 0.5 randn at z = 1j)."""
+
+    batch: int
+    n: int
+    dtype: torch.dtype = torch.float32
+    uniform: bool = False
+    device: str = "cuda"
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def inputs(self, batch: int | None = None, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        b = batch or self.batch
+        gen = torch.Generator().manual_seed(seed)
+        a = (-2.0 + 0.5 * torch.randn(b, self.n, generator=gen)).to(self.dtype).to(self.device)
+        if self.uniform:
+            k = torch.ones((), dtype=self.dtype, device=self.device).expand(b, max(self.n - 1, 0))
+        else:
+            k = torch.ones(b, max(self.n - 1, 0), dtype=self.dtype, device=self.device)
+        z = torch.full((b,), 1j, dtype=torch.complex64, device=self.device)
+        return a, k, z
+
+
+def _check(cfg: Any, prob: Problem, bwd: bool = False) -> float:
+    """Relative error of ``cfg`` on a few chains of ``prob`` against the float64 pivot reference."""
+    from kernels import triton_fused as tf
+
+    b = min(prob.batch, 4)
+    a, k, z = prob.inputs(batch=b, seed=1)
+    a64 = a.double().cpu()
+    k64 = k.double().cpu() if not prob.uniform else torch.ones(b, max(prob.n - 1, 0), dtype=torch.float64)
+    z64 = z.cpu().to(torch.complex128)
+    alpha = a64 - z64[:, None]
+    d = torch.empty_like(alpha)
+    e = torch.empty_like(alpha)
+    d[:, 0] = alpha[:, 0]
+    for i in range(1, prob.n):
+        d[:, i] = alpha[:, i] - k64[:, i - 1] / d[:, i - 1]
+    e[:, -1] = alpha[:, -1]
+    for i in range(prob.n - 2, -1, -1):
+        e[:, i] = alpha[:, i] - k64[:, i] / e[:, i + 1]
+    ref = 1.0 / (d + e - alpha)
+    if not bwd:
+        g = tf.forward(a, k, z, config=cfg).cpu().to(torch.complex128)
+        if not bool(torch.isfinite(g).all()):
+            return math.inf
+        return float((g - ref).abs().max() / ref.abs().max())
+    # backward: compare S with the pivot-form VJP in float64
+    gen = torch.Generator().manual_seed(7)
+    go = torch.complex(torch.randn(b, prob.n, generator=gen), torch.randn(b, prob.n, generator=gen))
+    g32 = tf.forward(a, k, z)
+    s = tf.vjp(a, k, z, g32, go.to(torch.complex64).to(a.device), need_s=True, config=cfg).cpu().to(torch.complex128)
+    w = go.to(torch.complex128).conj()
+    f = torch.empty_like(w)
+    r = torch.empty_like(w)
+    f[:, 0] = w[:, 0]
+    for j in range(1, prob.n):
+        f[:, j] = w[:, j] + k64[:, j - 1] / d[:, j - 1] ** 2 * f[:, j - 1]
+    r[:, -1] = w[:, -1]
+    for j in range(prob.n - 2, -1, -1):
+        r[:, j] = w[:, j] + k64[:, j] / e[:, j + 1] ** 2 * r[:, j + 1]
+    sref = ref**2 * (f + r - w)
+    if not bool(torch.isfinite(s).all()):
+        return math.inf
+    return float((s - sref).abs().max() / sref.abs().max())
+
+
+def measure_fwd(cfg_dict: dict[str, int], prob: Problem, budget_s: float = 0.25) -> float:
+    from kernels import triton_fused as tf
+
+    a, k, z = prob.inputs()
+    cfg = tf.FusedConfig.from_dict(cfg_dict)
+    tf.forward(a, k, z, config=cfg)  # compile
+    return time_ms(lambda: tf.forward(a, k, z, config=cfg), budget_s)
+
+
+def measure_bwd(cfg_dict: dict[str, int], prob: Problem, budget_s: float = 0.25) -> float:
+    from kernels import triton_fused as tf
+
+    a, k, z = prob.inputs()
+    g = tf.forward(a, k, z)
+    go = torch.randn_like(g)
+    cfg = tf.BwdConfig.from_dict(cfg_dict)
+    tf.vjp(a, k, z, g, go, config=cfg)
+    return time_ms(lambda: tf.vjp(a, k, z, g, go, config=cfg), budget_s)
+
+
+def _best(results: dict[str, float]) -> str:
+    return min(results, key=lambda c: results[c])
+
+
+def tune(prob: Problem, tolerance: float = 2e-4, budget_s: float = 0.2, save: bool = True,
+         log: Callable[[str], None] | None = None, with_bwd: bool = True) -> dict[str, Any]:
+    """Staged search for ``prob``; returns (and by default caches) the entry with its measurements."""
+    from kernels import triton_fused as tf
+
+    log = log or (lambda s: None)
+    results: dict[str, float] = {}
+
+    def run(cfg: dict[str, int]) -> None:
+        kk = json.dumps(cfg, sort_keys=True)
+        if kk not in results:
+            try:
+                results[kk] = measure_fwd(cfg, prob, budget_s)
+            except Exception as exc:  # a config that does not compile/run is skipped
+                log(f"  skip {cfg}: {type(exc).__name__}: {str(exc)[:120]}")
+                results[kk] = math.inf
+
+    space = fwd_space()
+    # stage 1: tiles at the default segment shape
+    for c in space:
+        if (c["L"], c["M1"]) == (16, 16):
+            run(c)
+    best1 = json.loads(_best(results))
+    # stage 2: segment shapes on the best tile
+    for c in space:
+        if (c["seg"], c["warps"]) == (best1["seg"], best1["warps"]):
+            run(c)
+    ranked = sorted(results, key=lambda c: results[c])
+    winner = None
+    err = math.inf
+    for cand in ranked[:3]:  # the fastest that passes the correctness check
+        err = _check(tf.FusedConfig.from_dict(json.loads(cand)), prob)
+        if err <= tolerance:
+            winner = cand
+            break
+        log(f"  {cand} failed the check: error {err:.2e}")
+    if winner is None:
+        raise ValueError(f"tune: no configuration passed the correctness check for {prob}")
+    default_kk = json.dumps(tf.FusedConfig().to_dict(), sort_keys=True)
+    if default_kk not in results:
+        try:
+            results[default_kk] = measure_fwd(tf.FusedConfig().to_dict(), prob, budget_s)
+        except Exception:
+            results[default_kk] = math.inf
+    entry: dict[str, Any] = {
+        "config": json.loads(winner),
+        "ms": results[winner],
+        "default_ms": results[default_kk],
+        "check_error": err,
+        "searched": len(results),
+        "when": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+        "triton": _version("triton"),
+        "torch": torch.__version__,
+        "source": "tuned",
+    }
+    if with_bwd:
+        bres: dict[str, float] = {}
+        for c in bwd_space():
+            try:
+                bres[json.dumps(c, sort_keys=True)] = measure_bwd(c, prob, budget_s)
+            except Exception as exc:
+                log(f"  skip bwd {c}: {type(exc).__name__}: {str(exc)[:120]}")
+        for cand in sorted(bres, key=lambda c: bres[c])[:3]:
+            berr = _check(tf.BwdConfig.from_dict(json.loads(cand)), prob, bwd=True)
+            if berr <= 1e-3:
+                entry["bwd_config"] = json.loads(cand)
+                entry["bwd_ms"] = bres[cand]
+                entry["bwd_check_error"] = berr
+                break
+        dkk = json.dumps(tf.BwdConfig().to_dict(), sort_keys=True)
+        entry["bwd_default_ms"] = bres.get(dkk)
+    if save:
+        save_entry(key(gpu_name(prob.device), prob.dtype, prob.uniform, prob.batch, prob.n), entry)
+        clear_memo()
+    return entry
+
+
+def exhaustive(prob: Problem, budget_s: float = 0.2) -> dict[str, float]:
+    """Forward time (ms) of every config in :func:`fwd_space` on ``prob`` (inf where it fails)."""
+    out = {}
+    for c in fwd_space():
+        kk = json.dumps(c, sort_keys=True)
+        try:
+            out[kk] = measure_fwd(c, prob, budget_s)
+        except Exception:
+            out[kk] = math.inf
+    return out
+
+
+def _version(mod: str) -> str | None:
+    try:
+        return __import__(mod).__version__
+    except Exception:
+        return None
+
+
+def parse_shapes(text: str) -> list[tuple[int, int]]:
+    """``"16384x1024,8x65536"`` -> [(16384, 1024), (8, 65536)] (BATCHxN pairs)."""
+    out = []
+    for part in text.split(","):
+        part = part.strip()
+        if not part:
+            continue
+        try:
+            b, n = part.lower().split("x")
+            out.append((int(b), int(n)))
+        except ValueError:
+            raise ValueError(f"shapes: {part!r} is not BATCHxN (e.g. 4096x4096)") from None
+        if out[-1][0] < 1 or out[-1][1] < 1:
+            raise ValueError(f"shapes: {part!r} needs BATCH >= 1 and N >= 1")
+    if not out:
+        raise ValueError("shapes: give at least one BATCHxN pair")
+    return out
+
+
+def default_shapes() -> list[tuple[int, int]]:
+    return [(16384, 1024), (4096, 4096), (1024, 16384), (256, 65536), (8, 65536), (1024, 4096), (64, 4096)]
+
+
+def iter_problems(shapes: Iterable[tuple[int, int]], dtypes: Iterable[torch.dtype],
+                  couplings: Iterable[bool]) -> list[Problem]:
+    return [Problem(b, n, dt, u) for (b, n) in shapes for dt in dtypes for u in couplings]

@@ -1,0 +1,360 @@
+"""``triton_fused``: the fused Triton BK-core kernel (forward + exact backward w.r.t. ``a`` and ``z``).
+
+One launch computes G for a tile of chains x segments with coalesced tile loads, the pivot recursions run on
+register columns, carries between segments from a two-pass "forgetting" scheme with an a-posteriori error
+bound, and one interleaved complex64 store (kernels/_triton_fused_core.py has the algorithm). Chains whose
+carries do not converge to the bound (near-real z, long memory) are flagged and recomputed by an exact kernel
+(prefix products of Möbius matrices, exact for any z) launched right after; no host synchronisation.
+
+Inputs (calling convention, docs/architecture.md): ``a`` (B, N) float32 / bfloat16 / float16 (upcast in
+registers), ``k`` (B, N-1) real of the same precision or a stride-0 view of one value (then read once),
+``z`` (B,) complex64. Output complex64 (B, N). Complex ``a`` / complex couplings / float64 are not supported
+(the gate skips those cases; ``bk_core`` upcasts bf16/fp16 only). Options: ``config`` (a
+:class:`FusedConfig` or dict), ``tol`` (carry tolerance, relative error of G), ``force_exact`` (skip the fast
+path: every chain through the exact kernel — for tests).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+
+from bkbench.registry import is_uniform, register
+from kernels._cplx_triton import HAS_TRITON, check_device, interpreting, triton_available
+
+if HAS_TRITON:
+    from kernels import _triton_fused_core as _core
+
+# Largest B * N accepted under the CPU interpreter (it runs the kernels element by element in numpy).
+INTERPRETER_MAX_ELEMENTS = 8192
+DTYPES = (torch.float32, torch.bfloat16, torch.float16)
+DEFAULT_TOL = 2e-7
+
+
+@dataclass(frozen=True)
+class FusedConfig:
+    """Launch configuration of the forward kernel.
+
+    seg: segments per program (rows x segments of the tile); L: positions per segment (one thread's run);
+    H: halo segments on each side of a chunk (chains longer than one tile); M1: length of the first pass
+    (<= L); warps: num_warps; stages: num_stages (the kernel has no pipelined loads; kept for the tuner's
+    record); maxpass: most passes before a chain is flagged for the exact kernel.
+    """
+
+    seg: int = 256
+    L: int = 16
+    H: int = 1
+    M1: int = 16
+    warps: int = 8
+    stages: int = 1
+    maxpass: int = 4
+
+    def __post_init__(self) -> None:
+        for name in ("seg", "L"):
+            v = getattr(self, name)
+            if v < 1 or v & (v - 1):
+                raise ValueError(f"config.{name}: must be a power of two >= 1, got {v}")
+        if not 1 <= self.M1 <= self.L:
+            raise ValueError(f"config.M1: must be in 1..L={self.L}, got {self.M1}")
+        if self.H < 1 or 2 * self.H >= self.seg:
+            raise ValueError(f"config.H: must be >= 1 and < seg/2 = {self.seg // 2}, got {self.H}")
+        if self.warps not in (1, 2, 4, 8, 16, 32):
+            raise ValueError(f"config.warps: must be a power of two in 1..32, got {self.warps}")
+        if self.maxpass < 2:
+            raise ValueError(f"config.maxpass: must be >= 2, got {self.maxpass}")
+
+    def to_dict(self) -> dict[str, int]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> FusedConfig:
+        names = {f.name for f in dataclasses.fields(cls)}
+        unknown = set(d) - names
+        if unknown:
+            raise ValueError(f"config: unknown keys {sorted(unknown)}; known: {sorted(names)}")
+        return cls(**{k: int(v) for k, v in d.items()})
+
+
+@dataclass(frozen=True)
+class BwdConfig:
+    """Launch configuration of the backward kernel (same fields as :class:`FusedConfig`, smaller L)."""
+
+    seg: int = 256
+    L: int = 8
+    H: int = 2
+    M1: int = 8
+    warps: int = 8
+    stages: int = 1
+    maxpass: int = 4
+
+    def __post_init__(self) -> None:
+        FusedConfig(**dataclasses.asdict(self))  # same checks
+
+    def to_dict(self) -> dict[str, int]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> BwdConfig:
+        return cls(**FusedConfig.from_dict(d).to_dict())
+
+
+@dataclass(frozen=True)
+class Plan:
+    """A config resolved for one (B, N): tile R x S x L, halo H, chunks per chain NCH of CORE positions."""
+
+    R: int
+    S: int
+    L: int
+    H: int
+    NCH: int
+    CORE: int
+    M1: int
+    warps: int
+    stages: int
+    maxpass: int
+
+    @property
+    def grid(self) -> int:
+        return self._grid
+
+    def programs(self, batch: int) -> int:
+        return math.ceil(batch / self.R) * self.NCH
+
+
+def _pow2_at_least(x: int) -> int:
+    return 1 << max(0, (x - 1).bit_length())
+
+
+def plan(cfg: FusedConfig | BwdConfig, batch: int, n: int) -> Plan:
+    """Resolve ``cfg`` for a (batch, n) problem: one chunk per chain when a tile holds the chain."""
+    segs = math.ceil(n / cfg.L)
+    if segs <= cfg.seg:
+        s = _pow2_at_least(segs)
+        r = max(1, min(cfg.seg // s, _pow2_at_least(batch)))
+        return Plan(r, s, cfg.L, 0, 1, s * cfg.L, min(cfg.M1, cfg.L), cfg.warps, cfg.stages, cfg.maxpass)
+    core = (cfg.seg - 2 * cfg.H) * cfg.L
+    return Plan(1, cfg.seg, cfg.L, cfg.H, math.ceil(n / core), core, cfg.M1, cfg.warps, cfg.stages, cfg.maxpass)
+
+
+# exact kernel: segments per chunk and persistent grid cap
+EXACT_S = 64
+EXACT_L = 16
+EXACT_WARPS = 4
+_SCRATCH: dict[tuple[str, int], torch.Tensor] = {}
+
+
+def _exact_programs(batch: int, device: torch.device) -> int:
+    if device.type == "cuda":
+        sms = torch.cuda.get_device_properties(device).multi_processor_count
+        return max(1, min(batch, 4 * sms))
+    return max(1, min(batch, 4))
+
+
+def _scratch(device: torch.device, nprog: int, maxch: int) -> torch.Tensor:
+    key = (str(device), 0)
+    need = nprog * maxch * 4
+    buf = _SCRATCH.get(key)
+    if buf is None or buf.numel() < need:
+        buf = torch.empty(max(need, 4096), dtype=torch.float32, device=device)
+        _SCRATCH[key] = buf
+    return buf
+
+
+def _check_inputs(a: torch.Tensor, k: torch.Tensor, z: torch.Tensor) -> bool:
+    check_device(a, "triton_fused")
+    if a.dtype not in DTYPES:
+        raise ValueError(
+            f"a: dtype {a.dtype} is not supported by triton_fused (float32, bfloat16, float16); "
+            "use impl='thomas' for float64 or complex a"
+        )
+    if k.is_complex():
+        raise ValueError("k: complex couplings are not supported by triton_fused; use impl='thomas'")
+    if a.dim() != 2 or k.shape != (a.shape[0], max(a.shape[1] - 1, 0)):
+        raise ValueError(f"a, k: expected (B, N) and (B, N-1), got {tuple(a.shape)} and {tuple(k.shape)}")
+    if z.dtype != torch.complex64 or z.shape != (a.shape[0],):
+        raise ValueError(f"z: expected complex64 of shape ({a.shape[0]},), got {z.dtype} {tuple(z.shape)}")
+    return is_uniform(k)
+
+
+def _k_arg(a: torch.Tensor, k: torch.Tensor, uniform: bool) -> torch.Tensor:
+    if uniform:
+        return k[:1, :1].reshape(1).to(a.dtype).contiguous() if k.numel() else torch.zeros(1, device=a.device)
+    if k.numel() == 0:
+        return torch.zeros(1, dtype=a.dtype, device=a.device)
+    return k.to(a.dtype).contiguous()
+
+
+def forward(
+    a: torch.Tensor,
+    k: torch.Tensor,
+    z: torch.Tensor,
+    config: FusedConfig | None = None,
+    tol: float = DEFAULT_TOL,
+    force_exact: bool = False,
+    return_flags: bool = False,
+) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
+    """G (B, N) complex64 from a (B, N), k (B, N-1), z (B,) complex64 (no autograd; see module docs)."""
+    uniform = _check_inputs(a, k, z)
+    cfg = config or FusedConfig()
+    a = a.contiguous()
+    batch, n = a.shape
+    g = torch.empty(batch, n, dtype=torch.complex64, device=a.device)
+    if batch == 0:
+        return (g, torch.zeros(0, 1, dtype=torch.int32, device=a.device)) if return_flags else g
+    gv = torch.view_as_real(g)
+    zv = torch.view_as_real(z.contiguous())
+    kk = _k_arg(a, k, uniform)
+    p = plan(cfg, batch, n)
+    flags = torch.empty(batch, p.NCH, dtype=torch.int32, device=a.device)
+    if force_exact:
+        flags.fill_(1)
+    else:
+        _core._fwd_fast_kernel[(p.programs(batch),)](
+            a, kk, zv, gv, flags, batch, n, p.NCH, p.CORE, float(tol),
+            R=p.R, S=p.S, L=p.L, H=p.H, M1=p.M1, MAXPASS=p.maxpass, K_SCALAR=uniform,
+            num_warps=p.warps, num_stages=p.stages,
+        )
+    nprog = _exact_programs(batch, a.device)
+    maxch = math.ceil(n / (EXACT_S * EXACT_L))
+    _core._fwd_exact_kernel[(nprog,)](
+        a, kk, zv, gv, flags, _scratch(a.device, nprog, maxch), batch, n, p.NCH, nprog, maxch,
+        S=EXACT_S, L=EXACT_L, FP2=_pow2_at_least(p.NCH), K_SCALAR=uniform, FORCE=0,
+        num_warps=EXACT_WARPS,
+    )
+    return (g, flags) if return_flags else g
+
+
+def vjp(
+    a: torch.Tensor,
+    k: torch.Tensor,
+    z: torch.Tensor,
+    g: torch.Tensor,
+    grad_g: torch.Tensor,
+    need_s: bool = False,
+    config: BwdConfig | None = None,
+    tol: float = DEFAULT_TOL,
+    gtol: float = 1e-6,
+    force_exact: bool = False,
+    return_flags: bool = False,
+) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
+    """Backward of G = bk_core(a, k, z): returns grad_a = -Re S (B, N) float32, or S (B, N) complex64 when
+    ``need_s`` (then grad_z = conj(S.sum(1))), with S_j = sum_i w_i G_ij G_ji, w = conj(grad_g)."""
+    uniform = _check_inputs(a, k, z)
+    cfg = config or BwdConfig()
+    a = a.contiguous()
+    batch, n = a.shape
+    out = torch.empty(batch, n, dtype=torch.complex64 if need_s else torch.float32, device=a.device)
+    if batch == 0:
+        return (out, torch.zeros(0, 1, dtype=torch.int32, device=a.device)) if return_flags else out
+    ov = torch.view_as_real(out) if need_s else out
+    gv = torch.view_as_real(g.contiguous())
+    gg = torch.view_as_real(grad_g.to(torch.complex64).contiguous())
+    zv = torch.view_as_real(z.contiguous())
+    kk = _k_arg(a, k, uniform)
+    p = plan(cfg, batch, n)
+    flags = torch.empty(batch, p.NCH, dtype=torch.int32, device=a.device)
+    if force_exact:
+        flags.fill_(1)
+    else:
+        _core._bwd_fast_kernel[(p.programs(batch),)](
+            a, kk, zv, gv, gg, ov, flags, batch, n, p.NCH, p.CORE, float(tol), float(gtol),
+            R=p.R, S=p.S, L=p.L, H=p.H, M1=p.M1, MAXPASS=p.maxpass, K_SCALAR=uniform, NEED_S=need_s,
+            num_warps=p.warps, num_stages=p.stages,
+        )
+    nprog = _exact_programs(batch, a.device)
+    maxch = math.ceil(n / (EXACT_S * EXACT_L))
+    _core._bwd_exact_kernel[(nprog,)](
+        a, kk, zv, gv, gg, ov, flags, _scratch(a.device, nprog, 2 * maxch), batch, n, p.NCH, nprog, maxch,
+        S=EXACT_S, L=EXACT_L, FP2=_pow2_at_least(p.NCH), K_SCALAR=uniform, FORCE=0, NEED_S=need_s,
+        num_warps=EXACT_WARPS,
+    )
+    return (out, flags) if return_flags else out
+
+
+class FusedGreen(torch.autograd.Function):
+    """G = triton_fused(a, k, z) with the exact O(N) backward w.r.t. a and z (Triton kernels both ways)."""
+
+    @staticmethod
+    def forward(ctx, a, z, k, config, bwd_config, tol):  # type: ignore[override]
+        g = forward(a, k, z, config=config, tol=tol)
+        ctx.save_for_backward(a, z, g)
+        ctx.k = k
+        ctx.bwd_config = bwd_config
+        ctx.tol = tol
+        return g
+
+    @staticmethod
+    def backward(ctx, grad_g):  # type: ignore[override]
+        a, z, g = ctx.saved_tensors
+        need_z = ctx.needs_input_grad[1]
+        res = vjp(a.detach(), ctx.k, z.detach(), g, grad_g, need_s=need_z, config=ctx.bwd_config, tol=ctx.tol)
+        grad_a = grad_z = None
+        if need_z:
+            grad_z = res.sum(dim=1).conj()
+            if ctx.needs_input_grad[0]:
+                grad_a = (-res.real).to(a.dtype)
+        elif ctx.needs_input_grad[0]:
+            grad_a = res.to(a.dtype)
+        return grad_a, grad_z, None, None, None, None
+
+
+def _as_config(cls: type, value: Any) -> Any:
+    if value is None or isinstance(value, cls):
+        return value
+    if isinstance(value, dict):
+        return cls.from_dict(value)
+    raise ValueError(f"config: expected a {cls.__name__} or a dict, got {type(value).__name__}")
+
+
+def supports(problem: Any) -> str | None:
+    if getattr(problem, "device", "cpu") == "cpu":
+        if not interpreting():
+            return "Triton kernel: on the CPU only under TRITON_INTERPRET=1"
+        if getattr(problem, "elements", 0) > INTERPRETER_MAX_ELEMENTS:
+            return f"Triton interpreter: only B*N <= {INTERPRETER_MAX_ELEMENTS} on the CPU"
+    if getattr(problem, "complex_a", 0):
+        return "complex a is not supported (real a only)"
+    return None
+
+
+@register(
+    "triton_fused",
+    kind="bk",
+    exact=True,
+    devices=("cpu", "cuda"),
+    dtypes=DTYPES,
+    differentiable=True,
+    description="fused Triton kernel: tile loads, two-pass forgetting carries + exact fallback, one store",
+    available=triton_available,
+    supports=supports,
+)
+def triton_fused(
+    a: torch.Tensor,
+    k: torch.Tensor,
+    z: torch.Tensor,
+    config: FusedConfig | dict | None = None,
+    bwd_config: BwdConfig | dict | None = None,
+    tol: float = DEFAULT_TOL,
+    force_exact: bool = False,
+) -> torch.Tensor:
+    """a (B, N) float32/bf16/fp16, k (B, N-1) real, z (B,) complex64 -> G (B, N) complex64.
+
+    Differentiable w.r.t. a and z. ``config``/``bwd_config`` default to the tuned table for this GPU
+    (bkbench.tuning), else the built-in defaults."""
+    cfg = _as_config(FusedConfig, config)
+    bcfg = _as_config(BwdConfig, bwd_config)
+    if cfg is None or bcfg is None:
+        from bkbench.tuning import lookup
+
+        t_cfg, t_bcfg = lookup(a, k)
+        cfg = cfg or t_cfg
+        bcfg = bcfg or t_bcfg
+    if force_exact:
+        return forward(a, k, z, config=cfg, tol=tol, force_exact=True)
+    if torch.is_grad_enabled() and (a.requires_grad or z.requires_grad):
+        return FusedGreen.apply(a, z, k, cfg, bcfg, tol)
+    return forward(a, k, z, config=cfg, tol=tol)
