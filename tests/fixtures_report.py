@@ -193,7 +193,7 @@ def _fill_run(store: Store, run: int, rng: np.random.Generator, ns: list[int], s
         for s in (0.0, 0.1, 0.5, 0.9):
             for impl in ("triton_fused", "thomas"):
                 law = LAWS[impl]
-                t = _law_time(law, n_sp, mode) * (1.0 - 0.3 * s)
+                t = _law_time(law, n_sp, mode, speed.get(impl, 1.0)) * (1.0 - 0.3 * s)
                 row = _timed_row(rng, t, 16 * CHAINS * n_sp, CHAINS * n_sp, None)
                 _add(store, run, impl=impl, kind="bk", n=n_sp, dtype="float32", mode=mode, status="ok", s=s,
                      rel_err=2e-7, tolerance=1e-5, **row)
@@ -233,6 +233,7 @@ def make_fixture_db(path: str | Path, size: str = "small", two_runs: bool = True
     ns = [256 * 4**k for k in range(5)] if size == "small" else [256 * 2**k for k in range(9)]
     rng = np.random.default_rng(seed)
     with Store(path) as store:
+        store.conn.execute("PRAGMA synchronous=OFF")  # a throw-away test file: skip fsync per committed row
         label = "SYNTHETIC FIXTURE - not a measurement"
         run = store.start_run("gpu", "cuda", _env("fixture000a", label), {"suite": "gpu", "fixture": True},
                               label=label)

@@ -25,6 +25,7 @@ its interval from draws of both fits' parameters — an extrapolation when it li
 from __future__ import annotations
 
 import math
+import zlib
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -109,8 +110,15 @@ class Series:
         hit = np.nonzero(self.ns == n)[0]
         return float(self.t[hit[0]]) if hit.size else math.nan
 
-    def boot(self, reps: int, rng: np.random.Generator) -> np.ndarray:
-        """Bootstrap medians, shape (reps, P): resampled raw samples, else normal(t, sigma)."""
+    def boot(self, reps: int, seed: int = 0) -> np.ndarray:
+        """Bootstrap medians, shape (reps, P): resampled raw samples, else normal(t, sigma). Computed once per
+        (reps, seed) and cached, so every pair this series enters uses the same resamples."""
+        cache = self.__dict__.setdefault("_boot_cache", {})
+        if (reps, seed) not in cache:
+            cache[(reps, seed)] = self._boot(reps, np.random.default_rng([seed, zlib.crc32(repr(self.key).encode())]))
+        return cache[(reps, seed)]
+
+    def _boot(self, reps: int, rng: np.random.Generator) -> np.ndarray:
         out = np.empty((reps, self.ns.size))
         for j, (s, t, sd) in enumerate(zip(self.samples, self.t, self.sigma)):
             if s is not None and s.size > 1:
@@ -326,8 +334,8 @@ def crossover(bk: Series, base: Series, reps: int = DEFAULT_REPS, seed: int = 0)
         n_star = _crossing(common, r)
         c.state = "cross" if np.isfinite(n_star) else ("faster" if n_star < 0 else "slower")
         c.n_star = n_star
-        bb = bk.boot(reps, rng)[:, ib]
-        ba = base.boot(reps, rng)[:, ia]
+        bb = bk.boot(reps, seed)[:, ib]
+        ba = base.boot(reps, seed)[:, ia]
         rr = np.log(ba) - np.log(bb)
         stars = np.array([_crossing(common, row) for row in rr])
         same = {"cross": np.isfinite(stars), "faster": stars == -np.inf, "slower": stars == np.inf}[c.state]
@@ -368,7 +376,7 @@ def crossovers(series: list[Series], reps: int = DEFAULT_REPS, oom: pd.DataFrame
             if (bk.platform, bk.mode, bk.batch, bk.d, bk.timing_mode) != (
                     base.platform, base.mode, base.batch, base.d, base.timing_mode):
                 continue
-            c = crossover(bk, base, reps=reps, seed=len(out))
+            c = crossover(bk, base, reps=reps)
             if oom is not None and len(oom):
                 hit = oom[(oom["platform"] == base.platform) & (oom["impl"] == base.impl) & (oom["mode"] == base.mode)
                           & (oom["dtype"] == base.dtype) & (oom["batch"].fillna(-1) == base.batch)

@@ -155,16 +155,21 @@ def _ensure_columns(df: pd.DataFrame) -> pd.DataFrame:
     return df
 
 
+def _text(col: pd.Series, default: str) -> pd.Series:
+    """A text column with missing values replaced by ``default`` (works for all-NaN float columns too)."""
+    return col.astype(object).where(col.notna(), default).astype(str)
+
+
 def _derive(df: pd.DataFrame) -> pd.DataFrame:
-    df["status"] = df["status"].fillna("crash").astype(str)
-    df["impl"] = df["impl"].fillna("?").astype(str)
-    df["kind"] = df["kind"].fillna("bk").astype(str)
-    df["mode"] = df["mode"].fillna("fwd").astype(str)
-    df["dtype"] = df["dtype"].fillna("?").astype(str)
+    df["status"] = _text(df["status"], "crash")
+    df["impl"] = _text(df["impl"], "?")
+    df["kind"] = _text(df["kind"], "bk")
+    df["mode"] = _text(df["mode"], "fwd")
+    df["dtype"] = _text(df["dtype"], "?")
     df["sparsity"] = df["sparsity"].fillna(0.0)
-    df["timing_mode"] = df["timing_mode"].fillna("").astype(str)
+    df["timing_mode"] = _text(df["timing_mode"], "")
     gpu = df["gpu"].where(df["gpu"].notna() & (df["gpu"].astype(str) != ""), None)
-    dev = df["device"].fillna(df["run_device"]).fillna("?").astype(str)
+    dev = _text(df["device"].astype(object).where(df["device"].notna(), df["run_device"]), "?")
     on_gpu = dev.str.startswith("cuda")
     df["platform"] = np.where(on_gpu & gpu.notna(), gpu.astype(str), dev)
     df["variant"] = df["options_json"].map(variant_of)
@@ -252,9 +257,10 @@ def load(db_paths: list[str | Path], run_ids: list[str] | None = None) -> Loaded
 
 
 def case_ids(df: pd.DataFrame) -> pd.Series:
-    """The stored ``case_id`` of each row, or impl|case_key|mode|options_json where it is missing."""
-    fallback = (df["impl"].astype(str) + "|" + df["case_key"].astype(str) + "|" + df["mode"].astype(str) + "|"
-                + df["options_json"].astype(str))
+    """The stored ``case_id`` of each row, or — where it is missing — the row's identity columns joined
+    (impl, case_key, mode, options_json, n, batch, d, dtype, sparsity)."""
+    cols = ["impl", "case_key", "mode", "options_json", "n", "batch", "d", "dtype", "sparsity"]
+    fallback = df[cols].map(str).agg("|".join, axis=1) if len(df) else pd.Series(dtype=str)
     cid = df["case_id"]
     return cid.where(cid.notna() & (cid.astype(str) != ""), fallback).astype(str)
 
