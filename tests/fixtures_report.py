@@ -33,7 +33,8 @@ CHAINS = B * D
 LAWS: dict[str, dict[str, Any]] = {
     "triton_fused": dict(kind="bk", floor=2.0e-5, lin=3.0e-8, quad=0.0, bwd=2.6, bytes_per_el=16, power=420.0),
     "assoc_scan": dict(kind="bk", floor=2.0e-5, lin=1.1e-7, quad=0.0, bwd=2.9, bytes_per_el=16, power=380.0),
-    "thomas": dict(kind="bk", floor=3.0e-5, lin=3.0e-7, quad=0.0, bwd=3.1, bytes_per_el=16, power=300.0),
+    "thomas": dict(kind="bk", floor=3.0e-5, lin=3.0e-7, quad=0.0, bwd=3.1, bytes_per_el=16, power=300.0,
+                   depth=2e-8),
     "naive_loop": dict(kind="bk", floor=2.0e-3, lin=5.0e-6, quad=0.0, bwd=3.0, bytes_per_el=16, power=200.0),
     "ssm_fla_ssd": dict(kind="ssm", floor=1.5e-4, lin=6.0e-8, quad=0.0, bwd=2.5, bytes_per_el=24, power=450.0),
     "ssm_selective_scan_parallel": dict(kind="ssm", floor=8.0e-5, lin=4.0e-7, quad=0.0, bwd=2.7, bytes_per_el=24,
@@ -86,7 +87,8 @@ def _timed_row(rng: np.random.Generator, t: float, ideal_bytes: float | None, el
         row.update(energy_status="unavailable: synthetic fixture has no NVML for this case")
     else:
         idle = 110.0
-        trials = [{"power_w": power * (1 + 0.01 * k), "capped": capped and k == 0} for k in range(4)]
+        trials = [{"power_w": power * (1 + 0.01 * k), "telemetry": {"power_capped": capped and k == 0}}
+                  for k in range(4)]
         e = power * t
         row.update(
             energy_j_per_call=e,
@@ -94,14 +96,14 @@ def _timed_row(rng: np.random.Generator, t: float, ideal_bytes: float | None, el
             energy_j_per_element=e / elements,
             power_avg_w=power,
             power_idle_w=idle,
-            energy_status="capped" if capped else "ok",
-            energy_json={"trials": trials, "window_s": 5.0},
+            energy_status="ok",
+            energy_json={"status": "ok", "trials": trials, "power_capped_trials": int(capped)},
         )
     return row
 
 
-def _law_time(law: dict[str, Any], n: int, mode: str, scale: float = 1.0) -> float:
-    t = law["floor"] + law["lin"] * n + law["quad"] * n * n
+def _law_time(law: dict[str, Any], n: int, mode: str, scale: float = 1.0, chains: int = CHAINS) -> float:
+    t = law["floor"] + (law["lin"] * n + law["quad"] * n * n) * chains / CHAINS + law.get("depth", 0.0) * n
     return scale * t * (law["bwd"] if mode == "fwd+bwd" else 1.0)
 
 
@@ -110,97 +112,135 @@ def _key(n: int, dtype: str, s: float = 0.0, b: int = B, d: int = D) -> str:
 
 
 def _add(store: Store, run: int, *, impl: str, kind: str, n: int, dtype: str, mode: str, status: str,
-         options: dict[str, Any] | None = None, s: float = 0.0, b: int = B, d: int = D, **extra: Any) -> None:
+         options: dict[str, Any] | None = None, s: float = 0.0, b: int = B, d: int = D, group: str = "",
+         **extra: Any) -> None:
     key = _key(n, dtype, s, b, d)
     opts = json.dumps(options or {}, sort_keys=True)
     row = {
         "case_id": f"{impl}|{key}|{mode}|{opts}", "suite": "gpu", "case_key": key, "impl": impl, "kind": kind,
         "n": n, "batch": b, "d": d, "dtype": dtype, "sparsity": s, "mode": mode, "options_json": opts,
-        "device": "cuda:0", "status": status,
+        "device": "cuda:0", "status": status, "group": group,  # group: not a column -> metrics_json, as the runner
     }
     row.update(extra)
     store.add_result(run, row)
 
 
+CONSTANT_WORK = 1 << 24  # elements of the constant-work sweep (like the gpu suite's group "bk-n")
+
+
+def _constant_work_shape(n: int) -> tuple[int, int]:
+    chains = max(1, CONSTANT_WORK // n)
+    batch = max(1, chains // D)
+    return batch, chains // batch
+
+
+def _fill_constant_work(store: Store, run: int, rng: np.random.Generator, ns: list[int], speed: dict[str, float],
+                        skip_n: set[int]) -> None:
+    """Group "bk-n": forward BK-core over N with B*d*N fixed (batch shrinks as N grows)."""
+    for impl in ("triton_fused", "assoc_scan", "thomas", "naive_loop"):
+        law = LAWS[impl]
+        for n in ns:
+            if n in skip_n:
+                continue
+            b, d = _constant_work_shape(n)
+            if impl == "naive_loop" and n >= 16384:
+                _add(store, run, impl=impl, kind="bk", n=n, dtype="float32", mode="fwd", status="timeout", b=b, d=d,
+                     group="bk-n", reason="case exceeded the 120 s worker timeout [synthetic]")
+                continue
+            occupancy = 1.0 + 0.3 * math.sqrt(256 / (b * d))  # few long chains fill the GPU less well
+            t = _law_time(law, n, "fwd", speed.get(impl, 1.0), chains=b * d) * occupancy
+            row = _timed_row(rng, t, 16 * b * d * n, b * d * n, None)
+            _add(store, run, impl=impl, kind="bk", n=n, dtype="float32", mode="fwd", status="ok", b=b, d=d,
+                 group="bk-n", rel_err=2e-7, tolerance=1e-5, **row)
+
+
 def _fill_run(store: Store, run: int, rng: np.random.Generator, ns: list[int], speed: dict[str, float],
-              crash: bool = True) -> None:
+              crash: bool = True, equal_work_fwd: bool = True) -> None:
     big = max(ns)
+    n_mid = ns[len(ns) // 2]
+    variant_ns = ns if equal_work_fwd else [n_mid]  # dtype / window / LNS variants: one shape, as in the gpu suite
+    # the constant-work sweep owns the (B, d) = (8, 512) forward case unless the equal-work sweep has it
+    _fill_constant_work(store, run, rng, ns, speed, {n_mid} if equal_work_fwd else set())
     for mode in ("fwd", "fwd+bwd"):
         for impl, law in LAWS.items():
             kind = law["kind"]
             dtype = "float32" if kind == "bk" else "bfloat16"
             scale = speed.get(impl, 1.0)
+            group = "baselines" if kind != "bk" else ("bk-equal-work" if mode == "fwd" else "bk-fwd+bwd")
+            if kind == "bk" and mode == "fwd" and not equal_work_fwd:
+                continue
             for n in ns:
                 el = CHAINS * n
                 t = _law_time(law, n, mode, scale)
                 if n >= law.get("oom_from", 1 << 62):
-                    _add(store, run, impl=impl, kind=kind, n=n, dtype=dtype, mode=mode, status="oom",
+                    _add(store, run, impl=impl, kind=kind, n=n, dtype=dtype, mode=mode, status="oom", group=group,
                          reason=f"torch.OutOfMemoryError: CUDA out of memory (tried to allocate {8 * n * n * 2 >> 20}"
                                 " MiB) [synthetic]")
                     continue
                 if impl == "naive_loop" and n >= 16384:
                     _add(store, run, impl=impl, kind=kind, n=n, dtype=dtype, mode=mode, status="timeout",
-                         reason="case exceeded the 120 s worker timeout [synthetic]")
+                         group=group, reason="case exceeded the 120 s worker timeout [synthetic]")
                     continue
                 if crash and impl == "ssm_selective_scan_parallel" and n == big and mode == "fwd+bwd":
                     _add(store, run, impl=impl, kind=kind, n=n, dtype=dtype, mode=mode, status="crash",
-                         reason="worker exited with signal 11 (SIGSEGV) [synthetic]")
+                         group=group, reason="worker exited with signal 11 (SIGSEGV) [synthetic]")
                     continue
                 capped = impl == "attention_sdpa_flash" and n == big
                 power = law["power"] if impl in ("triton_fused", "thomas", "attention_sdpa_flash",
                                                  "ssm_fla_ssd") else None
                 row = _timed_row(rng, t, law["bytes_per_el"] * el if kind == "bk" else None, el, power, capped)
                 err = 2.0e-7 if kind == "bk" else 4.0e-3
-                _add(store, run, impl=impl, kind=kind, n=n, dtype=dtype, mode=mode, status="ok",
+                _add(store, run, impl=impl, kind=kind, n=n, dtype=dtype, mode=mode, status="ok", group=group,
                      rel_err=err * (1 + 0.1 * rng.random()), tolerance=1e-5 if kind == "bk" else 2e-2, **row)
             if kind == "bk" and impl == "thomas":  # a float64 series too
-                for n in ns:
+                for n in variant_ns:
                     t = _law_time(law, n, mode, 1.9)
                     row = _timed_row(rng, t, 32 * CHAINS * n, CHAINS * n, None)
                     _add(store, run, impl=impl, kind=kind, n=n, dtype="float64", mode=mode, status="ok",
-                         rel_err=3e-16, tolerance=1e-12, **row)
+                         group="bk-dtype", rel_err=3e-16, tolerance=1e-12, **row)
         # approximate and LNS variants (forward only; fwd+bwd declined: not differentiable)
         for m, err in LUT_WINDOWS.items():
-            for n in ns:
+            for n in variant_ns:
                 opts = {"window": m}
                 if mode == "fwd+bwd":
                     _add(store, run, impl="lut_green", kind="bk", n=n, dtype="float32", mode=mode, status="skipped",
-                         options=opts, reason="lut_green is not differentiable (declines fwd+bwd)")
+                         options=opts, group="lut-window", reason="lut_green is not differentiable (declines fwd+bwd)")
                     continue
                 tol = 1e-3  # declared tolerance of the approximation: windows 0 and 2 fail it
                 if err > tol:
                     _add(store, run, impl="lut_green", kind="bk", n=n, dtype="float32", mode=mode,
-                         status="incorrect", options=opts, rel_err=err, tolerance=tol,
+                         status="incorrect", options=opts, rel_err=err, tolerance=tol, group="lut-window",
                          reason=f"relative error {err:.2g} exceeds the declared tolerance {tol:.2g}")
                     continue
                 t = _law_time(LAWS["triton_fused"], n, mode) * (1.1 + 0.15 * m)
                 row = _timed_row(rng, t, 16 * CHAINS * n, CHAINS * n, None)
                 _add(store, run, impl="lut_green", kind="bk", n=n, dtype="float32", mode=mode, status="ok",
-                     options=opts, rel_err=err, tolerance=tol, **row)
+                     options=opts, rel_err=err, tolerance=tol, group="lut-window", **row)
         for gauss, (err, slow) in LNS_VARIANTS.items():
-            for n in ns:
+            for n in variant_ns:
                 opts = {"gauss": gauss}
                 if mode == "fwd+bwd":
                     continue
                 t = _law_time(LAWS["assoc_scan"], n, mode) * slow
                 row = _timed_row(rng, t, 16 * CHAINS * n, CHAINS * n, None)
                 _add(store, run, impl="lns", kind="bk", n=n, dtype="float32", mode=mode, status="ok", options=opts,
-                     rel_err=err, tolerance=1e-5, **row)
+                     rel_err=err, tolerance=1e-5, group="lns", **row)
         _add(store, run, impl="lns_triton", kind="bk", n=ns[0], dtype="float64", mode=mode, status="skipped",
              options={"gauss": "table"}, reason="table precision too coarse for float64 work [synthetic]")
         # sparsity sweep at one N: BK-core (couplings zeroed) and block-sparse attention
         n_sp = ns[len(ns) // 2]
         for s in (0.0, 0.1, 0.5, 0.9):
-            for impl in ("triton_fused", "thomas"):
+            for impl in ("triton_fused", "thomas") if s else ():  # their s = 0 rows come from the N sweeps
                 law = LAWS[impl]
                 t = _law_time(law, n_sp, mode, speed.get(impl, 1.0)) * (1.0 - 0.3 * s)
                 row = _timed_row(rng, t, 16 * CHAINS * n_sp, CHAINS * n_sp, None)
                 _add(store, run, impl=impl, kind="bk", n=n_sp, dtype="float32", mode=mode, status="ok", s=s,
-                     rel_err=2e-7, tolerance=1e-5, **row)
+                     rel_err=2e-7, tolerance=1e-5, group="bk-sparsity", **row)
             t = _law_time(LAWS["attention_sdpa_flash"], n_sp, mode) * (1.0 - s + 0.05) * 1.3
             row = _timed_row(rng, t, None, CHAINS * n_sp, None)
             _add(store, run, impl="attention_flex_local", kind="attention", n=n_sp, dtype="bfloat16", mode=mode,
-                 status="ok", s=s, rel_err=5e-3, tolerance=2e-2, options={"tile": 128}, **row)
+                 status="ok", s=s, rel_err=5e-3, tolerance=2e-2, options={"tile": 128},
+                 group="block-sparse-attention", **row)
     # impl="auto" dispatch rows over (N, batch): which implementation auto picked (forward)
     for b in (1, 8, 64):
         for n in ns:
@@ -208,22 +248,26 @@ def _fill_run(store: Store, run: int, rng: np.random.Generator, ns: list[int], s
             t = _law_time(LAWS[chosen], n, "fwd") * b / B
             row = _timed_row(rng, t, 16 * b * D * n, b * D * n, None)
             _add(store, run, impl="auto", kind="bk", n=n, dtype="float32", mode="fwd", status="ok", b=b,
-                 rel_err=2e-7, tolerance=1e-5, auto_impl=chosen, **row)
+                 rel_err=2e-7, tolerance=1e-5, auto_impl=chosen, group="auto-dispatch", **row)
     # tuned vs default configuration of triton_fused per shape bucket
     for n in ns:
         for config, factor in (("default", 1.0), ("tuned", 0.8 if n >= 4096 else 0.95)):
             t = _law_time(LAWS["triton_fused"], n, "fwd") * factor
             row = _timed_row(rng, t, 16 * CHAINS * n, CHAINS * n, None)
             _add(store, run, impl="triton_fused", kind="bk", n=n, dtype="float32", mode="fwd", status="ok",
-                 options={"config": config}, rel_err=2e-7, tolerance=1e-5, **row)
+                 options={"config": config}, rel_err=2e-7, tolerance=1e-5, group="tuning", **row)
 
 
-def make_fixture_db(path: str | Path, size: str = "small", two_runs: bool = True, seed: int = 0) -> Path:
+def make_fixture_db(path: str | Path, size: str = "small", two_runs: bool = True, seed: int = 0,
+                    equal_work_fwd: bool = True) -> Path:
     """Write the synthetic fixture database at ``path`` (replaced if it exists) and return the path.
 
     size: ``"small"`` (N = 256..65536 in steps of 4x: 5 sizes, ~230 rows per run) or ``"full"`` (N = 256..65536
     in steps of 2x). two_runs: also write a second run (a "candidate commit" whose triton_fused is 10 %
     faster and whose planted crash of ssm_selective_scan_parallel is gone) for the comparison.
+    equal_work_fwd: also time the BK-core forward at the baselines' (B, d) = (8, 512) over every N (group
+    "bk-equal-work"); when False the BK-core forward has only the constant-work sweep "bk-n" (plus the
+    shape's N = 4096 point), as in the gpu suite today.
     """
     if size not in ("small", "full"):
         raise ValueError(f"size: must be 'small' or 'full', got {size!r}")
@@ -237,13 +281,14 @@ def make_fixture_db(path: str | Path, size: str = "small", two_runs: bool = True
         label = "SYNTHETIC FIXTURE - not a measurement"
         run = store.start_run("gpu", "cuda", _env("fixture000a", label), {"suite": "gpu", "fixture": True},
                               label=label)
-        _fill_run(store, run, rng, ns, speed={})
+        _fill_run(store, run, rng, ns, speed={}, equal_work_fwd=equal_work_fwd)
         store.finish_run(run)
         if two_runs:
             label_b = "SYNTHETIC FIXTURE B - not a measurement"
             run_b = store.start_run("gpu", "cuda", _env("fixture000b", label_b), {"suite": "gpu", "fixture": True},
                                     label=label_b)
-            _fill_run(store, run_b, rng, ns, speed={"triton_fused": 0.9}, crash=False)
+            _fill_run(store, run_b, rng, ns, speed={"triton_fused": 0.9}, crash=False,
+                      equal_work_fwd=equal_work_fwd)
             store.finish_run(run_b)
     return path
 

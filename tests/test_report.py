@@ -22,8 +22,10 @@ from bkbench.report.analysis import (
     fit_range,
     oom_table,
     pareto_front,
+    tuning_from_json,
 )
 from bkbench.report.data import load, load_pair, variant_of
+from bkbench.report.render import _headline
 from bkbench.report.stats import benjamini_hochberg, fit_power_law, mann_whitney_p, t_ppf
 from bkbench.store import Store
 from tests.fixtures_report import make_fixture_db
@@ -119,6 +121,19 @@ def test_variant_of_is_compact_and_sorted() -> None:
     assert variant_of(None) == variant_of("{}") == variant_of("not json") == ""
 
 
+def test_tuning_json_in_the_tuner_cache_format() -> None:
+    doc = {"schema": 1, "entries": {"GPU X|float32|k|N4096_E16777216": {
+        "config": {"seg": 128, "warps": 4}, "ms": 0.05, "default_ms": 0.08, "bwd_ms": 0.1, "bwd_default_ms": None,
+        "source": "tuned"}}}
+    tune, disp = tuning_from_json([("tuned.json", doc)])
+    assert len(tune) == 1 and disp.empty  # the backward pair has no default time: not a record
+    row = tune.iloc[0]
+    assert (row["gpu"], row["dtype"], row["coupling"], row["bucket"], row["mode"]) == (
+        "GPU X", "float32", "k", "N4096_E16777216", "fwd")
+    assert row["tuned_s"] == pytest.approx(5e-5) and row["speedup"] == pytest.approx(1.6)
+    assert '"seg": 128' in row["config"]
+
+
 # -- crossovers of known laws -------------------------------------------------------------------------------
 
 
@@ -181,14 +196,28 @@ def test_load_is_read_only_and_deduplicates_runs(fixture_db: Path) -> None:
 
 def test_fixture_exponents_recovered_within_interval(fixture_db: Path) -> None:
     an = analyze(load([fixture_db]), reps=200, use_registry=False)
-    fits = an.fits.set_index(["label", "mode"])
-    att = fits.loc[("attention_sdpa_flash bf16", "fwd")]
+    fits = an.fits.set_index(["label", "mode", "shape"])
+    att = fits.loc[("attention_sdpa_flash bf16", "fwd", "B8_d512")]
     assert att["alpha_lo"] <= 2.0 <= att["alpha_hi"]  # quadratic law
-    thomas = fits.loc[("thomas f32", "fwd")]
+    thomas = fits.loc[("thomas f32", "fwd", "B8_d512")]
     assert thomas["alpha_lo"] <= 1.0 <= thomas["alpha_hi"] and thomas["alpha"] < 1.0  # floor + linear
+    # the constant-work group (B*d*N = 2^24, batch shrinking with N) is one series of its own, not split per shape
+    flat = fits.loc[("triton_fused f32", "fwd", "E16777216")]
+    assert flat["sizes"] == 4 and -0.2 < flat["alpha"] < 0.3
     oom = oom_table(an.loaded.df)
     row = oom[(oom["impl"] == "attention_sdpa_math") & (oom["mode"] == "fwd")].iloc[0]
     assert (row["first_oom_n"], row["largest_ok_n"]) == (65536.0, 16384.0)
+
+
+def test_suite_without_equal_work_bk_forward_says_so(tmp_path: Path) -> None:
+    db = make_fixture_db(tmp_path / "no_eq.db", size="small", two_runs=False, equal_work_fwd=False)
+    an = analyze(load([db]), reps=100, use_registry=False)
+    fwd = [h for h in an.headline if h["mode"] == "fwd" and h["shape"] == "B8_d512"]
+    assert len(fwd) == 1 and fwd[0]["bk"] is None and "attention_sdpa_flash bf16" in fwd[0]["baselines"]
+    bwd = [h for h in an.headline if h["mode"] == "fwd+bwd" and h["shape"] == "B8_d512"]
+    assert bwd[0]["bk"] is not None and bwd[0]["rows"]  # the fwd+bwd sweep is at the baselines' shape
+    sentences = [h["sentence"] for h in _headline(an)]
+    assert any("no exact BK-core series with two or more sizes was" in t for t in sentences)
 
 
 def test_comparison_finds_the_planted_speedup_only(fixture_db: Path) -> None:
@@ -196,7 +225,7 @@ def test_comparison_finds_the_planted_speedup_only(fixture_db: Path) -> None:
     res = compare_runs(a, b, reps=500)
     cases = res["cases"]
     fused = cases[(cases["impl"] == "triton_fused") & (cases["variant"] == "") & (cases["sparsity"] == 0)]
-    assert len(fused) == 10 and (fused["verdict"] == "B faster").all()
+    assert len(fused) == 14 and (fused["verdict"] == "B faster").all()  # 10 equal-work + 4 constant-work
     np.testing.assert_allclose(fused["ratio"], 0.9, rtol=0.03)
     others = cases[cases["impl"] != "triton_fused"]
     assert (others["verdict"] == "no significant change").mean() > 0.95  # null cases: no false alarms
@@ -209,17 +238,17 @@ def test_report_numbers_match_the_database(rendered: Path, fixture_db: Path) -> 
     fits = pd.read_csv(rendered.parent / "data" / "fits.csv")
     # every fitted exponent in the headline sentence is the one in fits.csv, which is computed from the rows
     m = re.search(r"The BK-core \((\S+) f32, the fastest exact BK-core series at the largest size measured\) "
-                  r"scales as N\^([0-9.]+) \(95 % CI ([0-9.]+)–([0-9.]+)", html)
+                  r"scales as N\^([0-9.]+) \(95 % CI \[([0-9.-]+), ([0-9.-]+)\]", html)
     assert m, "headline sentence missing"
     impl, alpha, lo, hi = m.group(1), float(m.group(2)), float(m.group(3)), float(m.group(4))
     row = fits[(fits["impl"] == impl) & (fits["mode"] == "fwd") & (fits["dtype"] == "float32")
-               & fits["variant"].isna()].iloc[0]
+               & fits["variant"].isna() & (fits["shape"] == "B8_d512")].iloc[0]
     assert (alpha, lo, hi) == (round(row["alpha"], 2), round(row["alpha_lo"], 2), round(row["alpha_hi"], 2))
     # re-fit the same series straight from the database, over the stated fit range
     with sqlite3.connect(fixture_db) as con:
         db = pd.read_sql("SELECT n, time_median_s FROM results WHERE run_id = 2 AND impl = ? AND mode = 'fwd' AND "
-                         "status = 'ok' AND dtype = 'float32' AND sparsity = 0 AND options_json = '{}'", con,
-                         params=(impl,))
+                         "status = 'ok' AND dtype = 'float32' AND sparsity = 0 AND options_json = '{}' AND "
+                         "batch = 8 AND d = 512", con, params=(impl,))
     db = db[(db["n"] >= row["n_lo"]) & (db["n"] <= row["n_hi"])]
     assert fit_power_law(db["n"].to_numpy(float), db["time_median_s"].to_numpy()).alpha == pytest.approx(row["alpha"])
     # the attention exponent is stated too

@@ -23,14 +23,16 @@ def build_report(db_paths: list[str | Path], out_dir: str | Path, *, runs: list[
     """Load ``db_paths``, analyse and render; returns the path of ``index.html`` in ``out_dir``.
 
     runs: run names to include (all when None); compare: (RUN_A, RUN_B) for the comparison section;
-    tuning_files: JSON files written by the autotuner (see docs/reports.md for what is read from them).
+    tuning_files: JSON files written by the autotuner (see docs/reports.md for what is read from them); the
+    tables shipped in ``bkbench/data/tuned_*.json`` are always read.
     """
     if reps < 100:
         raise ValueError(f"reps: use at least 100 bootstrap resamples, got {reps}")
     loaded = load(list(db_paths), runs)
     pair = load_pair(list(db_paths), compare[0], compare[1]) if compare else None
     docs: list[tuple[str, Any]] = []
-    for f in tuning_files or []:
+    packaged = sorted((Path(__file__).resolve().parent.parent / "data").glob("tuned_*.json"))
+    for f in [*packaged, *(tuning_files or [])]:
         p = Path(f)
         try:
             docs.append((p.name, json.loads(p.read_text())))

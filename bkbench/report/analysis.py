@@ -8,11 +8,15 @@ pandas DataFrames / dataclasses that :mod:`bkbench.report.plots` and :mod:`bkben
 
 Definitions
 -----------
-*Series*: the ok rows sharing (platform, kind, impl, variant, dtype, mode, batch, d, sparsity, timing mode),
+*Shape*: how the work varies along a series. ``"B8_d512"``: fixed batch and width (B·d chains of length N,
+the equal-work axes every family shares); ``"E16777216"``: a constant-work sweep — a suite group whose
+batch·d shrinks as N grows so that B·d·N stays constant (one shape per N, one element count).
+*Series*: the ok rows sharing (platform, kind, impl, variant, dtype, mode, shape, sparsity, timing mode),
 ordered by N; per N the time is the median of the rows' medians (several seeds or rows pool their samples).
-*Primary series*: per (platform, impl, dtype, mode, batch, d) at sparsity 0, the variant (options) measured
-at the most sizes, the default options winning ties; these are drawn in the scaling figure and compared in
-the crossover tables, every series is fitted and listed.
+Crossovers compare series of the same shape only (equal work at every N).
+*Primary series*: per (platform, impl, dtype, mode, shape) at sparsity 0 and the report's main timing mode
+(the most common one, normally ``cold``), the variant (options) measured at the most sizes, the registered
+default options winning ties; these are drawn and compared; every series is fitted and listed.
 *Fit*: ordinary least squares of log t on log N over the fit range (see :func:`fit_range`); 95 % CI of the
 exponent from Student's t with P - 2 degrees of freedom.
 *Crossover N\\**: where a BK-core series becomes and stays faster than a baseline series. Measured: the last
@@ -24,7 +28,9 @@ its interval from draws of both fits' parameters — an extrapolation when it li
 
 from __future__ import annotations
 
+import json
 import math
+import re
 import zlib
 from dataclasses import dataclass, field
 from typing import Any
@@ -44,7 +50,7 @@ from bkbench.report.stats import (
 
 KIND_ORDER = {"bk": 0, "ssm": 1, "attention": 2}
 BASELINE_KINDS = ("ssm", "attention")
-SERIES_KEY = ["platform", "kind", "impl", "variant", "dtype", "mode", "batch", "d", "sparsity", "timing_mode"]
+SERIES_KEY = ["platform", "kind", "impl", "variant", "dtype", "mode", "shape", "sparsity", "timing_mode"]
 SHORT_DTYPE = {"float32": "f32", "float64": "f64", "bfloat16": "bf16", "float16": "f16", "complex64": "c64",
                "complex128": "c128"}
 AUTO_KEYS = ("auto_impl", "chosen_impl", "impl_chosen", "dispatch_impl", "selected_impl")
@@ -104,7 +110,17 @@ class Series:
 
     @property
     def slice(self) -> tuple:
-        return (self.platform, self.batch, self.d)
+        return (self.platform, self.shape)
+
+    @property
+    def batch(self) -> float:
+        m = re.fullmatch(r"B(-?\d+)_d(-?\d+)", self.shape)
+        return float(m.group(1)) if m else math.nan
+
+    @property
+    def d(self) -> float:
+        m = re.fullmatch(r"B(-?\d+)_d(-?\d+)", self.shape)
+        return float(m.group(2)) if m else math.nan
 
     def time_at(self, n: float) -> float:
         hit = np.nonzero(self.ns == n)[0]
@@ -136,14 +152,47 @@ def _num(v: Any) -> float:
     return f
 
 
+def shape_of(b: Any, d: Any) -> str:
+    """``"B8_d512"`` (missing values as -1)."""
+    bi = int(b) if _finite(b) else -1
+    di = int(d) if _finite(d) else -1
+    return f"B{bi}_d{di}"
+
+
+def _finite(v: Any) -> bool:
+    return v is not None and isinstance(v, (int, float, np.integer, np.floating)) and math.isfinite(float(v))
+
+
+def assign_shapes(ok: pd.DataFrame) -> pd.Series:
+    """The ``shape`` of every row (see the module docstring): rows of one suite group and one (impl, variant,
+    dtype, mode, sparsity, timing) whose (batch, d) changes with N — one shape per N — at a constant element
+    count form a constant-work sweep ``"E<elements>"``; every other row gets ``"B<batch>_d<d>"``."""
+    shape = pd.Series([shape_of(b, d) for b, d in zip(ok["batch"], ok["d"])], index=ok.index, dtype=object)
+    keys = ["platform", "kind", "impl", "variant", "dtype", "mode", "sparsity", "timing_mode", "group"]
+    for _, g in ok.groupby(keys, dropna=False):
+        shapes = shape[g.index]
+        if shapes.nunique() < 2 or g["n"].nunique() < 2:
+            continue
+        one_per_n = (pd.DataFrame({"n": g["n"], "s": shapes}).groupby("n")["s"].nunique() == 1).all()
+        elements = g["elements"].dropna().unique()
+        if one_per_n and elements.size == 1:
+            shape[g.index] = f"E{int(elements[0])}"
+    return shape
+
+
+def main_timing(df: pd.DataFrame) -> str:
+    """The timing mode most ok rows were measured with (``"cold"`` in the default suites)."""
+    ok = df[df["time_s"].notna()]
+    return str(ok["timing_mode"].mode().iloc[0]) if len(ok) else ""
+
+
 def build_series(df: pd.DataFrame, facts: dict[str, dict[str, Any]] | None = None) -> list[Series]:
     """Every series of ok, timed rows (``impl == "auto"`` and tuned/default configuration rows excluded: they
     belong to the autotuning section)."""
     ok = df[df["time_s"].notna() & df["n"].notna() & (df["impl"] != "auto") & df["tuning_config"].isna()].copy()
     if ok.empty:
         return []
-    for col in ("batch", "d"):
-        ok[col] = ok[col].fillna(-1)
+    ok["shape"] = assign_shapes(ok)
     out = []
     for key, g in ok.groupby(SERIES_KEY, sort=True, dropna=False):
         ns, ts, samples, sigma = [], [], [], []
@@ -158,7 +207,7 @@ def build_series(df: pd.DataFrame, facts: dict[str, dict[str, Any]] | None = Non
         out.append(Series(key=tuple(key), ns=np.array(ns), t=np.array(ts), samples=samples, sigma=np.array(sigma),
                           exact=fact.get("exact"),
                           default_like=_default_like(g["options_json"].iloc[0], fact.get("defaults"))))
-    _mark_primary(out)
+    _mark_primary(out, main_timing(df))
     return out
 
 
@@ -172,12 +221,12 @@ def _default_like(options_json: Any, defaults: dict[str, Any] | None) -> bool:
     return all(k in defaults and str(defaults[k]) == str(v) for k, v in opts.items())
 
 
-def _mark_primary(series: list[Series]) -> None:
+def _mark_primary(series: list[Series], timing: str) -> None:
     groups: dict[tuple, list[Series]] = {}
     for s in series:
-        if s.sparsity != 0:
+        if s.sparsity != 0 or s.timing_mode != timing:
             continue
-        groups.setdefault((s.platform, s.impl, s.dtype, s.mode, s.batch, s.d, s.timing_mode), []).append(s)
+        groups.setdefault((s.platform, s.impl, s.dtype, s.mode, s.shape), []).append(s)
     for members in groups.values():
         best = max(members, key=lambda s: (s.ns.size, s.default_like, s.variant == "", -len(s.variant), s.variant))
         best.primary = True
@@ -242,7 +291,8 @@ def fit_series(series: list[Series], min_n: float | None = None, max_n: float | 
         s.fit = fit
         rows.append({
             "platform": s.platform, "kind": s.kind, "impl": s.impl, "variant": s.variant, "dtype": s.dtype,
-            "mode": s.mode, "batch": s.batch, "d": s.d, "sparsity": s.sparsity, "timing_mode": s.timing_mode,
+            "mode": s.mode, "shape": s.shape, "batch": s.batch, "d": s.d, "sparsity": s.sparsity,
+            "timing_mode": s.timing_mode,
             "label": s.label, "primary": s.primary, "exact": s.exact, "sizes": s.ns.size,
             "n_lo": fit.n_min if fit else math.nan, "n_hi": fit.n_max if fit else math.nan,
             "points": fit.n_points if fit else 0,
@@ -251,13 +301,14 @@ def fit_series(series: list[Series], min_n: float | None = None, max_n: float | 
             "alpha_hi": fit.alpha_hi if fit and fit.n_points > 2 else math.nan,
             "c_s": fit.c if fit else math.nan, "r2": fit.r2 if fit else math.nan,
         })
-    cols = ["platform", "kind", "impl", "variant", "dtype", "mode", "batch", "d", "sparsity", "timing_mode",
-            "label", "primary", "exact", "sizes", "n_lo", "n_hi", "points", "alpha", "alpha_lo", "alpha_hi", "c_s",
-            "r2"]
+    cols = ["platform", "kind", "impl", "variant", "dtype", "mode", "shape", "batch", "d", "sparsity",
+            "timing_mode", "label", "primary", "exact", "sizes", "n_lo", "n_hi", "points", "alpha", "alpha_lo",
+            "alpha_hi", "c_s", "r2"]
     out = pd.DataFrame(rows, columns=cols)
     if len(out):
         out["_k"] = out["kind"].map(KIND_ORDER).fillna(9)
-        out = out.sort_values(["platform", "mode", "_k", "impl", "dtype", "variant", "batch", "d"]).drop(columns="_k")
+        out = out.sort_values(["platform", "shape", "mode", "_k", "impl", "dtype", "variant", "timing_mode"]).drop(
+            columns="_k")
     return out.reset_index(drop=True)
 
 
@@ -373,14 +424,13 @@ def crossovers(series: list[Series], reps: int = DEFAULT_REPS, oom: pd.DataFrame
     prim = [s for s in series if s.primary and s.ns.size >= 2]
     for bk in (s for s in prim if s.kind == "bk"):
         for base in (s for s in prim if s.kind in BASELINE_KINDS):
-            if (bk.platform, bk.mode, bk.batch, bk.d, bk.timing_mode) != (
-                    base.platform, base.mode, base.batch, base.d, base.timing_mode):
+            if (bk.platform, bk.mode, bk.shape, bk.timing_mode) != (
+                    base.platform, base.mode, base.shape, base.timing_mode):
                 continue
             c = crossover(bk, base, reps=reps)
             if oom is not None and len(oom):
                 hit = oom[(oom["platform"] == base.platform) & (oom["impl"] == base.impl) & (oom["mode"] == base.mode)
-                          & (oom["dtype"] == base.dtype) & (oom["batch"].fillna(-1) == base.batch)
-                          & (oom["d"].fillna(-1) == base.d)]
+                          & (oom["dtype"] == base.dtype) & (oom["shape"] == base.shape)]
                 if len(hit):
                     c.base_oom_n = float(hit["first_oom_n"].min())
             out.append(c)
@@ -391,7 +441,7 @@ def crossover_table(cs: list[Crossover]) -> pd.DataFrame:
     rows = []
     for c in cs:
         rows.append({
-            "platform": c.bk.platform, "mode": c.bk.mode, "batch": c.bk.batch, "d": c.bk.d,
+            "platform": c.bk.platform, "mode": c.bk.mode, "shape": c.bk.shape,
             "bk": c.bk.label, "baseline": c.base.label, "baseline_kind": c.base.kind, "state": c.state,
             "n_star": c.n_star, "n_star_lo": c.lo, "n_star_hi": c.hi, "boot_agree": c.boot_agree,
             "fit_n_star": c.fit_n_star, "fit_lo": c.fit_lo, "fit_hi": c.fit_hi, "fit_note": c.fit_note.strip(),
@@ -410,6 +460,8 @@ def oom_table(df: pd.DataFrame) -> pd.DataFrame:
     out of memory and the largest N that ran (status ok)."""
     cols = ["platform", "kind", "impl", "variant", "dtype", "mode", "batch", "d", "sparsity"]
     oom = df[df["status"] == "oom"]
+    if oom.empty:
+        return pd.DataFrame(columns=[*cols, "shape", "first_oom_n", "largest_ok_n", "reason"])
     rows = []
     for key, g in oom.groupby(cols, dropna=False):
         sel = np.ones(len(df), dtype=bool)
@@ -422,6 +474,7 @@ def oom_table(df: pd.DataFrame) -> pd.DataFrame:
             "reason": str(g.sort_values("n")["reason"].iloc[0] or ""),
         })
     out = pd.DataFrame(rows, columns=[*cols, "first_oom_n", "largest_ok_n", "reason"])
+    out["shape"] = [shape_of(b, d) for b, d in zip(out["batch"], out["d"])]
     if len(out):
         out["_k"] = out["kind"].map(KIND_ORDER).fillna(9)
         out = out.sort_values(["platform", "_k", "impl", "mode", "dtype"]).drop(columns="_k").reset_index(drop=True)
@@ -443,16 +496,31 @@ def pick_headline_bk(series: list[Series], platform: str, mode: str, slice_: tup
     return min(at_top, key=lambda s: s.time_at(top))
 
 
+def shape_text(shape: str) -> str:
+    """``"B8_d512"`` -> ``"B=8, d=512"``; ``"E16777216"`` -> constant-work description."""
+    m = re.fullmatch(r"B(-?\d+)_d(-?\d+)", shape or "")
+    if m:
+        parts = [f"B={m.group(1)}" if m.group(1) != "-1" else "", f"d={m.group(2)}" if m.group(2) != "-1" else ""]
+        return ", ".join(p for p in parts if p) or "shape not recorded"
+    m = re.fullmatch(r"E(\d+)", shape or "")
+    if m:
+        return f"constant work B·d·N = {fmt_n(float(m.group(1)))} elements (B·d shrinks as N grows)"
+    return shape or "shape not recorded"
+
+
 def main_slices(series: list[Series], limit: int = 3) -> list[tuple]:
-    """(platform, batch, d) slices ranked by how many primary series with >= 3 sizes they hold (ties: larger
-    total sizes); at most ``limit`` per platform."""
+    """(platform, shape) slices ranked by how many primary series with >= 3 sizes they hold — slices with both
+    BK-core and baseline series first — at most ``limit`` per platform."""
     score: dict[tuple, list[int]] = {}
+    kinds: dict[tuple, set[str]] = {}
     for s in series:
-        if s.primary and s.ns.size >= 3:
+        if s.primary and s.ns.size >= 2:
             score.setdefault(s.slice, [0, 0])
-            score[s.slice][0] += 1
+            score[s.slice][0] += s.ns.size >= 3
             score[s.slice][1] += s.ns.size
-    ranked = sorted(score, key=lambda k: (-score[k][0], -score[k][1]))
+            kinds.setdefault(s.slice, set()).add("bk" if s.kind == "bk" else "base")
+    ranked = sorted((k for k in score if score[k][0]),
+                    key=lambda k: (len(kinds[k]) < 2, -score[k][0], -score[k][1], str(k)))
     out, per = [], {}
     for k in ranked:
         per[k[0]] = per.get(k[0], 0) + 1
@@ -462,13 +530,21 @@ def main_slices(series: list[Series], limit: int = 3) -> list[tuple]:
 
 
 def headline(series: list[Series], cs: list[Crossover], slices: list[tuple]) -> list[dict[str, Any]]:
-    """Per (main slice, mode): the BK-core series, its exponent, each baseline's exponent and N*."""
+    """Per (main slice, mode): the BK-core series, its exponent, each baseline's exponent and N*.
+
+    An entry whose ``bk`` is None says that baselines were measured at that shape and mode but no exact
+    BK-core series with two or more sizes was (``baselines`` lists them)."""
     out = []
     for sl in slices:
         modes = sorted({s.mode for s in series if s.slice == sl}, key=lambda m: (m != "fwd", m))
         for mode in modes:
             bk = pick_headline_bk(series, sl[0], mode, sl)
             if bk is None:
+                bases = sorted({s.label for s in series if s.primary and s.slice == sl and s.mode == mode
+                                and s.kind in BASELINE_KINDS and s.ns.size >= 2})
+                if bases:
+                    out.append({"platform": sl[0], "shape": sl[1], "mode": mode, "bk": None, "rows": [],
+                                "baselines": bases})
                 continue
             rows = []
             for c in cs:
@@ -476,7 +552,7 @@ def headline(series: list[Series], cs: list[Crossover], slices: list[tuple]) -> 
                     rows.append({"baseline": c.base.label, "kind": c.base.kind, "fit": c.base.fit,
                                  "crossover": c})
             rows.sort(key=lambda r: (KIND_ORDER.get(r["kind"], 9), r["baseline"]))
-            out.append({"platform": sl[0], "batch": sl[1], "d": sl[2], "mode": mode, "bk": bk, "rows": rows})
+            out.append({"platform": sl[0], "shape": sl[1], "mode": mode, "bk": bk, "rows": rows, "baselines": []})
     return out
 
 
@@ -512,11 +588,18 @@ def _capped(status: Any, energy_json: Any) -> bool:
         return True
     ej = parse_json(energy_json)
     if isinstance(ej, dict):
-        if ej.get("power_capped") or (_num(ej.get("capped_trials")) or 0) > 0:
+        for k in ("capped_trials", "power_capped_trials"):
+            v = _num(ej.get(k))
+            if np.isfinite(v) and v > 0:
+                return True
+        if ej.get("power_capped"):
             return True
         trials = ej.get("trials")
         if isinstance(trials, list):
-            return any(isinstance(t, dict) and (t.get("capped") or t.get("power_capped")) for t in trials)
+            return any(isinstance(t, dict) and (t.get("capped") or t.get("power_capped")
+                                                or (isinstance(t.get("telemetry"), dict)
+                                                    and t["telemetry"].get("power_capped")))
+                       for t in trials)
     return False
 
 
@@ -618,6 +701,8 @@ def sparsity_table(df: pd.DataFrame) -> pd.DataFrame:
 
 TUNED_KEYS = ("tuned_s", "tuned_time_s", "time_tuned_s", "best_s", "best_time_s")
 DEFAULT_KEYS = ("default_s", "default_time_s", "time_default_s")
+# bkbench.tuning entries: {"ms": tuned, "default_ms": default, "bwd_ms": ..., "bwd_default_ms": ...} (milliseconds)
+MS_PAIRS = (("ms", "default_ms", "fwd"), ("bwd_ms", "bwd_default_ms", "bwd"))
 
 
 def _walk(obj: Any, path: tuple = ()) -> list[tuple[tuple, dict]]:
@@ -636,24 +721,36 @@ def tuning_from_json(docs: list[tuple[str, Any]]) -> tuple[pd.DataFrame, pd.Data
     """Tuned-vs-default records and dispatch entries found in tuning JSON documents ``[(source, obj)]``.
 
     A tuning record is any JSON object holding a tuned time (one of ``TUNED_KEYS``) and a default time (one of
-    ``DEFAULT_KEYS``), in seconds; its bucket is its ``bucket``/``shape``/``key`` field or its path in the
-    document. A dispatch entry is any object with an implementation (``impl`` or one of ``AUTO_KEYS``) and
+    ``DEFAULT_KEYS``), in seconds, or — the :mod:`bkbench.tuning` cache format — ``ms``/``default_ms`` (forward)
+    and ``bwd_ms``/``bwd_default_ms`` (backward) in milliseconds; its bucket is its ``bucket``/``shape``/``key``
+    field or its key in the document (``"GPU|dtype|coupling|bucket"`` keys are split into those fields).
+    A dispatch entry is any object with an implementation (``impl`` or one of ``AUTO_KEYS``) and
     both ``n``/``N`` and ``batch``/``B``."""
     tune, disp = [], []
     for source, doc in docs:
         for path, d in _walk(doc):
             tk = next((k for k in TUNED_KEYS if k in d), None)
             dk = next((k for k in DEFAULT_KEYS if k in d), None)
-            if tk and dk and _num(d[tk]) > 0 and _num(d[dk]) > 0:
-                bucket = d.get("bucket", d.get("shape", d.get("key", "/".join(path) or "(root)")))
-                tune.append({"source": source, "impl": d.get("impl", ""), "bucket": str(bucket),
-                             "dtype": d.get("dtype", ""), "default_s": _num(d[dk]), "tuned_s": _num(d[tk]),
-                             "config": str(d.get("config", d.get("tuned_config", ""))),
-                             "speedup": _num(d[dk]) / _num(d[tk])})
+            pairs = [(tk, dk, "", 1.0)] if tk and dk else []
+            pairs += [(a, b, m, 1e-3) for a, b, m in MS_PAIRS if a in d and b in d]
+            key = str(d.get("bucket", d.get("shape", d.get("key", path[-1] if path else "(root)"))))
+            parts = key.split("|")  # bkbench.tuning keys: "GPU|dtype|coupling|bucket"
+            for t_key, d_key, mode, scale in pairs:
+                t_val, d_val = _num(d[t_key]) * scale, _num(d[d_key]) * scale
+                if not (t_val > 0 and d_val > 0 and math.isfinite(t_val) and math.isfinite(d_val)):
+                    continue
+                cfg = d.get("bwd_config" if mode == "bwd" else "config", d.get("tuned_config", ""))
+                tune.append({"source": source, "impl": d.get("impl", "triton_fused" if scale != 1.0 else ""),
+                             "gpu": parts[0] if len(parts) == 4 else "", "bucket": parts[-1],
+                             "coupling": parts[2] if len(parts) == 4 else "",
+                             "dtype": d.get("dtype", parts[1] if len(parts) == 4 else ""), "mode": mode,
+                             "default_s": d_val, "tuned_s": t_val,
+                             "config": json.dumps(cfg, sort_keys=True) if isinstance(cfg, dict) else str(cfg),
+                             "speedup": d_val / t_val})
             impl = next((d[k] for k in ("impl", *AUTO_KEYS) if isinstance(d.get(k), str)), None)
             n = d.get("n", d.get("N"))
             b = d.get("batch", d.get("B"))
-            if impl and n is not None and b is not None and not (tk and dk):
+            if impl and n is not None and b is not None and not pairs:
                 disp.append({"source": source, "n": _num(n), "batch": _num(b), "impl": impl,
                              "dtype": d.get("dtype", ""), "reason": str(d.get("reason", ""))})
     return pd.DataFrame(tune), pd.DataFrame(disp)

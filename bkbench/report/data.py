@@ -11,6 +11,7 @@ columns:
 ``label``      ``impl`` plus the variant in brackets (the run's own label is ``run_label``);
 ``tuning_config`` the ``config`` option (``"default"`` / ``"tuned"``) of autotuning comparison rows, else None
                (such rows feed the autotuning section only);
+``group``      the suite group the case came from (``metrics_json["group"]``; ``""`` when not recorded);
 ``elements``   B·d·N (``metrics_json["elements"]`` when the runner stored it, else batch × (d or 1) × n);
 ``tokens``     batch × n;
 ``time_s``     ``time_median_s`` for ok rows, NaN otherwise (no speed is ever shown for a failed case);
@@ -177,6 +178,7 @@ def _derive(df: pd.DataFrame) -> pd.DataFrame:
     df["tuning_config"] = opts.map(lambda o: str(o["config"]) if isinstance(o, dict) and "config" in o else None)
     df["label"] = [f"{i} [{v}]" if v else i for i, v in zip(df["impl"], df["variant"])]
     metrics = df["metrics_json"].map(parse_json)
+    df["group"] = metrics.map(lambda m: str(m.get("group") or "") if isinstance(m, dict) else "")
     stored_el = metrics.map(lambda m: m.get("elements") if isinstance(m, dict) else None)
     stored_el = pd.to_numeric(stored_el, errors="coerce").astype(float)
     d = df["d"].fillna(1.0)

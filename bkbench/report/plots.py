@@ -22,7 +22,15 @@ import pandas as pd  # noqa: E402
 from matplotlib.lines import Line2D  # noqa: E402
 from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter  # noqa: E402
 
-from bkbench.report.analysis import KIND_ORDER, Analysis, Series, fmt_n, fmt_time, short_dtype  # noqa: E402
+from bkbench.report.analysis import (  # noqa: E402
+    KIND_ORDER,
+    Analysis,
+    Series,
+    fmt_n,
+    fmt_time,
+    shape_text,
+    short_dtype,
+)
 
 DPI = 110
 KIND_MARKER = {"bk": "o", "ssm": "s", "attention": "^"}
@@ -192,13 +200,13 @@ def plot_scaling(an: Analysis, pal: Palette, out_dir: Path) -> list[Figure]:
             ax.set_title(f"{mode}", fontsize=11)
             _grid(ax)
             legends.append((ax, handles))
-        fig.suptitle(f"Time vs N — {sl[0]}, {_slice_text(sl[1], sl[2])}", fontsize=12)
+        fig.suptitle(f"Time vs N — {sl[0]}, {shape_text(sl[1])}", fontsize=12)
         fig.tight_layout()  # before the legends: they extend the canvas below instead of squeezing the axes
         for ax, handles in legends:
             ax.legend(handles=handles, loc="upper center", bbox_to_anchor=(0.5, -0.14), ncol=1, frameon=False,
                       fontsize=8.5, title="series, fitted exponent α [95 % CI]", title_fontsize=8.5)
         name = _save(fig, out_dir, f"scaling_{idx}.png")
-        figs.append(Figure(name, f"Time vs N — {_slice_text(sl[1], sl[2])}",
+        figs.append(Figure(name, f"Time vs N — {shape_text(sl[1])}",
                            "Markers: measured medians (status ok only); thick translucent lines: fitted power laws "
                            "t = c·N^α over each series' fit range (α with its 95 % CI in the legends); ✕ OOM: first "
                            "size that ran out of memory. The fits table lists every series."))
@@ -210,6 +218,8 @@ def plot_crossover(an: Analysis, pal: Palette, out_dir: Path) -> list[Figure]:
     figs = []
     for idx, h in enumerate(an.headline):
         rows = [r for r in h["rows"] if r["crossover"].common.size >= 2]
+        if h["bk"] is None:
+            continue
         if not rows:
             continue
         fig, ax = plt.subplots(figsize=(10, 4.4))
@@ -243,7 +253,7 @@ def plot_crossover(an: Analysis, pal: Palette, out_dir: Path) -> list[Figure]:
         ax.legend(handles=handles, loc="upper center", bbox_to_anchor=(0.5, -0.14), frameon=False, fontsize=8.5,
                   title="baseline: measured N* (95 % bootstrap interval)", title_fontsize=8.5)
         name = _save(fig, out_dir, f"crossover_{idx}.png")
-        figs.append(Figure(name, f"Speed-up vs N ({h['mode']}, {_slice_text(h['batch'], h['d'])})",
+        figs.append(Figure(name, f"Speed-up vs N ({h['mode']}, {shape_text(h['shape'])})",
                            "Dotted vertical lines: measured N*; shaded: its 95 % bootstrap interval."))
     return figs
 

@@ -22,7 +22,7 @@ import jinja2
 import pandas as pd
 
 from bkbench.report import plots
-from bkbench.report.analysis import Analysis, Crossover, Series, fmt_n, fmt_time, short_dtype
+from bkbench.report.analysis import Analysis, Crossover, Series, fmt_n, fmt_time, shape_text, short_dtype
 
 TEMPLATE_DIR = Path(__file__).resolve().parent / "templates"
 MAX_OPEN_ROWS = 25  # longer tables are folded into <details> (still complete)
@@ -89,13 +89,20 @@ def _fit_phrase(s: Series) -> str:
     f = s.fit
     if f is None:
         return "no fit (fewer than two sizes)"
-    ci = (f"95 % CI {f.alpha_lo:.2f}–{f.alpha_hi:.2f}" if f.n_points > 2 else "two points, no interval")
+    ci = (f"95 % CI [{f.alpha_lo:.2f}, {f.alpha_hi:.2f}]" if f.n_points > 2 else "two points, no interval")
     return f"N^{f.alpha:.2f} ({ci}; fit over N = {fmt_n(f.n_min)}–{fmt_n(f.n_max)}, {f.n_points} sizes)"
 
 
 def _headline(an: Analysis) -> list[dict[str, Any]]:
     out = []
     for h in an.headline:
+        title = f"{h['mode']} — {h['platform']}, {shape_text(h['shape'])}"
+        if h["bk"] is None:
+            out.append({"title": title, "rows": [], "sentence": (
+                f"Baselines ({', '.join(h['baselines'])}) were measured at this shape in {h['mode']}, but no exact "
+                "BK-core series with two or more sizes was, so no crossover can be stated here. Add BK-core cases "
+                "at the same (B, d) over N to the suite to get one.")})
+            continue
         bk: Series = h["bk"]
         rows = []
         attn = []
@@ -113,15 +120,14 @@ def _headline(an: Analysis) -> list[dict[str, Any]]:
             sentence += " Attention: " + "; ".join(parts) + "."
         else:
             sentence += " No attention baseline was measured at this shape."
-        out.append({"title": f"{h['mode']} — {h['platform']}, {plots._slice_text(h['batch'], h['d'])}",
-                    "sentence": sentence, "rows": rows})
+        out.append({"title": title, "sentence": sentence, "rows": rows})
     return out
 
 
 def _fits(an: Analysis) -> dict[str, Any]:
     f = an.fits
     cols = [("platform", "platform", None), ("mode", "mode", None), ("kind", "kind", None),
-            ("series", "label", None), ("B", "batch", fmt_int), ("d", "d", fmt_int),
+            ("series", "label", None), ("shape", "shape", shape_text), ("timing", "timing_mode", None),
             ("drawn", "primary", lambda v: "yes" if v else ""),
             ("α", "alpha", lambda v: fmt_num(v, ".3f")), ("α 95 % CI", "alpha_lo", None),
             ("c", "c_s", lambda v: fmt_si(v, "s")), ("fit range N", "n_lo", None),
@@ -140,7 +146,7 @@ def _crossover_matrices(an: Analysis) -> list[dict[str, Any]]:
     if df is None or df.empty:
         return []
     out = []
-    for (platform, mode, batch, d), g in df.groupby(["platform", "mode", "batch", "d"], sort=False):
+    for (platform, mode, shape), g in df.groupby(["platform", "mode", "shape"], sort=False):
         bases = list(dict.fromkeys(g.sort_values(["baseline_kind", "baseline"])["baseline"]))
         bks = list(dict.fromkeys(g["bk"]))
         cells = {(r["bk"], r["baseline"]): r for _, r in g.iterrows()}
@@ -156,7 +162,7 @@ def _crossover_matrices(an: Analysis) -> list[dict[str, Any]]:
         for base in bases:
             v = g[g["baseline"] == base]["baseline_first_oom_n"].min()
             ooms.append(f"OOM from N = {fmt_n(v)}" if _finite(v) else "no OOM recorded")
-        out.append({"title": f"{mode} — {platform}, {plots._slice_text(batch, d)}", "bases": bases, "rows": rows,
+        out.append({"title": f"{mode} — {platform}, {shape_text(shape)}", "bases": bases, "rows": rows,
                     "ooms": ooms, "mode": mode})
     out.sort(key=lambda m: (m["mode"] != "fwd", m["title"]))
     return out
@@ -224,9 +230,10 @@ def _tuning(an: Analysis) -> dict[str, Any]:
         ("N", "n", fmt_n), ("B", "batch", fmt_int), ("d", "d", fmt_int), ("default", "default_s", fmt_time),
         ("tuned", "tuned_s", fmt_time), ("speed-up", "speedup", lambda v: fmt_num(v, ".2f") + "×")]),
         "speedup_json": _table(tu["speedup_json"], [
-            ("source", "source", None), ("impl", "impl", None), ("bucket", "bucket", None), ("dtype", "dtype", None),
+            ("source", "source", None), ("GPU", "gpu", None), ("impl", "impl", None), ("dtype", "dtype", None),
+            ("coupling", "coupling", None), ("shape bucket", "bucket", None), ("pass", "mode", None),
             ("default", "default_s", fmt_time), ("tuned", "tuned_s", fmt_time),
-            ("speed-up", "speedup", lambda v: fmt_num(v, ".2f") + "×"), ("config", "config", None)]),
+            ("speed-up", "speedup", lambda v: fmt_num(v, ".2f") + "×"), ("tuned config", "config", None)]),
         "dispatch_store": _table(tu["dispatch_store"], [
             ("platform", "platform", None), ("dtype", "dtype", None), ("mode", "mode", None), ("N", "n", fmt_n),
             ("B", "batch", fmt_int), ("auto chose", "impl", None), ("status", "status", None),
@@ -433,6 +440,8 @@ def render(an: Analysis, out_dir: str | Path, *, title: str = "bkbench report", 
     platforms = set(an.loaded.df["platform"]) if len(an.loaded.df) else set()
     if len(platforms) <= 1:  # one platform: say it once (environment), not on every table row
         _drop_column(ctx, "platform")
+    if an.fits["timing_mode"].nunique() <= 1 if len(an.fits) else True:
+        _drop_column(ctx, "timing")
     page = tmpl.render(**ctx)
     index = out / "index.html"
     index.write_text(page, encoding="utf-8")
