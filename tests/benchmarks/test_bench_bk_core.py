@@ -14,6 +14,7 @@ copy bandwidth itself, the relative error and its tolerance.
 from __future__ import annotations
 
 import math
+import os
 
 import pytest
 import torch
@@ -21,16 +22,28 @@ import torch
 from bkbench import benchcase
 from bkbench.accuracy import exact_tolerance
 from bkbench.benchtimer import timer
+from bkbench.premerge import parse_shape
 from bkbench.registry import default_registry
 
 CPU_SHAPES = [(8, 256, "float32"), (8, 2048, "float32"), (8, 2048, "float64")]
 CUDA_SHAPES = [(1024, 4096, "float32"), (16384, 4096, "float32"), (1024, 4096, "float64")]
 
 
+def _shapes(env: str, default: list[tuple[int, int, str]]) -> list[tuple[int, int, str]]:
+    """Shapes from ``$env`` ("BxN[:dtype],..." e.g. "4096x4096,1024x4096:float64"), else ``default``."""
+    raw = os.environ.get(env, "").strip()
+    return [parse_shape(s.strip()) for s in raw.split(",") if s.strip()] if raw else default
+
+
 def _cases() -> list:
-    devices = [("cpu", CPU_SHAPES)] + ([("cuda", CUDA_SHAPES)] if torch.cuda.is_available() else [])
+    """Every BK-core implementation x device x shape; narrowed by $BKBENCH_BENCH_IMPLS (comma list),
+    $BKBENCH_BENCH_CPU_SHAPES and $BKBENCH_BENCH_CUDA_SHAPES (empty string keeps the defaults)."""
+    devices = [("cpu", _shapes("BKBENCH_BENCH_CPU_SHAPES", CPU_SHAPES))]
+    if torch.cuda.is_available():
+        devices.append(("cuda", _shapes("BKBENCH_BENCH_CUDA_SHAPES", CUDA_SHAPES)))
+    only = [x.strip() for x in os.environ.get("BKBENCH_BENCH_IMPLS", "").split(",") if x.strip()]
     out = []
-    for impl in default_registry().names("bk"):
+    for impl in only or default_registry().names("bk"):
         for device, shapes in devices:
             for batch, n, dtype in shapes:
                 out.append(pytest.param(impl, device, batch, n, dtype, id=f"{impl}-{device}-B{batch}xN{n}-{dtype}"))

@@ -1,0 +1,258 @@
+"""Do asv, pytest-benchmark and the harness's own timer agree? (GPU; issue 8's acceptance check.)
+
+Run on the GPU machine from the repository root, with the benchmark tools' wheels carried in ``.whl/bench``
+(``pip download`` them on a networked machine, see docs/asv.md)::
+
+    python3 bench/asv_pytest_agreement.py   # $OUT/agreement.md, agreement.json, asv.log, pytest_benchmark.{json,log}
+
+For one implementation (default ``triton_fused``; ``--impl`` to change) and a few float32 shapes it measures the
+median time of one forward call four ways, all on the same callable (``bkbench.benchcase``: the kernel on
+pre-normalised inputs under no_grad, as the suite runner times it):
+
+  harness warm  ``bkbench/timing.py`` mode "warm": CUDA events around back-to-back calls (measured before and
+                after the framework runs; the reference is their mean, and their difference shows drift);
+  harness cold  ``bkbench/timing.py`` mode "cold": L2 flushed before every call (for information);
+  asv time      ``asv run --python=same``: ``BKCore.time_bk_core`` — asv's own sampling with the synchronising
+                timer, one call per sample (so it includes one launch + one sync, ≈ 5–10 µs);
+  asv track     ``BKCore.track_median`` — the harness engine inside an asv benchmark process;
+  pytest        ``pytest --benchmark-only -p no:xdist`` over ``tests/benchmarks`` — rounds of back-to-back calls
+                between two synchronising timer reads.
+
+Each framework median is compared with the harness warm reference; "agree" means within 5 %. If the tools are
+missing they are installed from ``.whl/bench`` into a venv that sees the system packages (torch stays the
+system's). Without a ``.git`` directory (the device machine's copy), the tree is copied and committed to a
+scratch git repository, because asv needs a commit to attach results to.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+VENV = Path("/tmp/bkbench-bench-venv")
+MACHINE = "agreement"
+TOLERANCE = 0.05
+REEXEC_FLAG = "BKBENCH_AGREEMENT_REEXEC"
+
+
+def log(msg: str) -> None:
+    print(f"[agreement {time.strftime('%H:%M:%S')}] {msg}", flush=True)
+
+
+def run(cmd: list[str], **kw) -> subprocess.CompletedProcess:
+    log("$ " + " ".join(cmd))
+    return subprocess.run(cmd, **kw)
+
+
+# -- tools -------------------------------------------------------------------------------------------------------
+def have_tools(python: str) -> bool:
+    probe = "import asv, asv_runner, pytest, pytest_benchmark, torch"
+    return subprocess.run([python, "-c", probe], capture_output=True).returncode == 0
+
+
+def ensure_tools() -> str:
+    """A python that imports asv, pytest-benchmark and torch: this one, or a venv built from .whl/bench."""
+    if have_tools(sys.executable):
+        return sys.executable
+    wheels = ROOT / ".whl" / "bench"
+    if not wheels.is_dir():
+        sys.exit(f"asv/pytest-benchmark are not importable and {wheels} does not exist: carry .whl/bench")
+    py = VENV / "bin" / "python"
+    if not py.exists():
+        run([sys.executable, "-m", "venv", "--system-site-packages", str(VENV)], check=True)
+    run([str(py), "-m", "pip", "install", "-q", "--no-index", "--find-links", str(wheels),
+         "asv==0.6.6", "asv_runner==0.3.2", "pytest-benchmark==5.3.1", "pytest"], check=True)
+    if not have_tools(str(py)):
+        sys.exit("could not set up asv + pytest-benchmark next to torch")
+    return str(py)
+
+
+# -- git tree for asv ------------------------------------------------------------------------------------------------
+def git_tree() -> tuple[Path, str]:
+    """(tree, commit): the repository itself when it is a git checkout, else a committed scratch copy."""
+    res = subprocess.run(["git", "rev-parse", "HEAD"], cwd=ROOT, capture_output=True, text=True)
+    if res.returncode == 0 and (ROOT / ".git").exists():
+        return ROOT, res.stdout.strip()
+    tree = Path("/tmp/bkbench-agreement-tree")
+    if tree.exists():
+        shutil.rmtree(tree)
+    shutil.copytree(ROOT, tree, ignore=shutil.ignore_patterns(".asv", ".venv", ".whl", "__pycache__", "results"))
+    git = ["git", "-c", "user.name=agreement", "-c", "user.email=agreement@example.invalid"]
+    for args in (["init", "-q", "-b", "main"], ["add", "-A"], ["commit", "-q", "-m", "snapshot for asv"]):
+        subprocess.run(git + args, cwd=tree, check=True, capture_output=True)
+    sha = subprocess.run(["git", "rev-parse", "HEAD"], cwd=tree, capture_output=True, text=True, check=True)
+    return tree, sha.stdout.strip()
+
+
+# -- the four measurements -------------------------------------------------------------------------------------------
+def harness(impl: str, shapes: list[tuple[int, int]], budget_s: float, device: str) -> dict[str, dict[str, float]]:
+    import torch
+
+    from bkbench import benchcase
+
+    rec = benchcase.find(impl)
+    out: dict[str, dict[str, float]] = {}
+    for b, n in shapes:
+        key = f"B{b}xN{n}"
+        try:
+            case = benchcase.prepare(rec, benchcase.make_problem(b, n, "float32", device))
+        except benchcase.Skip as exc:
+            out[key] = {"skip": str(exc)}  # type: ignore[dict-item]
+            continue
+        warm = benchcase.measure(case, mode="warm", budget_s=budget_s, rel_ci=0.005)
+        cold = benchcase.measure(case, mode="cold", budget_s=budget_s, rel_ci=0.005)
+        out[key] = {"warm": warm.median, "warm_n": warm.stats.n, "cold": cold.median, "cold_n": cold.stats.n,
+                    "rel_err": benchcase.relative_error(case)}
+        log(f"harness {impl} {key}: warm {warm.median * 1e6:.1f} us (n={warm.stats.n}), "
+            f"cold {cold.median * 1e6:.1f} us (n={cold.stats.n})")
+        del case
+        if device == "cuda":
+            torch.cuda.empty_cache()
+    return out
+
+
+def asv_medians(py: str, tree: Path, sha: str, impl: str, shapes: list[tuple[int, int]], out: Path, device: str
+                ) -> dict[str, dict[str, float]]:
+    asv = [py, "-m", "asv"]
+    run(asv + ["machine", "--yes", "--machine", MACHINE], cwd=tree, check=True, capture_output=True)
+    res_dir = tree / ".asv" / "results" / MACHINE
+    medians: dict[str, dict[str, float]] = {}
+    batches = sorted({b for b, _ in shapes})
+    for b in batches:
+        ns = [n for bb, n in shapes if bb == b]
+        env = {**os.environ, "ASV_PYTHONPATH": str(tree), "BKBENCH_ASV_IMPLS": impl, "BKBENCH_ASV_BATCH": str(b),
+               "BKBENCH_ASV_N": ",".join(map(str, ns)), "BKBENCH_ASV_DTYPES": "float32", "BKBENCH_ASV_DEVICE": device}
+        if res_dir.exists():
+            shutil.rmtree(res_dir)
+        run(asv + ["machine", "--yes", "--machine", MACHINE], cwd=tree, check=True, capture_output=True)
+        with open(out / "asv.log", "a") as fh:
+            res = run(asv + ["run", "--python=same", "--machine", MACHINE, "--set-commit-hash", sha, "--show-stderr",
+                             "-b", r"BKCore\.(time_bk_core|track_median)"], cwd=tree, env=env, stdout=fh,
+                      stderr=subprocess.STDOUT)
+        log(f"asv B={b}: exit status {res.returncode} (log {out / 'asv.log'})")
+        from asv.results import Results
+
+        for path in res_dir.glob("*.json"):
+            if path.name == "machine.json":
+                continue
+            r = Results.load(str(path))
+            for key in r.get_all_result_keys():
+                params = r.get_result_params(key)
+                values = r.get_result_value(key, params)
+                kind = "asv_time" if key.endswith("time_bk_core") else "asv_track"
+                for n, v in zip(ns, values):  # params = ([impl], ns, [float32]) -> product order = ns
+                    medians.setdefault(f"B{b}xN{n}", {})[kind] = v
+    return medians
+
+
+def pytest_medians(py: str, tree: Path, impl: str, shapes: list[tuple[int, int]], out: Path, device: str
+                   ) -> dict[str, dict[str, float]]:
+    json_path = out / "pytest_benchmark.json"
+    env = {**os.environ, "BKBENCH_BENCH_IMPLS": impl,
+           f"BKBENCH_BENCH_{device.upper()}_SHAPES": ",".join(f"{b}x{n}" for b, n in shapes)}
+    with open(out / "pytest_benchmark.log", "w") as fh:
+        res = run([py, "-m", "pytest", "tests/benchmarks", "-p", "no:xdist", "--benchmark-only", "-k", device,
+                   "--benchmark-warmup=on", f"--benchmark-json={json_path}", "-q"], cwd=tree, env=env, stdout=fh,
+                  stderr=subprocess.STDOUT)
+    log(f"pytest-benchmark: exit status {res.returncode} (log {out / 'pytest_benchmark.log'})")
+    medians: dict[str, dict[str, float]] = {}
+    if json_path.is_file():
+        for bench in json.loads(json_path.read_text())["benchmarks"]:
+            info = bench["extra_info"]
+            medians.setdefault(f"B{info['batch']}xN{info['n']}", {})["pytest"] = bench["stats"]["median"]
+    return medians
+
+
+# -- report ------------------------------------------------------------------------------------------------------------
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--impl", default="triton_fused")
+    parser.add_argument("--shapes", default="1024x4096,1024x16384,16384x4096",
+                        help="float32 BxN list (each distinct B is one asv run)")
+    parser.add_argument("--budget", type=float, default=2.0, help="harness timing budget per measurement (s)")
+    parser.add_argument("--device", choices=("cuda", "cpu"), default="cuda",
+                        help="cpu only to try the script itself on a machine without a GPU")
+    args = parser.parse_args()
+    out = Path(os.environ.get("OUT") or ROOT / "results" / "agreement")
+    out.mkdir(parents=True, exist_ok=True)
+    shapes = [tuple(int(x) for x in s.lower().split("x")) for s in args.shapes.split(",") if s]
+
+    py = ensure_tools()
+    if py != sys.executable and not os.environ.get(REEXEC_FLAG):
+        os.environ[REEXEC_FLAG] = "1"
+        os.execv(py, [py, str(Path(__file__).resolve()), *sys.argv[1:]])
+    sys.path.insert(0, str(ROOT))
+    import torch
+
+    if args.device == "cuda" and not torch.cuda.is_available():
+        sys.exit("no CUDA device: this check is for the GPU machine (--device cpu to try the script)")
+    from bkbench.env import environment
+
+    env = environment(measure_bandwidth=args.device == "cuda")
+    tree, sha = git_tree()
+    log(f"tree {tree} at {sha[:12]}, {env.get('gpu')}, torch {env.get('torch')}, triton {env.get('triton')}")
+
+    before = harness(args.impl, shapes, args.budget, args.device)
+    asv = asv_medians(py, tree, sha, args.impl, shapes, out, args.device)
+    pyt = pytest_medians(py, tree, args.impl, shapes, out, args.device)
+    after = harness(args.impl, shapes, args.budget, args.device)
+
+    rows = []
+    for b, n in shapes:
+        key = f"B{b}xN{n}"
+        h0, h1 = before.get(key, {}), after.get(key, {})
+        if "skip" in h0:
+            rows.append({"case": key, "skip": h0["skip"]})
+            continue
+        ref = (h0["warm"] + h1["warm"]) / 2
+        row = {"case": key, "harness_warm_before": h0["warm"], "harness_warm_after": h1["warm"], "reference": ref,
+               "harness_cold": h0["cold"], "rel_err": h0["rel_err"], **asv.get(key, {}), **pyt.get(key, {})}
+        for k in ("asv_time", "asv_track", "pytest"):
+            if row.get(k) is not None and row[k] == row[k]:  # not NaN (a skipped asv result)
+                row[f"{k}_dev"] = row[k] / ref - 1
+        row["agree"] = all(abs(row.get(f"{k}_dev", 1.0)) <= TOLERANCE for k in ("asv_track", "pytest")) and \
+            abs(row.get("asv_time_dev", 1.0)) <= TOLERANCE
+        rows.append(row)
+
+    def us(x: float | None) -> str:
+        return "-" if x is None else f"{x * 1e6:.1f}"
+
+    def dev(x: float | None) -> str:
+        return "-" if x is None else f"{100 * x:+.1f} %"
+
+    lines = [f"# asv / pytest-benchmark / harness agreement: {args.impl}, float32, {args.device}", "",
+             f"GPU {env.get('gpu')}, driver {env.get('driver')}, CUDA {env.get('cuda')}, torch {env.get('torch')}, "
+             f"triton {env.get('triton')}, copy bandwidth {env.get('copy_bandwidth_gbs', 0):.0f} GB/s, "
+             f"git {env.get('git_sha')}, {env.get('date')}", "",
+             "Medians in µs per call. Reference = mean of the harness warm medians before and after the "
+             "frameworks ran.",
+             f"Agree = asv time, asv track and pytest-benchmark each within {100 * TOLERANCE:.0f} % of the "
+             "reference.", "",
+             "| case | harness warm (before / after) | harness cold | asv time_bk_core | asv track_median | "
+             "pytest-benchmark | agree |", "|---|---|---|---|---|---|---|"]
+    for r in rows:
+        if "skip" in r:
+            lines.append(f"| {r['case']} | skipped: {r['skip']} | | | | | |")
+            continue
+        lines.append(
+            f"| {r['case']} | {us(r['harness_warm_before'])} / {us(r['harness_warm_after'])} | {us(r['harness_cold'])} "
+            f"| {us(r.get('asv_time'))} ({dev(r.get('asv_time_dev'))}) | {us(r.get('asv_track'))} "
+            f"({dev(r.get('asv_track_dev'))}) | {us(r.get('pytest'))} ({dev(r.get('pytest_dev'))}) "
+            f"| {'yes' if r['agree'] else 'NO'} |")
+    text = "\n".join(lines) + "\n"
+    (out / "agreement.md").write_text(text)
+    (out / "agreement.json").write_text(json.dumps({"environment": env, "impl": args.impl, "rows": rows}, indent=1,
+                                                   default=str))
+    print(text)
+    return 0 if rows and all(r.get("agree") for r in rows if "skip" not in r) else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
