@@ -46,7 +46,7 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 WINDOWS = (0, 1, 2, 4, 8, 16, 32)
-GATE_SECONDS = 70.0  # time kept for the CUDA gate at the end of the budget
+GATE_SECONDS = 75.0  # time kept for the CUDA gate at the end of the budget
 
 
 def shapes(smoke: bool) -> list[dict[str, Any]]:
@@ -81,6 +81,11 @@ def methods(shape: dict[str, Any], smoke: bool) -> list[tuple[str, str, str, dic
     if shape["full"]:
         out += [("lut_green_triton", f"lut m={m}", "lut_green_triton", {"window": m}) for m in WINDOWS]
         out += [("lns_triton", f"lns {g}", "lns_triton", {"gauss": g}) for g in ("computed", "table")]
+        # breakdowns (not plotted): the lut kernel alone (closure plan prepared), each lns_triton stage alone
+        out += [("breakdown", f"lut m={m} [kernel only]", "lut_green_triton:kernel", {"window": m})
+                for m in WINDOWS]
+        out += [("breakdown", f"lns {g} [{st}]", f"lns_triton:{st}", {"gauss": g})
+                for g in ("computed", "table") for st in ("transfer", "carry", "solve")]
         out += [("lut_green (torch)", f"torch lut m={m}", "lut_green", {"window": m}) for m in (0, 8, 32)]
         out += [("exact", "thomas", "thomas", {})]
         out += [("lns (torch)", f"torch lns {g}", "lns", {"gauss": g}) for g in ("computed", "table")]
@@ -92,6 +97,26 @@ def methods(shape: dict[str, Any], smoke: bool) -> list[tuple[str, str, str, dic
         out += [("lns_triton", f"lns {g}", "lns_triton", {"gauss": g}) for g in ("computed", "table")]
         out += [("lns (torch)", "torch lns computed", "lns", {"gauss": "computed"})]
     return out
+
+
+def breakdown_callable(impl: str, norm: Any, kwargs: dict[str, Any]):
+    """(timed callable, callable returning G for the error check) for "lut_green_triton:kernel" (the launch
+    alone, its closure plan prepared once) and "lns_triton:<stage>" (one of the three launches alone, the
+    error checked on the full result); (None, None) for a plain registry name."""
+    if ":" not in impl:
+        return None, None
+    name, part = impl.split(":", 1)
+    if name == "lut_green_triton" and part == "kernel":
+        from kernels.lut_green_triton import prepare
+
+        launch = prepare(norm.a, norm.k, norm.z, **kwargs)
+        return launch, launch
+    if name == "lns_triton":
+        from kernels.lns_triton import prepare
+
+        stages = prepare(norm.a, norm.k, norm.z, **kwargs)
+        return stages[part], stages["all"]
+    raise ValueError(f"impl: unknown breakdown {impl!r}")
 
 
 def ideal_bytes(p: Any, per_site_k: bool) -> int:
@@ -170,17 +195,20 @@ def measure_all(out: Path, device: str, smoke: bool, deadline: float, log) -> li
             row: dict[str, Any] = {"shape": shape["name"], "key": p.key, "B": p.chains, "N": p.n, "dtype": p.dtype,
                                    "family": family, "label": label, "impl": impl, "options": opts}
             try:
-                rec = reg.get(impl)
+                rec = reg.get(impl.split(":")[0])
                 reason = rec.decline_reason(p)
                 if reason:
                     raise RuntimeError(f"declined: {reason}")
                 kwargs = {**rec.defaults, **opts}
+                fn, check = breakdown_callable(impl, norm, kwargs)
+                if fn is None:
 
-                def fn(rec=rec, kwargs=kwargs, norm=norm):
-                    return rec.fn(norm.a, norm.k, norm.z, **kwargs)
+                    def fn(rec=rec, kwargs=kwargs, norm=norm):
+                        return rec.fn(norm.a, norm.k, norm.z, **kwargs)
 
+                    check = fn
                 t1 = time.perf_counter()
-                g = fn()
+                g = check()
                 if device == "cuda":
                     torch.cuda.synchronize()
                 row["first_call_s"] = time.perf_counter() - t1
@@ -218,7 +246,7 @@ def plots(rows: list[dict[str, Any]], out: Path, env: dict[str, Any], log) -> No
         return
     gpu = env.get("gpu_name") or env.get("gpu") or env.get("device_name") or "?"
     for name in sorted({r["shape"] for r in rows}):
-        sel = [dict(r, time_s=r.get("median_s")) for r in rows if r["shape"] == name]
+        sel = [dict(r, time_s=r.get("median_s")) for r in rows if r["shape"] == name and r["family"] != "breakdown"]
         if not sel:
             continue
         key = sel[0]["key"]

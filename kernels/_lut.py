@@ -132,21 +132,20 @@ def row_constant_k(k: torch.Tensor) -> torch.Tensor | None:
     return None
 
 
-def chain_keys(z: torch.Tensor, kb: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """Distinct (z, k) pairs over chains and each chain's index into them.
+def chain_keys(z: torch.Tensor, kb: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """Distinct (z, k) pairs over chains and each chain's index into them, with one device-to-host copy.
 
-    Returns (pairs (U, 2) complex128 on the CPU, index (B,) int32 on z's device).
+    Returns (pairs (U, 2) complex128 on the CPU, index (B,) int32 on z's device — or None when every chain
+    shares one pair, the common case, so no index tensor is built or read).
     """
     zc = z.to(torch.complex128)
     kc = kb.to(torch.complex128)
-    rows = torch.stack([zc.real, zc.imag, kc.real, kc.imag], dim=1)
+    rows = torch.stack([zc.real, zc.imag, kc.real, kc.imag], dim=1).cpu()  # the one sync
     if bool((rows == rows[:1]).all()):
-        uniq = rows[:1]
-        index = torch.zeros(rows.shape[0], dtype=torch.int32, device=z.device)
+        uniq, index = rows[:1], None
     else:
         uniq, inv = torch.unique(rows, dim=0, return_inverse=True)
-        index = inv.to(torch.int32)
-    uniq = uniq.cpu()
+        index = inv.to(torch.int32).to(z.device)
     pairs = torch.stack([torch.complex(uniq[:, 0], uniq[:, 1]), torch.complex(uniq[:, 2], uniq[:, 3])], dim=1)
     return pairs, index
 
@@ -192,10 +191,11 @@ def extended_spec(spec: TableSpec, lo_data: float, hi_data: float) -> TableSpec:
     return TableSpec(lo, hi, size)
 
 
-def interpolate(tab_re_im: torch.Tensor, index: torch.Tensor, a: torch.Tensor, spec: TableSpec) -> torch.Tensor:
+def interpolate(tab_re_im: torch.Tensor, index: torch.Tensor | None, a: torch.Tensor, spec: TableSpec) -> torch.Tensor:
     """Linear interpolation of per-chain tables.
 
-    tab_re_im: (U, size) complex; index: (B,) table id per chain; a: (B, M) real, inside [lo, hi]
+    tab_re_im: (U, size) complex; index: (B,) table id per chain (None: one table for all); a: (B, M) real,
+    inside [lo, hi]
     (out-of-range elements must be replaced by the caller). Returns (B, M) complex.
     """
     u = (a - spec.lo) * (1.0 / spec.step)
@@ -203,7 +203,10 @@ def interpolate(tab_re_im: torch.Tensor, index: torch.Tensor, a: torch.Tensor, s
     f = (u - i0).to(tab_re_im.real.dtype)
     i0 = i0.to(torch.long)
     flat = tab_re_im.reshape(-1)
-    base = (index.to(torch.long) * spec.size)[:, None]
+    if index is None:
+        base = torch.zeros((a.shape[0], 1), dtype=torch.long, device=a.device)
+    else:
+        base = (index.to(torch.long) * spec.size)[:, None]
     t0 = flat[base + i0]
     t1 = flat[base + i0 + 1]
     return t0 + f * (t1 - t0)
@@ -213,16 +216,17 @@ def interpolate(tab_re_im: torch.Tensor, index: torch.Tensor, a: torch.Tensor, s
 class ClosurePlan:
     """Where the tail closure of each element comes from (see module docstring).
 
-    source: "table" or "analytic"; tables: (U, size) complex or None; index: (B,) int32 table id per chain
-    or None; spec: the table range actually used (extended when ``out_of_range="extend"``);
-    any_outside: some real a lies outside [lo, hi] (those elements take the closed form).
+    source: "table" or "analytic"; tables: (U, size) complex or None; index: (B,) int32 table id per chain,
+    or None (one table shared by every chain); spec: the table range actually used (extended when
+    ``out_of_range="extend"``); any_outside: some real a lies outside [lo, hi] (those elements take the closed
+    form) — None when the range was not checked on the host (the Triton kernel checks every element itself).
     """
 
     source: str
     tables: torch.Tensor | None
     index: torch.Tensor | None
     spec: TableSpec
-    any_outside: bool
+    any_outside: bool | None
 
 
 def plan_closure(
@@ -234,11 +238,14 @@ def plan_closure(
     out_of_range: str,
     tail: str,
     max_tables: int,
+    host_range_check: bool = True,
 ) -> ClosurePlan:
     """Decide table vs closed form for the tail closure and fetch (or build) the tables.
 
     a (B, N) real or complex, k (B, N-1), z (B,) complex. Tables are built in float64 and stored in the
-    complex dtype of the work (complex64 for float32).
+    complex dtype of the work (complex64 for float32). ``host_range_check=False`` skips the min/max of a
+    (a full read of a and a sync) when ``out_of_range="analytic"``: the caller must then test every element
+    against [lo, hi] itself (the Triton kernel does).
     """
     if tail == "analytic" or a.is_complex():
         return ClosurePlan("analytic", None, None, spec, False)
@@ -248,6 +255,9 @@ def plan_closure(
     pairs, index = chain_keys(z, kb)
     if pairs.shape[0] > max_tables:
         return ClosurePlan("analytic", None, None, spec, False)
+    if out_of_range == "analytic" and not host_range_check:
+        tables = get_tables(pairs, spec, complex_dtype_of(a), a.device)
+        return ClosurePlan("table", tables, index, spec, None)
     lo_d, hi_d = (float(v) for v in torch.aminmax(a))
     outside = lo_d < spec.lo or hi_d > spec.hi
     if outside and out_of_range == "raise":

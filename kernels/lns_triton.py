@@ -18,6 +18,7 @@ very long chains (B * N / C below a few thousand lanes) leaves the GPU mostly id
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from typing import Any
 
 import torch
@@ -140,11 +141,14 @@ if HAS_TRITON:
     def _transfer_kernel(a_ptr, k_ptr, z_ptr, const_ptr, tab_ptr, mat_ptr,
                          N, NC, LANES, skb, skn, C,
                          BLOCK: tl.constexpr, A_CPLX: tl.constexpr, K_CPLX: tl.constexpr,
-                         TABLE: tl.constexpr, NR: tl.constexpr, ND: tl.constexpr):
+                         TABLE: tl.constexpr, NR: tl.constexpr, ND: tl.constexpr, I64: tl.constexpr):
         pi = tl.load(const_ptr)
         two_pi = tl.load(const_ptr + 1)
         inv_two_pi = tl.load(const_ptr + 2)
-        lane = tl.program_id(0).to(tl.int64) * BLOCK + tl.arange(0, BLOCK)
+        pid = tl.program_id(0)
+        if I64:
+            pid = pid.to(tl.int64)
+        lane = pid * BLOCK + tl.arange(0, BLOCK)
         live = lane < LANES
         b = lane // NC
         c = lane % NC
@@ -188,12 +192,15 @@ if HAS_TRITON:
 
     @triton.jit
     def _carry_kernel(mat_ptr, const_ptr, tab_ptr, carry_ptr, B, NC,
-                      BLOCK: tl.constexpr, TABLE: tl.constexpr, NR: tl.constexpr, ND: tl.constexpr):
+                      BLOCK: tl.constexpr, TABLE: tl.constexpr, NR: tl.constexpr, ND: tl.constexpr, I64: tl.constexpr):
         """carry[b, c, dir] = incoming pivot (log, arg) of chunk c (dir 0: D from the left; 1: E from the right)."""
         pi = tl.load(const_ptr)
         two_pi = tl.load(const_ptr + 1)
         inv_two_pi = tl.load(const_ptr + 2)
-        b = tl.program_id(0).to(tl.int64) * BLOCK + tl.arange(0, BLOCK)
+        pid = tl.program_id(0)
+        if I64:
+            pid = pid.to(tl.int64)
+        b = pid * BLOCK + tl.arange(0, BLOCK)
         live = b < B
         zero_l = tl.zeros([BLOCK], dtype=pi.dtype)
         for direction in tl.static_range(2):
@@ -237,11 +244,14 @@ if HAS_TRITON:
     def _solve_kernel(a_ptr, k_ptr, z_ptr, const_ptr, tab_ptr, carry_ptr, out_ptr,
                       N, NC, LANES, skb, skn, C,
                       BLOCK: tl.constexpr, A_CPLX: tl.constexpr, K_CPLX: tl.constexpr,
-                      TABLE: tl.constexpr, NR: tl.constexpr, ND: tl.constexpr):
+                      TABLE: tl.constexpr, NR: tl.constexpr, ND: tl.constexpr, I64: tl.constexpr):
         pi = tl.load(const_ptr)
         two_pi = tl.load(const_ptr + 1)
         inv_two_pi = tl.load(const_ptr + 2)
-        lane = tl.program_id(0).to(tl.int64) * BLOCK + tl.arange(0, BLOCK)
+        pid = tl.program_id(0)
+        if I64:
+            pid = pid.to(tl.int64)
+        lane = pid * BLOCK + tl.arange(0, BLOCK)
         live = lane < LANES
         b = lane // NC
         c = lane % NC
@@ -288,8 +298,12 @@ def default_chunk(n: int) -> int:
     return max(1, min(max(16, c), 1 << max(0, (n - 1).bit_length())))
 
 
-def lns_triton_core(a: torch.Tensor, k: torch.Tensor, z: torch.Tensor, **options: Any) -> torch.Tensor:
-    """a (B, N) real/complex, k (B, N-1), z (B,) complex -> G (B, N) complex (CUDA, or CPU interpreter)."""
+def prepare(a: torch.Tensor, k: torch.Tensor, z: torch.Tensor, **options: Any) -> dict[str, Callable[[], Any]]:
+    """Options, views, scratch buffers and constants; returns the launches as zero-argument callables:
+    ``{"transfer": ..., "carry": ..., "solve": ..., "all": ...}`` (each stage in order; ``all`` runs the three
+    and returns G (B, N) complex). Calling again overwrites the same buffers. Used by the device script to
+    time each stage; :func:`lns_triton_core` is ``prepare(...)["all"]()``.
+    """
     check_device(a, "lns_triton")
     opts = {**DEFAULTS, **options}
     check_lns_options(opts, "lns_triton")
@@ -299,8 +313,6 @@ def lns_triton_core(a: torch.Tensor, k: torch.Tensor, z: torch.Tensor, **options
     bsz, n = a.shape
     dev = a.device
     out = torch.empty((bsz, n), dtype=cdt, device=dev)
-    if out.numel() == 0:
-        return out
     chunk = opts["chunk"] or default_chunk(n)
     nc = -(-n // chunk)
     lanes = bsz * nc
@@ -327,20 +339,40 @@ def lns_triton_core(a: torch.Tensor, k: torch.Tensor, z: torch.Tensor, **options
     table = opts["gauss"] == "table"
     nr, nd = tuple(opts["table_shape"])
     tab = build_gauss_table((nr, nd), rdt, dev) if table else torch.zeros(6, dtype=rdt, device=dev)
-    mats = torch.empty((lanes, 2, 8), dtype=rdt, device=dev)
-    carry = torch.empty((lanes, 2, 2), dtype=rdt, device=dev)
+    mats = torch.empty((max(lanes, 1), 2, 8), dtype=rdt, device=dev)
+    carry = torch.empty((max(lanes, 1), 2, 2), dtype=rdt, device=dev)
     block = 128 if lanes >= 128 * 64 else 32
-    a_cplx = a_c.is_complex()
-    common = dict(A_CPLX=a_cplx, K_CPLX=k_cplx, TABLE=table, NR=nr, ND=nd)
-    grid = (triton.cdiv(lanes, block),)
-    _transfer_kernel[grid](a_view, k_view, z_view, consts, tab, mats, n, nc, lanes, skb, skn, chunk,
-                           BLOCK=block, **common)
+    i64 = max(2 * bsz * n, 16 * lanes, 2 * bsz * (n - 1) * max(skn, 1)) >= 2**31 - 1  # else int32 offsets
+    common = dict(A_CPLX=a_c.is_complex(), K_CPLX=k_cplx, TABLE=table, NR=nr, ND=nd, I64=i64)
+    grid = (triton.cdiv(max(lanes, 1), block),)
     cblock = 32
-    _carry_kernel[(triton.cdiv(bsz, cblock),)](mats, consts, tab, carry, bsz, nc,
-                                               BLOCK=cblock, TABLE=table, NR=nr, ND=nd)
-    _solve_kernel[grid](a_view, k_view, z_view, consts, tab, carry, torch.view_as_real(out), n, nc, lanes,
-                        skb, skn, chunk, BLOCK=block, **common)
-    return out
+    out_view = torch.view_as_real(out)
+
+    def transfer() -> None:
+        _transfer_kernel[grid](a_view, k_view, z_view, consts, tab, mats, n, nc, lanes, skb, skn, chunk,
+                               BLOCK=block, **common)
+
+    def carries() -> None:
+        _carry_kernel[(triton.cdiv(bsz, cblock),)](mats, consts, tab, carry, bsz, nc,
+                                                   BLOCK=cblock, TABLE=table, NR=nr, ND=nd, I64=i64)
+
+    def solve() -> None:
+        _solve_kernel[grid](a_view, k_view, z_view, consts, tab, carry, out_view, n, nc, lanes,
+                            skb, skn, chunk, BLOCK=block, **common)
+
+    def run_all() -> torch.Tensor:
+        if out.numel():
+            transfer()
+            carries()
+            solve()
+        return out
+
+    return {"transfer": transfer, "carry": carries, "solve": solve, "all": run_all}
+
+
+def lns_triton_core(a: torch.Tensor, k: torch.Tensor, z: torch.Tensor, **options: Any) -> torch.Tensor:
+    """a (B, N) real/complex, k (B, N-1), z (B,) complex -> G (B, N) complex (CUDA, or CPU interpreter)."""
+    return prepare(a, k, z, **options)["all"]()
 
 
 @register(

@@ -2,13 +2,17 @@
 
 Same approximation, options and error model as ``lut_green`` (kernels/lut_green.py, kernels/_lut.py): each
 program owns ``BLOCK`` consecutive sites of one chain; per site it gathers the closing site's a, reads the
-bulk self-energy table with linear interpolation (two 8-byte gathers) or evaluates the closed form, runs the
-m-step left and right continued fractions in registers (the shifted loads of a and k hit L1/L2: they are
-the neighbours' elements), and writes G_i as one 8-byte (Re, Im) store. No scan, no carries.
+bulk self-energy table with linear interpolation (four 4-byte gathers from a table that stays in L1/L2) or
+evaluates the closed form, runs the m-step left and right continued fractions in registers (the shifted
+loads of a hit L1/L2: they are the neighbours' elements; a uniform k is loaded once), and writes G_i as one
+8-byte (Re, Im) store. No scan, no carries. Addressing is int32 relative to the chain's row.
+Host work per call: one device-to-host copy of the per-chain (z, k) values to find the cached table (no read
+of a: out-of-range a is detected per element in the kernel, see ``_closure``).
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import torch
@@ -30,43 +34,51 @@ if HAS_TRITON:
     import triton.language as tl
 
     @triton.jit
-    def _load_alpha(a_ptr, row, j, mask, zr, zi, A_CPLX: tl.constexpr):
+    def _load_alpha(a_row, j, mask, zr, zi, A_CPLX: tl.constexpr):
+        """(Re a_j, Re alpha_j, Im alpha_j); a_row points at the chain's first element, j is int32."""
         if A_CPLX:
-            ar = tl.load(a_ptr + (row + j) * 2, mask=mask, other=0.0)
-            ai = tl.load(a_ptr + (row + j) * 2 + 1, mask=mask, other=0.0)
+            ar = tl.load(a_row + j * 2, mask=mask, other=0.0)
+            ai = tl.load(a_row + j * 2 + 1, mask=mask, other=0.0)
             return ar, ar - zr, ai - zi
-        ar = tl.load(a_ptr + row + j, mask=mask, other=0.0)
+        ar = tl.load(a_row + j, mask=mask, other=0.0)
         return ar, ar - zr, -zi + 0.0 * ar
 
     @triton.jit
-    def _load_k(k_ptr, kbase, j, skn, mask, K_CPLX: tl.constexpr):
+    def _load_k(k_row, j, skn, mask, kr0, ki0, K_CPLX: tl.constexpr, K_UNIF: tl.constexpr):
+        if K_UNIF:  # one coupling for every bond: loaded once by the caller
+            return kr0, ki0
         if K_CPLX:
-            kr = tl.load(k_ptr + kbase + j * skn, mask=mask, other=0.0)
-            ki = tl.load(k_ptr + kbase + j * skn + 1, mask=mask, other=0.0)
+            kr = tl.load(k_row + j * skn, mask=mask, other=0.0)
+            ki = tl.load(k_row + j * skn + 1, mask=mask, other=0.0)
             return kr, ki
-        kr = tl.load(k_ptr + kbase + j * skn, mask=mask, other=0.0)
+        kr = tl.load(k_row + j * skn, mask=mask, other=0.0)
         return kr, 0.0 * kr
 
     @triton.jit
-    def _closure(a_re, al_r, al_i, kr, ki, tab_ptr, tbase, lo, hi, inv_h, size,
+    def _closure(a_re, al_r, al_i, kr, ki, tab_row, lo, hi, inv_h, size,
                  USE_TABLE: tl.constexpr, CHECK_RANGE: tl.constexpr):
-        """Sigma at the closing site: table read (linear interpolation) or closed form."""
+        """Sigma at the closing site: table read (linear interpolation) or closed form.
+
+        With CHECK_RANGE every element is tested against [lo, hi]; if any lane of the block is outside, the
+        closed form is evaluated for the block and used on those lanes (never a clamped table value).
+        """
         if USE_TABLE:
             u = (tl.minimum(tl.maximum(a_re, lo), hi) - lo) * inv_h
             i0 = tl.minimum(tl.floor(u), size - 2)
             f = u - i0
             i0 = i0.to(tl.int32)
-            t0r = tl.load(tab_ptr + tbase + i0 * 2)
-            t0i = tl.load(tab_ptr + tbase + i0 * 2 + 1)
-            t1r = tl.load(tab_ptr + tbase + i0 * 2 + 2)
-            t1i = tl.load(tab_ptr + tbase + i0 * 2 + 3)
+            t0r = tl.load(tab_row + i0 * 2)
+            t0i = tl.load(tab_row + i0 * 2 + 1)
+            t1r = tl.load(tab_row + i0 * 2 + 2)
+            t1i = tl.load(tab_row + i0 * 2 + 3)
             sr = t0r + f * (t1r - t0r)
             si = t0i + f * (t1i - t0i)
-            if CHECK_RANGE:  # out-of-range a: closed form, never a clamped table value
-                er, ei = bulk_sigma(al_r, al_i, kr, ki)
-                inside = (a_re >= lo) & (a_re <= hi)
-                sr = tl.where(inside, sr, er)
-                si = tl.where(inside, si, ei)
+            if CHECK_RANGE:
+                outside = (a_re < lo) | (a_re > hi)
+                if tl.max(outside.to(tl.int32), axis=0) > 0:
+                    er, ei = bulk_sigma(al_r, al_i, kr, ki)
+                    sr = tl.where(outside, er, sr)
+                    si = tl.where(outside, ei, si)
             return sr, si
         return bulk_sigma(al_r, al_i, kr, ki)
 
@@ -75,33 +87,41 @@ if HAS_TRITON:
         a_ptr, k_ptr, z_ptr, tab_ptr, idx_ptr, out_ptr,
         N, skb, skn, lo, hi, inv_h, size,
         M: tl.constexpr, BLOCK: tl.constexpr, A_CPLX: tl.constexpr, K_CPLX: tl.constexpr,
-        USE_TABLE: tl.constexpr, CHECK_RANGE: tl.constexpr,
+        K_UNIF: tl.constexpr, USE_TABLE: tl.constexpr, PER_CHAIN_TABLE: tl.constexpr,
+        CHECK_RANGE: tl.constexpr,
     ):
         b = tl.program_id(1).to(tl.int64)
-        i = tl.program_id(0) * BLOCK + tl.arange(0, BLOCK)
+        i = tl.program_id(0) * BLOCK + tl.arange(0, BLOCK)  # int32 position in the chain
         live = i < N
-        row = b * N
-        kbase = b * skb
+        if A_CPLX:
+            a_row = a_ptr + b * N * 2
+        else:
+            a_row = a_ptr + b * N
+        k_row = k_ptr + b * skb
         zr = tl.load(z_ptr + 2 * b)
         zi = tl.load(z_ptr + 2 * b + 1)
-        tbase = 0
-        if USE_TABLE:
-            tbase = tl.load(idx_ptr + b).to(tl.int64) * size * 2
+        kr0 = tl.load(k_row)
+        ki0 = 0.0 * kr0
+        if K_CPLX:
+            ki0 = tl.load(k_row + 1)
+        tab_row = tab_ptr
+        if PER_CHAIN_TABLE:
+            tab_row = tab_ptr + tl.load(idx_ptr + b).to(tl.int64) * size * 2
 
         # left fraction, closed at site j = i - M - 1 by Sigma(alpha_j; k_j)
         j = i - M - 1
         mj = live & (j >= 0)
-        a_re, al_r, al_i = _load_alpha(a_ptr, row, j, mj, zr, zi, A_CPLX)
-        kr, ki = _load_k(k_ptr, kbase, j, skn, mj, K_CPLX)
-        lr, li = _closure(a_re, al_r, al_i, kr, ki, tab_ptr, tbase, lo, hi, inv_h, size, USE_TABLE, CHECK_RANGE)
+        a_re, al_r, al_i = _load_alpha(a_row, j, mj, zr, zi, A_CPLX)
+        kr, ki = _load_k(k_row, j, skn, mj, kr0, ki0, K_CPLX, K_UNIF)
+        lr, li = _closure(a_re, al_r, al_i, kr, ki, tab_row, lo, hi, inv_h, size, USE_TABLE, CHECK_RANGE)
         lr = tl.where(mj, lr, 0.0)
         li = tl.where(mj, li, 0.0)
         # right fraction, closed at site j = i + M + 1 by Sigma(alpha_j; k_{j-1})
         j = i + M + 1
         mj = live & (j <= N - 1)
-        a_re, al_r, al_i = _load_alpha(a_ptr, row, j, mj, zr, zi, A_CPLX)
-        kr, ki = _load_k(k_ptr, kbase, j - 1, skn, mj, K_CPLX)
-        rr, ri = _closure(a_re, al_r, al_i, kr, ki, tab_ptr, tbase, lo, hi, inv_h, size, USE_TABLE, CHECK_RANGE)
+        a_re, al_r, al_i = _load_alpha(a_row, j, mj, zr, zi, A_CPLX)
+        kr, ki = _load_k(k_row, j - 1, skn, mj, kr0, ki0, K_CPLX, K_UNIF)
+        rr, ri = _closure(a_re, al_r, al_i, kr, ki, tab_row, lo, hi, inv_h, size, USE_TABLE, CHECK_RANGE)
         rr = tl.where(mj, rr, 0.0)
         ri = tl.where(mj, ri, 0.0)
 
@@ -109,32 +129,36 @@ if HAS_TRITON:
             # left: j = i - t >= 0:  L <- k_j / (alpha_j - L)
             j = i - t
             mj = live & (j >= 0)
-            _, al_r, al_i = _load_alpha(a_ptr, row, j, mj, zr, zi, A_CPLX)
-            kr, ki = _load_k(k_ptr, kbase, j, skn, mj, K_CPLX)
+            _, al_r, al_i = _load_alpha(a_row, j, mj, zr, zi, A_CPLX)
+            kr, ki = _load_k(k_row, j, skn, mj, kr0, ki0, K_CPLX, K_UNIF)
             nr, ni = cdiv(kr, ki, al_r - lr, al_i - li)
             lr = tl.where(mj, nr, lr)
             li = tl.where(mj, ni, li)
             # right: j = i + t <= N-1:  R <- k_{j-1} / (alpha_j - R)
             j = i + t
             mj = live & (j <= N - 1)
-            _, al_r, al_i = _load_alpha(a_ptr, row, j, mj, zr, zi, A_CPLX)
-            kr, ki = _load_k(k_ptr, kbase, j - 1, skn, mj, K_CPLX)
+            _, al_r, al_i = _load_alpha(a_row, j, mj, zr, zi, A_CPLX)
+            kr, ki = _load_k(k_row, j - 1, skn, mj, kr0, ki0, K_CPLX, K_UNIF)
             nr, ni = cdiv(kr, ki, al_r - rr, al_i - ri)
             rr = tl.where(mj, nr, rr)
             ri = tl.where(mj, ni, ri)
 
-        _, al_r, al_i = _load_alpha(a_ptr, row, i, live, zr, zi, A_CPLX)
+        _, al_r, al_i = _load_alpha(a_row, i, live, zr, zi, A_CPLX)
         gr, gi = cdiv(1.0 + 0.0 * al_r, 0.0 * al_r, al_r - lr - rr, al_i - li - ri)
-        offs = (row + i)[:, None] * 2 + tl.arange(0, 2)[None, :]
-        tl.store(out_ptr + offs, tl.join(gr, gi), mask=live[:, None])
+        offs = i[:, None] * 2 + tl.arange(0, 2)[None, :]
+        tl.store(out_ptr + b * N * 2 + offs, tl.join(gr, gi), mask=live[:, None])
 
 
 def _block_for(n: int) -> int:
     return max(16, min(256, 1 << max(0, (n - 1).bit_length())))
 
 
-def lut_green_triton_core(a: torch.Tensor, k: torch.Tensor, z: torch.Tensor, **options: Any) -> torch.Tensor:
-    """a (B, N) real/complex, k (B, N-1), z (B,) complex -> G (B, N) complex (CUDA, or CPU interpreter)."""
+def prepare(a: torch.Tensor, k: torch.Tensor, z: torch.Tensor, **options: Any) -> Callable[[], torch.Tensor]:
+    """Everything but the launch: options, closure plan (table lookup/build), views, output buffer.
+
+    Returns a zero-argument callable that launches the kernel and returns G (B, N) complex. Calling it again
+    overwrites the same output buffer. :func:`lut_green_triton_core` is ``prepare(...)()``.
+    """
     check_device(a, "lut_green_triton")
     opts = {**DEFAULTS, **options}
     unknown = set(opts) - set(DEFAULTS)
@@ -149,10 +173,12 @@ def lut_green_triton_core(a: torch.Tensor, k: torch.Tensor, z: torch.Tensor, **o
     cdt = complex_dtype_of(a)
     rdt = torch.float64 if cdt == torch.complex128 else torch.float32
     plan = plan_closure(
-        a, k, z, spec, out_of_range=opts["out_of_range"], tail=opts["tail"], max_tables=opts["max_tables"]
+        a, k, z, spec, out_of_range=opts["out_of_range"], tail=opts["tail"], max_tables=opts["max_tables"],
+        host_range_check=False,
     )
     a_c = a.contiguous()
     a_view = torch.view_as_real(a_c) if a_c.is_complex() else a_c
+    k_unif = True
     if n > 1:
         kk = k.to(cdt if k.is_complex() else rdt)
         if is_uniform(kk):
@@ -163,6 +189,7 @@ def lut_green_triton_core(a: torch.Tensor, k: torch.Tensor, z: torch.Tensor, **o
             k_view = torch.view_as_real(kk) if kk.is_complex() else kk
             mult = 2 if kk.is_complex() else 1
             skb, skn = kk.stride(0) * mult, kk.stride(1) * mult
+            k_unif = False
         k_cplx = kk.is_complex()
     else:
         k_view = torch.zeros(1, dtype=rdt, device=a.device)
@@ -170,24 +197,32 @@ def lut_green_triton_core(a: torch.Tensor, k: torch.Tensor, z: torch.Tensor, **o
         k_cplx = False
     z_view = torch.view_as_real(z.to(cdt).contiguous())
     use_table = plan.source == "table"
-    if use_table:
-        tab = torch.view_as_real(plan.tables)
-        idx = plan.index
-    else:
-        tab = torch.zeros(2, dtype=rdt, device=a.device)
-        idx = torch.zeros(1, dtype=torch.int32, device=a.device)
+    tab = torch.view_as_real(plan.tables) if use_table else torch.zeros(2, dtype=rdt, device=a.device)
+    per_chain = use_table and plan.index is not None
+    idx = plan.index if per_chain else torch.zeros(1, dtype=torch.int32, device=a.device)
+    check_range = use_table and plan.any_outside is not False
     out = torch.empty((bsz, n), dtype=cdt, device=a.device)
-    if out.numel() == 0:
-        return out
+    out_view = torch.view_as_real(out)
     block = _block_for(n)
     grid = (triton.cdiv(n, block), bsz)
-    _lut_green_kernel[grid](
-        a_view, k_view, z_view, tab, idx, torch.view_as_real(out),
-        n, skb, skn, float(plan.spec.lo), float(plan.spec.hi), 1.0 / plan.spec.step, plan.spec.size,
-        M=opts["window"], BLOCK=block, A_CPLX=a_c.is_complex(), K_CPLX=k_cplx,
-        USE_TABLE=use_table, CHECK_RANGE=plan.any_outside,
-    )
-    return out
+    lo, hi, inv_h, size = float(plan.spec.lo), float(plan.spec.hi), 1.0 / plan.spec.step, plan.spec.size
+
+    def launch() -> torch.Tensor:
+        if out.numel():
+            _lut_green_kernel[grid](
+                a_view, k_view, z_view, tab, idx, out_view,
+                n, skb, skn, lo, hi, inv_h, size,
+                M=opts["window"], BLOCK=block, A_CPLX=a_c.is_complex(), K_CPLX=k_cplx, K_UNIF=k_unif,
+                USE_TABLE=use_table, PER_CHAIN_TABLE=per_chain, CHECK_RANGE=check_range,
+            )
+        return out
+
+    return launch
+
+
+def lut_green_triton_core(a: torch.Tensor, k: torch.Tensor, z: torch.Tensor, **options: Any) -> torch.Tensor:
+    """a (B, N) real/complex, k (B, N-1), z (B,) complex -> G (B, N) complex (CUDA, or CPU interpreter)."""
+    return prepare(a, k, z, **options)()
 
 
 @register(
