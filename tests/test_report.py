@@ -103,6 +103,19 @@ def test_mann_whitney_matches_hand_computation() -> None:
     assert mann_whitney_p(rng.normal(0, 1, 50), rng.normal(1, 1, 50)) < 1e-4
 
 
+def test_large_sample_bootstrap_matches_explicit_resampling(monkeypatch: pytest.MonkeyPatch) -> None:
+    from bkbench.report import stats
+
+    x = np.random.default_rng(0).exponential(1.0, 1500)  # skewed, like timing samples
+    monkeypatch.setattr(stats, "LARGE_SAMPLE", 10**9)
+    explicit = stats.bootstrap_medians(x, 3000, np.random.default_rng(1))
+    monkeypatch.setattr(stats, "LARGE_SAMPLE", 400)
+    fast = stats.bootstrap_medians(x, 3000, np.random.default_rng(2))
+    assert fast.std() == pytest.approx(explicit.std(), rel=0.08)
+    np.testing.assert_allclose(np.quantile(fast, [0.025, 0.5, 0.975]), np.quantile(explicit, [0.025, 0.5, 0.975]),
+                               rtol=0.01)
+
+
 def test_benjamini_hochberg_known_values() -> None:
     q = benjamini_hochberg(np.array([0.01, 0.04, 0.03, 0.2, np.nan]))
     np.testing.assert_allclose(q[:4], [0.04, 0.04 * 4 / 3, 0.04 * 4 / 3, 0.2])

@@ -369,7 +369,10 @@ def _drop_column(obj: Any, header: str) -> None:
 
 
 def write_csvs(an: Analysis, data_dir: Path) -> list[str]:
+    """Write the computed tables as CSV (stale ones from an earlier report in the same place are removed)."""
     data_dir.mkdir(parents=True, exist_ok=True)
+    for old in data_dir.glob("*.csv"):
+        old.unlink()
     written = []
     tables = {"fits.csv": an.fits, "crossovers.csv": an.crossover_df, "oom.csv": an.oom,
               "failures.csv": an.failures.drop(columns=["samples_json"], errors="ignore"),
