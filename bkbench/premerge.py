@@ -402,7 +402,12 @@ def run_premerge(
             if changed:
                 export_tree(root, base_sha, tmpdir / "base")
                 base_w = WorkerProc("base", tmpdir / "base", tmpdir, threads)
-                base_names = {r["name"] for r in base_w.ask("hello")["impls"]}
+                base_hello = base_w.ask("hello")
+                if Path(base_hello["bkbench"]).resolve() != (tmpdir / "base" / "bkbench").resolve():
+                    raise ValueError(f"base: the base worker imported bkbench from {base_hello['bkbench']}, not "
+                                     "from the exported base revision; is bkbench installed non-editable with a "
+                                     "path that shadows the checkout?")
+                base_names = {r["name"] for r in base_hello["impls"]}
                 for impl in changed:
                     if impl not in base_names:
                         new = Comparison(impl, "-", "new", detail="not in base: nothing to compare")
