@@ -82,6 +82,29 @@ if HAS_TRITON:
             return sr, si
         return bulk_sigma(al_r, al_i, kr, ki)
 
+    UNROLL_MAX = tl.constexpr(8)
+
+    @triton.jit
+    def _window_step(a_row, k_row, i, t, N, live, zr, zi, skn, kr0, ki0, lr, li, rr, ri,
+                     A_CPLX: tl.constexpr, K_CPLX: tl.constexpr, K_UNIF: tl.constexpr):
+        """One bond of both fractions at distance t: L <- k_j / (alpha_j - L) at j = i - t >= 0 and
+        R <- k_{j-1} / (alpha_j - R) at j = i + t <= N - 1."""
+        j = i - t
+        mj = live & (j >= 0)
+        _, al_r, al_i = _load_alpha(a_row, j, mj, zr, zi, A_CPLX)
+        kr, ki = _load_k(k_row, j, skn, mj, kr0, ki0, K_CPLX, K_UNIF)
+        nr, ni = cdiv(kr, ki, al_r - lr, al_i - li)
+        lr = tl.where(mj, nr, lr)
+        li = tl.where(mj, ni, li)
+        j = i + t
+        mj = live & (j <= N - 1)
+        _, al_r, al_i = _load_alpha(a_row, j, mj, zr, zi, A_CPLX)
+        kr, ki = _load_k(k_row, j - 1, skn, mj, kr0, ki0, K_CPLX, K_UNIF)
+        nr, ni = cdiv(kr, ki, al_r - rr, al_i - ri)
+        rr = tl.where(mj, nr, rr)
+        ri = tl.where(mj, ni, ri)
+        return lr, li, rr, ri
+
     @triton.jit
     def _lut_green_kernel(
         a_ptr, k_ptr, z_ptr, tab_ptr, idx_ptr, out_ptr,
@@ -125,23 +148,14 @@ if HAS_TRITON:
         rr = tl.where(mj, rr, 0.0)
         ri = tl.where(mj, ri, 0.0)
 
-        for t in tl.static_range(M, 0, -1):
-            # left: j = i - t >= 0:  L <- k_j / (alpha_j - L)
-            j = i - t
-            mj = live & (j >= 0)
-            _, al_r, al_i = _load_alpha(a_row, j, mj, zr, zi, A_CPLX)
-            kr, ki = _load_k(k_row, j, skn, mj, kr0, ki0, K_CPLX, K_UNIF)
-            nr, ni = cdiv(kr, ki, al_r - lr, al_i - li)
-            lr = tl.where(mj, nr, lr)
-            li = tl.where(mj, ni, li)
-            # right: j = i + t <= N-1:  R <- k_{j-1} / (alpha_j - R)
-            j = i + t
-            mj = live & (j <= N - 1)
-            _, al_r, al_i = _load_alpha(a_row, j, mj, zr, zi, A_CPLX)
-            kr, ki = _load_k(k_row, j - 1, skn, mj, kr0, ki0, K_CPLX, K_UNIF)
-            nr, ni = cdiv(kr, ki, al_r - rr, al_i - ri)
-            rr = tl.where(mj, nr, rr)
-            ri = tl.where(mj, ni, ri)
+        if M <= UNROLL_MAX:  # short windows: unrolled (fast to compile, no loop overhead)
+            for t in tl.static_range(M, 0, -1):
+                lr, li, rr, ri = _window_step(a_row, k_row, i, t, N, live, zr, zi, skn, kr0, ki0, lr, li, rr, ri,
+                                              A_CPLX, K_CPLX, K_UNIF)
+        else:  # long windows: a rolled loop (an unrolled m = 32 kernel took 45 s to compile on the H100)
+            for tt in range(0, M):
+                lr, li, rr, ri = _window_step(a_row, k_row, i, M - tt, N, live, zr, zi, skn, kr0, ki0, lr, li, rr, ri,
+                                              A_CPLX, K_CPLX, K_UNIF)
 
         _, al_r, al_i = _load_alpha(a_row, i, live, zr, zi, A_CPLX)
         gr, gi = cdiv(1.0 + 0.0 * al_r, 0.0 * al_r, al_r - lr - rr, al_i - li - ri)
