@@ -84,7 +84,9 @@ def _compile_job(job):
             a, k, z = _inputs(batch, n, scalar)
             if kind == "fb":
                 a.requires_grad_(True)
-                g = tf.triton_fused(a, k, z, config=cfg, bwd_config=tf.BwdConfig())
+                bc = cfg.get("bwd", tf.BwdConfig().to_dict()) if isinstance(cfg, dict) else None
+                fc = {kk: v for kk, v in cfg.items() if kk != "bwd"}
+                g = tf.triton_fused(a, k, z, config=fc, bwd_config=bc)
                 g.backward(torch.ones_like(g))
             else:
                 g = tf.forward(a, k, z)
@@ -93,21 +95,30 @@ def _compile_job(job):
             return None
         cfg, batch, n, scalar = job
         a, k, z = _inputs(batch, n, scalar)
-        tf.forward(a, k, z, config=tf.FusedConfig(**cfg))
+        tf.forward(a, k, z, config=tf.FusedConfig.from_dict(cfg))
         torch.cuda.synchronize()
         return None
     except Exception as exc:  # reported by the main process
         return f"{job}: {type(exc).__name__}: {exc}"[:500]
 
 
-def precompile(jobs, workers: int = 12) -> list[str]:
-    if DEV == "cpu":
+_POOL = None
+
+
+def precompile(jobs, workers: int = 15) -> list[str]:
+    """Run the jobs in a persistent pool of spawned workers (kernels land in Triton's on-disk cache)."""
+    global _POOL
+    if DEV == "cpu" or not jobs:
         return []
     import multiprocessing as mp
 
-    ctx = mp.get_context("spawn")
-    with ProcessPoolExecutor(max_workers=workers, mp_context=ctx) as ex:
-        return [e for e in ex.map(_compile_job, jobs) if e]
+    if _POOL is None:
+        _POOL = ProcessPoolExecutor(max_workers=workers, mp_context=mp.get_context("spawn"))
+    uniq = []
+    for j in jobs:
+        if j not in uniq:
+            uniq.append(j)
+    return [e for e in _POOL.map(_compile_job, uniq) if e]
 
 
 def stage_check(out: dict) -> None:
@@ -236,7 +247,7 @@ def stage_gradcheck(out: dict) -> None:
     from kernels import triton_fused as tf
 
     rows = []
-    shapes = [(4, 65536, False), (4, 65536, True), (4, 16384, False), (4, 1000, False)]
+    shapes = [(4, 65536, False), (4, 65536, True), (4, 1000, False)]
     for (b, n, u) in (shapes if DEV == "cuda" else [(2, 40, False)]):
         prob = tuning.Problem(b, n, torch.float32, u, device=DEV)
         e_f = tuning._check(tf.FusedConfig(), prob)
@@ -337,17 +348,22 @@ def stage_issue(out: dict, winners: dict, path: Path) -> None:
     for c in cfgs:
         if c not in uniq:
             uniq.append(c)
-    jobs = [(c, b, n, sc) for c in uniq[1:] for (b, n) in ISSUE_SHAPES for sc in (False, True)]
-    jobs += [("fb", c, b, n, sc) for c in uniq for (b, n) in ISSUE_SHAPES for sc in (False, True)]
+    have = {json.dumps(r["cfg"], sort_keys=True) for r in out.get("issue", [])}
+    todo = [c for c in uniq if json.dumps(c, sort_keys=True) not in have]
+    jobs = [(c, b, n, sc) for c in todo for (b, n) in ISSUE_SHAPES for sc in (False, True)]
+    jobs += [("fb", c, b, n, sc) for c in todo for (b, n) in ISSUE_SHAPES for sc in (False, True)]
     t0 = time.time()
     errs = precompile(jobs, workers=15)
     print(f"precompile {len(jobs)} jobs in {time.time() - t0:.0f}s, {len(errs)} errors")
     bw = out["bandwidth"]["copy_GBps"]
-    rows = []
+    rows = out.setdefault("issue", [])
+    done = {(json.dumps(r["cfg"], sort_keys=True), r["B"], r["N"], r["scalar"]) for r in rows}
     for (b, n) in ISSUE_SHAPES:
         for sc in (False, True):
             best = None
             for c in uniq:
+                if (json.dumps(c, sort_keys=True), b, n, sc) in done:
+                    continue
                 try:
                     r = _time_fwd(c, b, n, sc)
                 except Exception as exc:
@@ -360,19 +376,21 @@ def stage_issue(out: dict, winners: dict, path: Path) -> None:
                 rows.append(r)
                 if best is None or r["ms"] < best["ms"]:
                     best = r
-            # fwd + bwd with the best forward config and the default backward config
+            if best is None:
+                continue
+            # fwd + bwd with this forward config and the default backward config
             try:
                 a, k, z = _inputs(b, n, sc)
                 a.requires_grad_(True)
                 fc = tf.FusedConfig.from_dict(best["cfg"])
+                with torch.no_grad():
+                    gout = torch.randn(b, n, dtype=torch.complex64, device=DEV)
 
                 def step():
                     a.grad = None
                     g = tf.triton_fused(a, k, z, config=fc, bwd_config=tf.BwdConfig())
                     g.backward(gout)
 
-                with torch.no_grad():
-                    gout = torch.randn(b, n, dtype=torch.complex64, device=DEV)
                 step()
                 ms_fb = _median_ms(step)
                 best["fwdbwd_ms"] = ms_fb
@@ -381,8 +399,7 @@ def stage_issue(out: dict, winners: dict, path: Path) -> None:
                 out.setdefault("errors", []).append(f"fwdbwd B{b} N{n}: {exc}"[:400])
             print(f"B{b:>6} N{n:>6} {'scalar' if sc else 'k     '} fwd {best['ms'] * 1e3:8.1f} us {best['GBps']:6.0f} GB/s "
                   f"{best['pct_copy']:5.1f}% flagged {best['flagged']} fwd+bwd {best.get('fwdbwd_ms', math.nan) * 1e3:8.1f} us "
-                  f"(x{best.get('fwdbwd_ratio', math.nan):.2f})", flush=True)
-    out["issue"] = rows
+                  f"(x{best.get('fwdbwd_ratio', math.nan):.2f}) {'default' if best['default'] else best['cfg']}", flush=True)
     _save(out, path)
     del tuning
 
@@ -442,10 +459,176 @@ def stage_bwdsweep(out: dict, path: Path) -> None:
     _save(out, path)
 
 
+TUNE_SHAPES = [(16384, 1024), (4096, 4096), (1024, 16384), (256, 65536), (8, 65536)]
+FINAL_SHAPES = TUNE_SHAPES + [(1024, 4096), (16384, 4096)]
+if DEV == "cpu":
+    TUNE_SHAPES = [(2, 64), (1, 300)]
+    FINAL_SHAPES = TUNE_SHAPES
+
+
+def stage_tuneall(out: dict, path: Path) -> None:
+    """The tuner on every TUNE_SHAPES x {k, scalar}: stage by stage for all problems, each stage's
+    candidates compiled in parallel first; then the backward configs. Winners go to the cache."""
+    from bkbench import tuning
+
+    probs = [tuning.Problem(b, n, torch.float32, u, device=DEV) for (b, n) in TUNE_SHAPES for u in (False, True)]
+    tuners = [tuning.Tuner(p, budget_s=0.15, log=print) for p in probs]
+    from kernels import triton_fused as tf
+
+    dflt = tf.FusedConfig().to_dict()
+    for st in (1, 2):
+        t0 = time.time()
+        extra = [(dflt, t.prob.batch, t.prob.n, t.prob.uniform) for t in tuners] if st == 2 else []
+        errs = precompile([(c, t.prob.batch, t.prob.n, t.prob.uniform) for t in tuners for c in t.candidates()] + extra)
+        print(f"tune stage {st}: compiled in {time.time() - t0:.0f}s ({len(errs)} errors)", flush=True)
+        for t in tuners:
+            t.measure()
+    t0 = time.time()
+    errs = precompile([("bwd", c, t.prob.batch, t.prob.n, t.prob.uniform) for t in tuners for c in tuning.bwd_space()])
+    print(f"tune bwd: compiled in {time.time() - t0:.0f}s ({len(errs)} errors)", flush=True)
+    rows = []
+    for t in tuners:
+        t.measure_bwd()
+        e = t.finish()
+        p = t.prob
+        rows.append({"B": p.batch, "N": p.n, "scalar": p.uniform, **{k: v for k, v in e.items() if k != "when"},
+                     "results": t.results, "bwd_results": t.bwd_results})
+        print(f"tuned B{p.batch} N{p.n} {'scalar' if p.uniform else 'k'}: {e['config']} {e['ms'] * 1e3:.1f} us "
+              f"(default {e['default_ms'] * 1e3:.1f}, x{e['default_ms'] / e['ms']:.2f}); bwd {e.get('bwd_config')} "
+              f"{(e.get('bwd_ms') or math.nan) * 1e3:.1f} us (default {(e.get('bwd_default_ms') or math.nan) * 1e3:.1f})",
+              flush=True)
+    out["tuneall"] = rows
+    out["tune_cache"] = tuning.load_cache()
+    _save(out, path)
+
+
+def stage_sweep2(out: dict, path: Path) -> None:
+    """Exhaustive sweep of the tuner's forward space on SWEEP_SHAPES; compare with the tuned choice."""
+    from bkbench import tuning
+
+    space = tuning.fwd_space()
+    t0 = time.time()
+    errs = precompile([(c, b, n, False) for (b, n) in SWEEP_SHAPES for c in space])
+    print(f"sweep: compiled in {time.time() - t0:.0f}s ({len(errs)} errors)", flush=True)
+    cache = tuning.load_cache()
+    rows = []
+    for (b, n) in SWEEP_SHAPES:
+        res = {}
+        for c in space:
+            try:
+                res[json.dumps(c, sort_keys=True)] = _time_fwd(c, b, n, False)["ms"]
+            except Exception as exc:
+                res[json.dumps(c, sort_keys=True)] = math.inf
+                out.setdefault("errors", []).append(f"sweep {c} B{b} N{n}: {exc}"[:300])
+        best = min(res, key=lambda kk: res[kk])
+        entry = cache.get(tuning.key(tuning.gpu_name(), torch.float32, False, b, n), {})
+        chosen = json.dumps(entry.get("config"), sort_keys=True) if entry else None
+        within = 100 * (res.get(chosen, math.inf) / res[best] - 1) if chosen else math.nan
+        rows.append({"B": b, "N": n, "sweep": res, "best": json.loads(best), "best_ms": res[best],
+                     "tuned": entry.get("config"), "tuned_in_sweep_ms": res.get(chosen), "within_pct": within,
+                     "searched": entry.get("searched"), "space": len(space)})
+        print(f"sweep B{b} N{n}: exhaustive best {res[best] * 1e3:.1f} us {best}; tuner's choice "
+              f"{(res.get(chosen) or math.nan) * 1e3:.1f} us ({within:+.1f}%), searched {entry.get('searched')}/"
+              f"{len(space)}", flush=True)
+    out["sweep2"] = rows
+    _save(out, path)
+
+
+def stage_final(out: dict, path: Path) -> None:
+    """The final table: tuned configs from the cache (defaults where a bucket is untuned)."""
+    import triton.testing
+
+    from bkbench import tuning
+    from kernels import triton_fused as tf
+
+    tuning.clear_memo()
+    jobs = []
+    cfgs = {}
+    for (b, n) in FINAL_SHAPES:
+        for sc in (False, True):
+            a, k, z = _inputs(b, n, sc)
+            fc, bc = tuning.lookup(a, k)
+            cfgs[(b, n, sc)] = (fc, bc)
+            jobs.append(("fb", {**fc.to_dict(), "bwd": bc.to_dict()}, b, n, sc))
+            del a, k, z
+    t0 = time.time()
+    errs = precompile(jobs)
+    print(f"final: compiled in {time.time() - t0:.0f}s ({len(errs)} errors)", flush=True)
+    bw = copy_bandwidth()
+    out["bandwidth_final"] = bw
+    rows = []
+    for (b, n) in FINAL_SHAPES:
+        for sc in (False, True):
+            fc, bc = cfgs[(b, n, sc)]
+            a, k, z = _inputs(b, n, sc)
+            g, fl = tf.forward(a, k, z, config=fc, return_flags=True)
+            ms = _median_ms(lambda: tf.forward(a, k, z, config=fc), rep=100)
+            try:
+                ms_graph = float(triton.testing.do_bench_cudagraph(lambda: tf.forward(a, k, z, config=fc), rep=50,
+                                                                   return_mode="median"))
+            except Exception as exc:
+                ms_graph = math.nan
+                out.setdefault("errors", []).append(f"graph B{b} N{n}: {exc}"[:300])
+            a.requires_grad_(True)
+            gout = torch.randn(b, n, dtype=torch.complex64, device=DEV)
+
+            def step():
+                a.grad = None
+                gg = tf.triton_fused(a, k, z, config=fc, bwd_config=bc)
+                gg.backward(gout)
+
+            step()
+            ms_fb = _median_ms(step, rep=100)
+            nbytes = b * n * (12 if sc else 16)
+            r = {"B": b, "N": n, "scalar": sc, "cfg": fc.to_dict(), "bwd_cfg": bc.to_dict(), "ms": ms,
+                 "ms_graph": ms_graph, "GBps": nbytes / ms / 1e6, "pct_copy": 100 * nbytes / ms / 1e6 / bw["copy_GBps"],
+                 "fwdbwd_ms": ms_fb, "fwdbwd_ratio": ms_fb / ms, "flagged": int(fl.sum())}
+            rows.append(r)
+            print(f"FINAL B{b:>6} N{n:>6} {'scalar' if sc else 'k     '} fwd {ms * 1e3:7.1f} us (graph {ms_graph * 1e3:6.1f})"
+                  f" {r['GBps']:6.0f} GB/s {r['pct_copy']:5.1f}% | fwd+bwd {ms_fb * 1e3:7.1f} us x{r['fwdbwd_ratio']:.2f}"
+                  f" | flagged {r['flagged']}", flush=True)
+            del a, k, z, g, gout
+    out["final"] = rows
+    _save(out, path)
+
+
+def stage_base2(out: dict, path: Path) -> None:
+    from bkbench.registry import default_registry
+    from kernels import triton_fused as tf
+
+    reg = default_registry()
+    rows = []
+    for (b, n) in ([(1024, 4096), (16384, 1024), (4096, 4096)] if DEV == "cuda" else [(2, 64)]):
+        a, k, z = _inputs(b, n, False)
+        for name in ("thomas", "assoc_scan"):
+            fn = reg.get(name).fn
+            try:
+                fn(a, k, z)
+                torch.cuda.synchronize()
+                t0 = time.time()
+                fn(a, k, z)
+                torch.cuda.synchronize()
+                one = time.time() - t0
+                ms = _median_ms(lambda: fn(a, k, z), rep=max(50, int(2500 * one)))
+                rows.append({"impl": name, "B": b, "N": n, "ms": ms})
+            except Exception as exc:
+                rows.append({"impl": name, "B": b, "N": n, "error": str(exc)[:300]})
+        from bkbench import tuning
+
+        fc, _ = tuning.lookup(a, k)
+        ms = _median_ms(lambda: tf.forward(a, k, z, config=fc), rep=100)
+        rows.append({"impl": "triton_fused", "B": b, "N": n, "ms": ms, "cfg": fc.to_dict()})
+        line = " ".join(f"{r['impl']} {r.get('ms', math.nan) * 1e3:.0f} us" for r in rows if r["B"] == b and r["N"] == n)
+        print(f"baselines B{b} N{n}: {line}", flush=True)
+    out["baselines2"] = rows
+    _save(out, path)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--out", default=os.environ.get("OUT", "."))
-    ap.add_argument("--stage", default="mem,gate,sweep,tune,issue,base,grad,bwd")
+    ap.add_argument("--stage", default="gate,tuneall,final,base2,sweep2,grad")
+    ap.add_argument("--deadline", type=float, default=330.0, help="start no stage after this many seconds")
     args = ap.parse_args()
     path = Path(args.out)
     os.environ.setdefault("BKBENCH_CACHE_DIR", str(path / "cache"))
@@ -467,6 +650,10 @@ def main() -> None:
     try:
         for st in stages:
             ts = time.time()
+            if ts - t0 > args.deadline:
+                print(f"[skip stage {st}: past the deadline]")
+                out.setdefault("skipped", []).append(st)
+                continue
             try:
                 if st == "mem":
                     stage_memtest(out)
@@ -486,6 +673,14 @@ def main() -> None:
                     stage_baselines(out, path)
                 elif st == "bwd":
                     stage_bwdsweep(out, path)
+                elif st == "tuneall":
+                    stage_tuneall(out, path)
+                elif st == "sweep2":
+                    stage_sweep2(out, path)
+                elif st == "final":
+                    stage_final(out, path)
+                elif st == "base2":
+                    stage_base2(out, path)
             except Exception as exc:
                 import traceback
 

@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 
 CACHE_NAME = "tuned_triton_fused.json"
@@ -30,10 +31,13 @@ PACKAGED = {"NVIDIA H100 80GB HBM3": "tuned_h100.json"}
 DATA_DIR = Path(__file__).resolve().parent / "data"
 SCHEMA = 1
 
-# forward search space: (seg, warps) tiles x (L, M1) segment shapes; H follows L (halo >= 16 positions)
-FWD_TILES = ((64, 2), (128, 4), (128, 2), (256, 8), (256, 4))
-FWD_SEGMENTS = ((16, 16), (16, 8), (8, 8), (8, 4))
-BWD_SPACE = tuple((seg, L, w) for seg in (128, 256) for L in (4, 8) for w in (4, 8) if seg >= 32 * w)
+# forward search space: (seg, warps) tiles x (L, M1) segment shapes x maxpass; H = 1 (one 16-position halo
+# segment). Measured on the H100 (reports/triton_fused/): 8-warp tiles and L = 8 segments are never best.
+FWD_TILES = ((32, 1), (64, 1), (64, 2), (128, 2), (128, 4))
+FWD_SEGMENTS = ((16, 16), (16, 12))
+FWD_MAXPASS = (2, 4)
+FWD_START = (16, 16, 2)  # (L, M1, maxpass) of stage 1
+BWD_SPACE = ((128, 8, 4), (64, 8, 2), (128, 8, 2), (256, 8, 4))
 
 
 def cache_path() -> Path:
@@ -158,18 +162,30 @@ def time_ms(fn: Callable[[], Any], budget_s: float = 0.25) -> float:
         return float(triton.testing.do_bench(fn, warmup=10, rep=int(budget_s * 1000), return_mode="median"))
 
 
+def _fcfg(seg: int, warps: int, L: int, m1: int, maxpass: int) -> dict[str, int]:
+    return {"seg": seg, "L": L, "H": max(1, 16 // L), "M1": m1, "warps": warps, "stages": 1, "maxpass": maxpass}
+
+
 def fwd_space() -> list[dict[str, int]]:
     """Every forward config the tuner may choose (the exhaustive sweep's space)."""
-    out = []
-    for seg, warps in FWD_TILES:
-        for L, m1 in FWD_SEGMENTS:
-            out.append({"seg": seg, "L": L, "H": max(1, 16 // L), "M1": m1, "warps": warps, "stages": 1, "maxpass": 4})
-    return out
+    return [_fcfg(seg, w, L, m1, mp) for seg, w in FWD_TILES for L, m1 in FWD_SEGMENTS for mp in FWD_MAXPASS]
 
 
 def bwd_space() -> list[dict[str, int]]:
-    return [{"seg": seg, "L": L, "H": max(1, 16 // L), "M1": L, "warps": w, "stages": 1, "maxpass": 4}
-            for seg, L, w in BWD_SPACE]
+    return [{"seg": seg, "L": L, "H": max(1, 16 // L), "M1": L, "warps": w, "stages": 1, "maxpass": 4,
+             "lin_exact": 1} for seg, L, w in BWD_SPACE]
+
+
+def stage1(prob: Problem | None = None) -> list[dict[str, int]]:
+    """Tuner stage 1: every tile at the start segment shape."""
+    L, m1, mp = FWD_START
+    return [_fcfg(seg, w, L, m1, mp) for seg, w in FWD_TILES]
+
+
+def stage2(best: dict[str, int]) -> list[dict[str, int]]:
+    """Tuner stage 2: every segment shape and pass limit on the best tile of stage 1."""
+    return [c for c in fwd_space() if (c["seg"], c["warps"]) == (best["seg"], best["warps"])
+            and c not in stage1()]
 
 
 @dataclass
@@ -195,38 +211,46 @@ class Problem:
         return a, k, z
 
 
+def _pivots64(a: np.ndarray, k: np.ndarray, z: np.ndarray) -> tuple[np.ndarray, ...]:
+    """float64 pivots D, E and G of (B, N) chains (numpy loops over N, vectorised over B)."""
+    alpha = a.astype(np.complex128) - z[:, None]
+    n = alpha.shape[1]
+    d = np.empty_like(alpha)
+    e = np.empty_like(alpha)
+    d[:, 0] = alpha[:, 0]
+    for i in range(1, n):
+        d[:, i] = alpha[:, i] - k[:, i - 1] / d[:, i - 1]
+    e[:, -1] = alpha[:, -1]
+    for i in range(n - 2, -1, -1):
+        e[:, i] = alpha[:, i] - k[:, i] / e[:, i + 1]
+    return d, e, 1.0 / (d + e - alpha)
+
+
 def _check(cfg: Any, prob: Problem, bwd: bool = False) -> float:
-    """Relative error of ``cfg`` on a few chains of ``prob`` against the float64 pivot reference."""
+    """Relative error (max-abs / max-abs) of ``cfg`` on 4 chains of ``prob`` against float64 references:
+    G from the pivot form, or (``bwd``) S_j = sum_i w_i G_ij G_ji from the float64 F/R recurrences."""
     from kernels import triton_fused as tf
 
     b = min(prob.batch, 4)
     a, k, z = prob.inputs(batch=b, seed=1)
-    a64 = a.double().cpu()
-    k64 = k.double().cpu() if not prob.uniform else torch.ones(b, max(prob.n - 1, 0), dtype=torch.float64)
-    z64 = z.cpu().to(torch.complex128)
-    alpha = a64 - z64[:, None]
-    d = torch.empty_like(alpha)
-    e = torch.empty_like(alpha)
-    d[:, 0] = alpha[:, 0]
-    for i in range(1, prob.n):
-        d[:, i] = alpha[:, i] - k64[:, i - 1] / d[:, i - 1]
-    e[:, -1] = alpha[:, -1]
-    for i in range(prob.n - 2, -1, -1):
-        e[:, i] = alpha[:, i] - k64[:, i] / e[:, i + 1]
-    ref = 1.0 / (d + e - alpha)
+    a64 = a.double().cpu().numpy()
+    k64 = (k.double().cpu().numpy() if not prob.uniform
+           else np.full((b, max(prob.n - 1, 0)), float(k.flatten()[0]) if k.numel() else 0.0))
+    z64 = z.cpu().numpy().astype(np.complex128)
+    d, e, ref = _pivots64(a64, k64, z64)
     if not bwd:
-        g = tf.forward(a, k, z, config=cfg).cpu().to(torch.complex128)
-        if not bool(torch.isfinite(g).all()):
+        g = tf.forward(a, k, z, config=cfg).cpu().numpy().astype(np.complex128)
+        if not np.isfinite(g).all():
             return math.inf
-        return float((g - ref).abs().max() / ref.abs().max())
-    # backward: compare S with the pivot-form VJP in float64
+        return float(np.abs(g - ref).max() / np.abs(ref).max())
     gen = torch.Generator().manual_seed(7)
     go = torch.complex(torch.randn(b, prob.n, generator=gen), torch.randn(b, prob.n, generator=gen))
     g32 = tf.forward(a, k, z)
-    s = tf.vjp(a, k, z, g32, go.to(torch.complex64).to(a.device), need_s=True, config=cfg).cpu().to(torch.complex128)
-    w = go.to(torch.complex128).conj()
-    f = torch.empty_like(w)
-    r = torch.empty_like(w)
+    s = tf.vjp(a, k, z, g32, go.to(torch.complex64).to(a.device), need_s=True, config=cfg)
+    s = s.cpu().numpy().astype(np.complex128)
+    w = go.numpy().astype(np.complex128).conj()
+    f = np.empty_like(w)
+    r = np.empty_like(w)
     f[:, 0] = w[:, 0]
     for j in range(1, prob.n):
         f[:, j] = w[:, j] + k64[:, j - 1] / d[:, j - 1] ** 2 * f[:, j - 1]
@@ -234,9 +258,9 @@ def _check(cfg: Any, prob: Problem, bwd: bool = False) -> float:
     for j in range(prob.n - 2, -1, -1):
         r[:, j] = w[:, j] + k64[:, j] / e[:, j + 1] ** 2 * r[:, j + 1]
     sref = ref**2 * (f + r - w)
-    if not bool(torch.isfinite(s).all()):
+    if not np.isfinite(s).all():
         return math.inf
-    return float((s - sref).abs().max() / sref.abs().max())
+    return float(np.abs(s - sref).max() / np.abs(sref).max())
 
 
 def measure_fwd(cfg_dict: dict[str, int], prob: Problem, budget_s: float = 0.25) -> float:
@@ -263,81 +287,108 @@ def _best(results: dict[str, float]) -> str:
     return min(results, key=lambda c: results[c])
 
 
-def tune(prob: Problem, tolerance: float = 2e-4, budget_s: float = 0.2, save: bool = True,
-         log: Callable[[str], None] | None = None, with_bwd: bool = True) -> dict[str, Any]:
-    """Staged search for ``prob``; returns (and by default caches) the entry with its measurements."""
-    from kernels import triton_fused as tf
+class Tuner:
+    """The staged search for one problem, in steps so that a driver can compile a stage's candidates for
+    many problems at once (``candidates()`` -> compile -> ``measure()``), or just call :func:`tune`."""
 
-    log = log or (lambda s: None)
-    results: dict[str, float] = {}
+    def __init__(self, prob: Problem, budget_s: float = 0.2, log: Callable[[str], None] | None = None) -> None:
+        self.prob = prob
+        self.budget_s = budget_s
+        self.log = log or (lambda s: None)
+        self.results: dict[str, float] = {}
+        self.bwd_results: dict[str, float] = {}
+        self.stage = 1
 
-    def run(cfg: dict[str, int]) -> None:
-        kk = json.dumps(cfg, sort_keys=True)
-        if kk not in results:
+    def candidates(self) -> list[dict[str, int]]:
+        if self.stage == 1:
+            return stage1(self.prob)
+        best = json.loads(_best(self.results))
+        return stage2(best)
+
+    def measure(self) -> None:
+        for cfg in self.candidates():
+            kk = json.dumps(cfg, sort_keys=True)
+            if kk in self.results:
+                continue
             try:
-                results[kk] = measure_fwd(cfg, prob, budget_s)
+                self.results[kk] = measure_fwd(cfg, self.prob, self.budget_s)
             except Exception as exc:  # a config that does not compile/run is skipped
-                log(f"  skip {cfg}: {type(exc).__name__}: {str(exc)[:120]}")
-                results[kk] = math.inf
+                self.log(f"  skip {cfg}: {type(exc).__name__}: {str(exc)[:120]}")
+                self.results[kk] = math.inf
+        self.stage += 1
 
-    space = fwd_space()
-    # stage 1: tiles at the default segment shape
-    for c in space:
-        if (c["L"], c["M1"]) == (16, 16):
-            run(c)
-    best1 = json.loads(_best(results))
-    # stage 2: segment shapes on the best tile
-    for c in space:
-        if (c["seg"], c["warps"]) == (best1["seg"], best1["warps"]):
-            run(c)
-    ranked = sorted(results, key=lambda c: results[c])
-    winner = None
-    err = math.inf
-    for cand in ranked[:3]:  # the fastest that passes the correctness check
-        err = _check(tf.FusedConfig.from_dict(json.loads(cand)), prob)
-        if err <= tolerance:
-            winner = cand
-            break
-        log(f"  {cand} failed the check: error {err:.2e}")
-    if winner is None:
-        raise ValueError(f"tune: no configuration passed the correctness check for {prob}")
-    default_kk = json.dumps(tf.FusedConfig().to_dict(), sort_keys=True)
-    if default_kk not in results:
-        try:
-            results[default_kk] = measure_fwd(tf.FusedConfig().to_dict(), prob, budget_s)
-        except Exception:
-            results[default_kk] = math.inf
-    entry: dict[str, Any] = {
-        "config": json.loads(winner),
-        "ms": results[winner],
-        "default_ms": results[default_kk],
-        "check_error": err,
-        "searched": len(results),
-        "when": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
-        "triton": _version("triton"),
-        "torch": torch.__version__,
-        "source": "tuned",
-    }
-    if with_bwd:
-        bres: dict[str, float] = {}
+    def measure_bwd(self) -> None:
         for c in bwd_space():
             try:
-                bres[json.dumps(c, sort_keys=True)] = measure_bwd(c, prob, budget_s)
+                self.bwd_results[json.dumps(c, sort_keys=True)] = measure_bwd(c, self.prob, self.budget_s)
             except Exception as exc:
-                log(f"  skip bwd {c}: {type(exc).__name__}: {str(exc)[:120]}")
-        for cand in sorted(bres, key=lambda c: bres[c])[:3]:
-            berr = _check(tf.BwdConfig.from_dict(json.loads(cand)), prob, bwd=True)
-            if berr <= 1e-3:
-                entry["bwd_config"] = json.loads(cand)
-                entry["bwd_ms"] = bres[cand]
-                entry["bwd_check_error"] = berr
+                self.log(f"  skip bwd {c}: {type(exc).__name__}: {str(exc)[:120]}")
+
+    def finish(self, tolerance: float = 2e-4, save: bool = True) -> dict[str, Any]:
+        from kernels import triton_fused as tf
+
+        prob = self.prob
+        results = self.results
+        winner = None
+        err = math.inf
+        for cand in sorted(results, key=lambda c: results[c])[:3]:  # the fastest that passes the check
+            if not math.isfinite(results[cand]):
                 break
-        dkk = json.dumps(tf.BwdConfig().to_dict(), sort_keys=True)
-        entry["bwd_default_ms"] = bres.get(dkk)
-    if save:
-        save_entry(key(gpu_name(prob.device), prob.dtype, prob.uniform, prob.batch, prob.n), entry)
-        clear_memo()
-    return entry
+            err = _check(tf.FusedConfig.from_dict(json.loads(cand)), prob)
+            if err <= tolerance:
+                winner = cand
+                break
+            self.log(f"  {cand} failed the check: error {err:.2e}")
+        if winner is None:
+            raise ValueError(f"tune: no configuration passed the correctness check for {prob}")
+        default_kk = json.dumps(tf.FusedConfig().to_dict(), sort_keys=True)
+        default_ms = results.get(default_kk)
+        if default_ms is None:
+            try:
+                default_ms = measure_fwd(tf.FusedConfig().to_dict(), prob, self.budget_s)
+            except Exception:
+                default_ms = math.inf
+        entry: dict[str, Any] = {
+            "config": json.loads(winner),
+            "ms": results[winner],
+            "default_ms": default_ms,
+            "check_error": err,
+            "searched": len(results),
+            "space": len(fwd_space()),
+            "when": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+            "triton": _version("triton"),
+            "torch": torch.__version__,
+            "source": "tuned",
+        }
+        if self.bwd_results:
+            for cand in sorted(self.bwd_results, key=lambda c: self.bwd_results[c])[:3]:
+                berr = _check(tf.BwdConfig.from_dict(json.loads(cand)), prob, bwd=True)
+                if berr <= 1e-3:
+                    entry["bwd_config"] = json.loads(cand)
+                    entry["bwd_ms"] = self.bwd_results[cand]
+                    entry["bwd_check_error"] = berr
+                    break
+            entry["bwd_default_ms"] = self.bwd_results.get(json.dumps(tf.BwdConfig().to_dict(), sort_keys=True))
+        if save:
+            save_entry(key(gpu_name(prob.device), prob.dtype, prob.uniform, prob.batch, prob.n), entry)
+            clear_memo()
+        return entry
+
+
+def tune(prob: Problem, tolerance: float = 2e-4, budget_s: float = 0.2, save: bool = True,
+         log: Callable[[str], None] | None = None, with_bwd: bool = True,
+         prepare: Callable[[list[dict[str, int]], Problem], None] | None = None) -> dict[str, Any]:
+    """Staged search for ``prob`` (stage 1: tiles; stage 2: segment shapes and pass limits on the best tile);
+    the fastest candidate that passes the float64 check wins. Returns (and by default caches) the entry.
+    ``prepare(configs, prob)`` is called before each stage (e.g. to compile the candidates in parallel)."""
+    t = Tuner(prob, budget_s, log)
+    for _ in range(2):
+        if prepare:
+            prepare(t.candidates(), prob)
+        t.measure()
+    if with_bwd:
+        t.measure_bwd()
+    return t.finish(tolerance, save)
 
 
 def exhaustive(prob: Problem, budget_s: float = 0.2) -> dict[str, float]:

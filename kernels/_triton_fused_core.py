@@ -272,7 +272,7 @@ def _load_tile(a_ptr, k_ptr, z_ptr, rows, row_ok, pos, N,
 # --------------------------------------------------------------------------------------------------------
 
 
-@triton.jit
+@triton.jit(do_not_specialize=["B", "NCH", "CORE", "tol"])
 def _fwd_fast_kernel(a_ptr, k_ptr, z_ptr, g_ptr, flag_ptr,
                      B, N, NCH, CORE, tol,
                      R: tl.constexpr, S: tl.constexpr, L: tl.constexpr, H: tl.constexpr,
@@ -539,7 +539,7 @@ def _bwd_carries(acols, kcols, ai, seg2, u0r, u0i, u1r, u1i, S: tl.constexpr, L:
     return kl * qr, kl * qi, o0r, o0i, o1r, o1i
 
 
-@triton.jit
+@triton.jit(do_not_specialize=["B", "N", "NFLAG", "NPROG", "MAXCH"])
 def _fwd_exact_kernel(a_ptr, k_ptr, z_ptr, g_ptr, flag_ptr, carry_ptr,
                       B, N, NFLAG, NPROG, MAXCH,
                       S: tl.constexpr, L: tl.constexpr, FP2: tl.constexpr,
@@ -631,13 +631,15 @@ def _load_cols2(ptr, rows, row_ok, pos, N, pad,
 
 @triton.jit
 def _grad_core(acols, kcols, ai, lsr, lsi, gr, gi, wr, wi, h0r, h0i, t0r, t0i, seg2,
-               S: tl.constexpr, L: tl.constexpr):
+               S: tl.constexpr, L: tl.constexpr, LIN_EXACT: tl.constexpr):
     """The two linear recurrences and S_j for a tile, given the carries entering it.
 
     F_j = w_j + H_{j-1}, H_j = h_j F_j (h_j = k_j / D_j^2);  R_j = w_j + k_j T_{j+1}, T_j = e_j R_j
     (e_j = 1 / E_j^2, E_j = 1 / G_j + L_j). h0 = H entering segment 0, t0 = T entering segment S-1 from the
-    right. Exact affine scans across segments. Returns (S columns re, im), H leaving segment S-1, T leaving
-    segment 0, |prod h| and |prod k e| per segment (contractions, for halo estimates)."""
+    right. LIN_EXACT: exact affine scans across segments; else each segment takes its neighbour's local
+    result (carry 0 one segment back: error |prod h| |H|, which the caller bounds with the returned
+    contractions). Returns (S columns re, im), H leaving segment S-1, T leaving segment 0, and per segment
+    |prod h| and |prod k e| (contractions)."""
     # per-position coefficients
     hr = ()
     hi = ()
@@ -671,7 +673,10 @@ def _grad_core(acols, kcols, ai, lsr, lsi, gr, gi, wr, wi, h0r, h0i, t0r, t0i, s
         fr = wr[i] + br
         fi = wi[i] + bi
         br, bi = _cm(hr[i], hi[i], fr, fi)
-        Ar, Ai = _cm(hr[i], hi[i], Ar, Ai)
+        if LIN_EXACT:
+            Ar, Ai = _cm(hr[i], hi[i], Ar, Ai)
+        else:
+            Ar = Ar * (tl.abs(hr[i]) + tl.abs(hi[i]))
     Cr = tl.full(lsr[0].shape, 1.0, tl.float32)
     Ci = tl.zeros(lsr[0].shape, tl.float32)
     cr = tl.zeros(lsr[0].shape, tl.float32)
@@ -680,23 +685,32 @@ def _grad_core(acols, kcols, ai, lsr, lsi, gr, gi, wr, wi, h0r, h0i, t0r, t0i, s
         rr = wr[i] + kcols[i] * cr
         ri = wi[i] + kcols[i] * ci
         cr, ci = _cm(er[i], ei[i], rr, ri)
-        xr, xi = _cm(er[i], ei[i], Cr, Ci)
-        Cr = xr * kcols[i]
-        Ci = xi * kcols[i]
+        if LIN_EXACT:
+            xr, xi = _cm(er[i], ei[i], Cr, Ci)
+            Cr = xr * kcols[i]
+            Ci = xi * kcols[i]
+        else:
+            Cr = Cr * tl.abs(kcols[i]) * (tl.abs(er[i]) + tl.abs(ei[i]))
     contr_f = tl.abs(Ar) + tl.abs(Ai)
     contr_b = tl.abs(Cr) + tl.abs(Ci)
-    # scans across segments, with the incoming carries
-    Ir, Ii, Jr, Ji = tl.associative_scan((Ar, Ai, br, bi), 1, _aff_comb)
-    xr, xi = _cm(Ir, Ii, h0r, h0i)
-    outr = xr + Jr
-    outi = xi + Ji
+    if LIN_EXACT:
+        # scans across segments, with the incoming carries
+        Ir, Ii, Jr, Ji = tl.associative_scan((Ar, Ai, br, bi), 1, _aff_comb)
+        xr, xi = _cm(Ir, Ii, h0r, h0i)
+        outr = xr + Jr
+        outi = xi + Ji
+        Kr, Ki, Mr, Mi = tl.associative_scan((Cr, Ci, cr, ci), 1, _aff_comb, reverse=True)
+        xr, xi = _cm(Kr, Ki, t0r, t0i)
+        o2r = xr + Mr
+        o2i = xi + Mi
+    else:
+        outr = br
+        outi = bi
+        o2r = cr
+        o2i = ci
     hinr, hini = _shift_prev2(outr, outi, seg2)
     hinr = tl.where(seg2 == 0, h0r, hinr)
     hini = tl.where(seg2 == 0, h0i, hini)
-    Kr, Ki, Mr, Mi = tl.associative_scan((Cr, Ci, cr, ci), 1, _aff_comb, reverse=True)
-    xr, xi = _cm(Kr, Ki, t0r, t0i)
-    o2r = xr + Mr
-    o2i = xi + Mi
     tinr, tini = _shift_next2(o2r, o2i, seg2, S)
     tinr = tl.where(seg2 == S - 1, t0r, tinr)
     tini = tl.where(seg2 == S - 1, t0i, tini)
@@ -757,11 +771,12 @@ def _store_s(o_ptr, ssr, ssi, rows, row_ok, start, N, seg1, H: tl.constexpr,
         tl.store(o_ptr + r64 * N + p, out, mask=om)
 
 
-@triton.jit
+@triton.jit(do_not_specialize=["B", "NCH", "CORE", "tol", "gtol"])
 def _bwd_fast_kernel(a_ptr, k_ptr, z_ptr, g_ptr, go_ptr, o_ptr, flag_ptr,
                      B, N, NCH, CORE, tol, gtol,
                      R: tl.constexpr, S: tl.constexpr, L: tl.constexpr, H: tl.constexpr,
-                     M1: tl.constexpr, MAXPASS: tl.constexpr, K_SCALAR: tl.constexpr, NEED_S: tl.constexpr):
+                     M1: tl.constexpr, MAXPASS: tl.constexpr, K_SCALAR: tl.constexpr, NEED_S: tl.constexpr,
+                     LIN_EXACT: tl.constexpr):
     """Vector-Jacobian product of G for a tile (layout as ``_fwd_fast_kernel``).
 
     g: saved G (B, N, 2) float32; go: grad of G (B, N, 2) float32; o: grad_a (B, N) float32, or S (B, N, 2)
@@ -807,7 +822,9 @@ def _bwd_fast_kernel(a_ptr, k_ptr, z_ptr, g_ptr, go_ptr, o_ptr, flag_ptr,
 
     zero = tl.zeros([R, 1], tl.float32)
     ssr, ssi, ho_r, ho_i, to_r, to_i, cf, cb = _grad_core(acols, kcols, ai, lsr, lsi, gr, gi, wr, wi,
-                                                          zero, zero, zero, zero, seg2, S, L)
+                                                          zero, zero, zero, zero, seg2, S, L, LIN_EXACT)
+    if not LIN_EXACT:
+        bad = bad | (tl.max(tl.maximum(cf, cb), axis=1) > gtol)
     if H > 0:
         lfl = tl.sum(tl.where(seg2 < H, tl.log2(tl.maximum(pif, 1e-30)), 0.0), axis=1)
         l0 = _at_seg(tl.abs(lsr[0]) + tl.abs(lsi[0]), seg2, H)
@@ -819,7 +836,7 @@ def _bwd_fast_kernel(a_ptr, k_ptr, z_ptr, g_ptr, go_ptr, o_ptr, flag_ptr,
     _store_s(o_ptr, ssr, ssi, rows, row_ok, start, N, seg1, H, R, S, L, NEED_S)
 
 
-@triton.jit
+@triton.jit(do_not_specialize=["B", "N", "NFLAG", "NPROG", "MAXCH"])
 def _bwd_exact_kernel(a_ptr, k_ptr, z_ptr, g_ptr, go_ptr, o_ptr, flag_ptr, carry_ptr,
                       B, N, NFLAG, NPROG, MAXCH,
                       S: tl.constexpr, L: tl.constexpr, FP2: tl.constexpr,
@@ -867,7 +884,7 @@ def _bwd_exact_kernel(a_ptr, k_ptr, z_ptr, g_ptr, go_ptr, o_ptr, flag_ptr, carry
                 lr, li, v0r, v0i, v1r, v1i = _fwd_carries(acols, kcols, ai, seg2, v0r, v0i, v1r, v1i, S, L)
                 lsr, lsi, o1, o2, o3 = _fwd_full(acols, kcols, ai, lr, li, L)
                 ssr, ssi, hr1, hi1, tr1, ti1, cf, cb = _grad_core(acols, kcols, ai, lsr, lsi, gr, gi, wr, wi,
-                                                                  h_r, h_i, zero, zero, seg2, S, L)
+                                                                  h_r, h_i, zero, zero, seg2, S, L, True)
                 h_r = hr1[:, None]
                 h_i = hi1[:, None]
                 c += 1
@@ -891,7 +908,7 @@ def _bwd_exact_kernel(a_ptr, k_ptr, z_ptr, g_ptr, go_ptr, o_ptr, flag_ptr, carry
                 lr, li, o0, o1, o2, o3 = _fwd_carries(acols, kcols, ai, seg2, w0r, w0i, w1r, w1i, S, L)
                 lsr, lsi, o4, o5, o6 = _fwd_full(acols, kcols, ai, lr, li, L)
                 ssr, ssi, hr1, hi1, tr1, ti1, cf, cb = _grad_core(acols, kcols, ai, lsr, lsi, gr, gi, wr, wi,
-                                                                  hcr, hci, t_r, t_i, seg2, S, L)
+                                                                  hcr, hci, t_r, t_i, seg2, S, L, True)
                 t_r = tr1[:, None]
                 t_i = ti1[:, None]
                 _store_s(o_ptr, ssr, ssi, rows, row_ok, c * T, N, seg1, 0, 1, S, L, NEED_S)
