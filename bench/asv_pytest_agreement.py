@@ -134,8 +134,8 @@ def asv_medians(py: str, tree: Path, sha: str, impl: str, shapes: list[tuple[int
         run(asv + ["machine", "--yes", "--machine", MACHINE], cwd=tree, check=True, capture_output=True)
         with open(out / "asv.log", "a") as fh:
             res = run(asv + ["run", "--python=same", "--machine", MACHINE, "--set-commit-hash", sha, "--show-stderr",
-                             "-b", r"BKCore\.(time_bk_core|track_median)"], cwd=tree, env=env, stdout=fh,
-                      stderr=subprocess.STDOUT)
+                             "-a", "rounds=1", "-b", r"BKCore\.(time_bk_core|track_median)"], cwd=tree, env=env,
+                      stdout=fh, stderr=subprocess.STDOUT)
         log(f"asv B={b}: exit status {res.returncode} (log {out / 'asv.log'})")
         from asv.results import Results
 
