@@ -16,7 +16,8 @@ LOG="$OUT/run.log"
 {
   echo "== $(date -u +%FT%TZ) $(nvidia-smi --query-gpu=name,driver_version,power.limit --format=csv,noheader)"
   T0=$(date +%s)
-  timeout "${VALIDATE_S:-230}" python3 bench/measurement_gpu.py --out "$OUT" --parts "${PARTS:-timing,energy,crash}"
+  timeout "${VALIDATE_S:-230}" python3 bench/measurement_gpu.py --out "$OUT" --parts "${PARTS:-timing,energy,crash}" \
+    --energy-cases "${ENERGY_CASES:-4}"
   echo "== validation took $(( $(date +%s) - T0 )) s"
   T1=$(date +%s)
   timeout "${QUICK_S:-90}" python3 -m bkbench run quick --db "$OUT/quick_gpu.db" --no-progress --log-dir /tmp/bkq-logs

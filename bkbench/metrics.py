@@ -114,6 +114,8 @@ def latency(ctx: MetricContext) -> dict[str, Any]:
         "timing_stop": t.stop,
         "timing_unroll": t.unroll,
         "warmup_calls": t.warmup_calls,
+        "host_s_per_call": t.host_s,
+        "host_bound": t.host_bound,
     }
 
 

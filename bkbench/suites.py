@@ -395,8 +395,14 @@ def list_suites() -> list[Suite]:
     return [parse_suite(f.read_text(), f.stem, f) for f in sorted(suites_dir().glob("*.toml"))]
 
 
+def _case_hash(case_id: str) -> str:
+    return hashlib.sha256(case_id.encode()).hexdigest()
+
+
 def shard(cases: list[CaseSpec], spec: str | None) -> list[CaseSpec]:
-    """Cases of shard ``"i/n"`` (1-based): every n-th case starting at i-1 (deterministic, balanced)."""
+    """Cases of shard ``"i/n"`` (1-based), in plan order. The plan is dealt round-robin in the order of a hash
+    of the case ids, so the n shards partition it, differ in size by at most one case, and mix slow and fast
+    implementations. Keep the suite file unchanged between the shards of one sweep."""
     if not spec:
         return cases
     try:
@@ -405,7 +411,9 @@ def shard(cases: list[CaseSpec], spec: str | None) -> list[CaseSpec]:
         raise ValueError(f"shard: {spec!r} is not of the form i/n (e.g. 1/2)") from None
     if not 1 <= i <= n:
         raise ValueError(f"shard: need 1 <= i <= n, got {spec!r}")
-    return cases[i - 1 :: n]
+    order = sorted(range(len(cases)), key=lambda j: _case_hash(cases[j].case_id))
+    mine = set(order[i - 1 :: n])
+    return [c for j, c in enumerate(cases) if j in mine]
 
 
 def estimate_seconds(cases: Iterable[CaseSpec]) -> float:

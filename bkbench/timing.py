@@ -47,7 +47,8 @@ class TimingConfig:
     the median is <= rel_ci * median. min_reps / max_reps: bounds on the number of samples. min_reps_long:
     the floor used instead of min_reps when one call takes longer than budget_s / min_reps.
     min_warmup_calls: warm-up calls even when one call exceeds warmup_s. flush_bytes: L2 flush buffer size
-    (default max(256 MiB, 4 x L2)).
+    (default max(256 MiB, 4 x L2)). per_call_hint_s: a measured wall time of one (synchronised) call; with
+    min_warmup_calls=0 and a hint >= warmup_s the warm-up is skipped (the caller's earlier calls warmed it).
     """
 
     mode: str = "cold"
@@ -59,6 +60,7 @@ class TimingConfig:
     min_reps_long: int = 3
     min_warmup_calls: int = 1
     flush_bytes: int | None = None
+    per_call_hint_s: float | None = None
 
     def __post_init__(self) -> None:
         if self.mode not in MODES:
@@ -114,7 +116,14 @@ class Timing:
     measure_s: float  # wall-clock of the timed phase
     unroll: int = 1  # graph mode: calls per replay
     flush_bytes: int = 0  # cold mode: size of the L2 flush buffer
+    host_s: float | None = None  # GPU modes: median host (CPU) time to issue one timed call, flush included
     notes: list[str] = field(default_factory=list)
+
+    @property
+    def host_bound(self) -> bool:
+        """True when issuing a call takes the CPU about as long as the GPU takes to run it: the events then
+        include waits for the host (the back-to-back cost of the call); ``graph`` mode removes them."""
+        return self.host_s is not None and self.host_s >= 0.9 * self.stats.median
 
     @property
     def median(self) -> float:
@@ -199,12 +208,16 @@ def _finish(mode: str, samples: list[float], stop: str, wall: float, warm_calls:
 def time_cpu(fn: Callable[[], Any], cfg: TimingConfig | None = None) -> Timing:
     """Time ``fn`` on the CPU with ``perf_counter`` (cfg.mode is ignored; the result's mode is "cpu")."""
     cfg = cfg or TimingConfig(mode="cpu")
+    hint = cfg.per_call_hint_s
     calls, t0 = 0, time.perf_counter()
-    while calls < cfg.min_warmup_calls or time.perf_counter() - t0 < cfg.warmup_s:
-        fn()
-        calls += 1
-    warm_s = time.perf_counter() - t0
-    per = warm_s / calls
+    if hint is not None and cfg.min_warmup_calls == 0 and hint >= cfg.warmup_s:
+        warm_s, per = 0.0, float(hint)
+    else:
+        while calls < max(cfg.min_warmup_calls, 1) or time.perf_counter() - t0 < cfg.warmup_s:
+            fn()
+            calls += 1
+        warm_s = time.perf_counter() - t0
+        per = warm_s / calls
 
     def batch(n: int) -> list[float]:
         out = []
@@ -241,8 +254,22 @@ def flush_buffer(device: torch.device | int | None = None, nbytes: int | None = 
     return _FLUSH[key]
 
 
+QUEUE_S = 2e-3  # GPU work (untimed calls) kept queued ahead of each batch of timed calls
+QUEUE_MAX_CALLS = 64
+HOST_SAMPLES = 32  # host issue time is taken from the first calls of each batch only
+
+
+def _queue_calls(per: float) -> int:
+    """Untimed calls to queue before each batch so the GPU is busy when the first timed call starts (0 for
+    calls longer than QUEUE_S: their start-of-batch gap is negligible)."""
+    return 0 if per >= QUEUE_S else int(min(QUEUE_MAX_CALLS, math.ceil(QUEUE_S / max(per, 1e-7))))
+
+
 def _cuda_warmup(fn: Callable[[], Any], cfg: TimingConfig, flush: torch.Tensor | None) -> tuple[int, float, float]:
     """Warm-up by time; returns (calls, seconds, wall seconds per flush+call)."""
+    hint = cfg.per_call_hint_s
+    if hint is not None and cfg.min_warmup_calls == 0 and hint >= cfg.warmup_s:
+        return 0, 0.0, float(hint)
     torch.cuda.synchronize()
     calls, t0 = 0, time.perf_counter()
     while calls < max(cfg.min_warmup_calls, 1) or time.perf_counter() - t0 < cfg.warmup_s:
@@ -264,21 +291,37 @@ def time_cuda(fn: Callable[[], Any], cfg: TimingConfig | None = None) -> Timing:
         return _time_graph(fn, cfg)
     flush = flush_buffer(nbytes=cfg.flush_bytes) if cfg.mode == "cold" else None
     calls, warm_s, per = _cuda_warmup(fn, cfg, flush)
+    queue = _queue_calls(per)
+    host: list[float] = []
+
+    def call() -> None:
+        if flush is not None:
+            flush.zero_()
+        fn()
 
     def batch(n: int) -> list[float]:
         starts = [torch.cuda.Event(enable_timing=True) for _ in range(n)]
         ends = [torch.cuda.Event(enable_timing=True) for _ in range(n)]
+        for _ in range(queue):  # keep the GPU busy while the first timed calls are issued
+            call()
         for i in range(n):
+            h0 = time.perf_counter()
             if flush is not None:
                 flush.zero_()
             starts[i].record()
             fn()
             ends[i].record()
+            if i < HOST_SAMPLES:  # later in a long batch the launch queue may be full and the CPU waits
+                host.append(time.perf_counter() - h0)
         ends[-1].synchronize()
         return [s.elapsed_time(e) * 1e-3 for s, e in zip(starts, ends)]
 
     samples, stop, wall = _adaptive(batch, per, cfg)
-    return _finish(cfg.mode, samples, stop, wall, calls, warm_s, flush_bytes=flush.numel() if flush is not None else 0)
+    timing = _finish(cfg.mode, samples, stop, wall, calls, warm_s,
+                     flush_bytes=flush.numel() if flush is not None else 0, host_s=float(np.median(host)))
+    if timing.host_bound:
+        timing.notes.append("host-bound: issuing a call takes the CPU about as long as the GPU runs it")
+    return timing
 
 
 def _time_graph(fn: Callable[[], Any], cfg: TimingConfig) -> Timing:

@@ -12,8 +12,9 @@ protocol). After a sticky CUDA error the worker answers and exits, and the paren
 
 Steps of one case (:func:`run_case`): prepare (inputs, normalisation, models; untimed) -> first call
 (compile / autotune; its wall time is recorded as ``first_call_s``) -> correctness check (an incorrect case
-gets no speed) -> timing (:mod:`bkbench.timing`) -> peak memory (:mod:`bkbench.memory`) -> energy (only when
-the suite asks; :mod:`bkbench.energy`) -> metrics (:mod:`bkbench.metrics`).
+gets no speed) -> peak memory (:mod:`bkbench.memory`; one synchronised call whose wall time also lets a long
+call skip the timing warm-up) -> timing (:mod:`bkbench.timing`) -> energy (only when the suite asks;
+:mod:`bkbench.energy`) -> metrics (:mod:`bkbench.metrics`).
 """
 
 from __future__ import annotations
@@ -118,10 +119,21 @@ def run_case(spec: Any, registry: Any, stage: Callable[[str], None] = lambda s: 
             row.update(status="incorrect", reason=chk.detail)
             row.update(metrics.compute(ctx, ["accuracy"]))
         else:
+            # one synchronised call: peak memory, and the per-call estimate that lets long calls skip warm-up
+            enter("memory")
+            t0 = time.perf_counter()
+            if spec.memory:
+                ctx.memory = peak_memory(wl.fn, spec.device)
+            else:
+                out = wl.fn()
+                _sync(spec.device)
+                del out
+            per_call = time.perf_counter() - t0
             enter("timing")
             mode = "cpu" if spec.device == "cpu" else spec.timing
             cfg = TimingConfig(mode=mode, warmup_s=spec.warmup_s, budget_s=spec.budget_s, rel_ci=spec.rel_ci,
-                               min_reps=spec.min_reps, max_reps=spec.max_reps, min_reps_long=spec.min_reps_long)
+                               min_reps=spec.min_reps, max_reps=spec.max_reps, min_reps_long=spec.min_reps_long,
+                               min_warmup_calls=0, per_call_hint_s=per_call)
             try:
                 ctx.timing = measure(wl.fn, cfg, spec.device)
             except Exception as exc:
@@ -131,9 +143,6 @@ def run_case(spec: Any, registry: Any, stage: Callable[[str], None] = lambda s: 
                     fatal = True
                     raise
                 raise Skip(f"not capturable in a CUDA graph: {_short_tb(exc)}") from None
-            if spec.memory:
-                enter("memory")
-                ctx.memory = peak_memory(wl.fn, spec.device)
             if spec.energy:
                 enter("energy")
                 ctx.energy = measure_energy(
