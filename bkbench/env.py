@@ -31,11 +31,13 @@ def git_sha(path: str | Path | None = None) -> str:
 
 
 def _triton_version() -> str | None:
-    try:
-        import triton
+    # Read the installed version without importing triton: importing it here could happen before
+    # TRITON_INTERPRET is decided (bkbench/__init__.py) and leave Triton half-interpreted.
+    import importlib.metadata
 
-        return triton.__version__
-    except Exception:
+    try:
+        return importlib.metadata.version("triton")
+    except importlib.metadata.PackageNotFoundError:
         return None
 
 
