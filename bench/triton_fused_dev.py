@@ -1,3 +1,4 @@
+# ruff: noqa: B023  (closures are timed within the loop iteration that defines them)
 """Device script for the ``triton_fused`` work (issue 3): correctness, copy bandwidth, config timings.
 
 Run on a GPU machine from the repository root::
@@ -200,8 +201,9 @@ def stage_memtest(out: dict) -> None:
             S2 = n // L
             R2 = max(1, (R * S) // S2)
             for split in (False, True):
-                f = lambda: _mem_kernel[(math.ceil(b / R2),)](a, k, zv, gv, b, n, R=R2, S=S2, L=L, SPLIT=split,
-                                                                num_warps=w)
+                def f():
+                    return _mem_kernel[(math.ceil(b / R2),)](a, k, zv, gv, b, n, R=R2, S=S2, L=L, SPLIT=split,
+                                                                                num_warps=w)
                 try:
                     f()
                     ms = _median_ms(f)
@@ -397,9 +399,11 @@ def stage_issue(out: dict, winners: dict, path: Path) -> None:
                 best["fwdbwd_ratio"] = ms_fb / best["ms"]
             except Exception as exc:
                 out.setdefault("errors", []).append(f"fwdbwd B{b} N{n}: {exc}"[:400])
-            print(f"B{b:>6} N{n:>6} {'scalar' if sc else 'k     '} fwd {best['ms'] * 1e3:8.1f} us {best['GBps']:6.0f} GB/s "
-                  f"{best['pct_copy']:5.1f}% flagged {best['flagged']} fwd+bwd {best.get('fwdbwd_ms', math.nan) * 1e3:8.1f} us "
-                  f"(x{best.get('fwdbwd_ratio', math.nan):.2f}) {'default' if best['default'] else best['cfg']}", flush=True)
+            fb_us = best.get("fwdbwd_ms", math.nan) * 1e3
+            print(f"B{b:>6} N{n:>6} {'scalar' if sc else 'k     '} fwd {best['ms'] * 1e3:8.1f} us "
+                  f"{best['GBps']:6.0f} GB/s {best['pct_copy']:5.1f}% flagged {best['flagged']} fwd+bwd "
+                  f"{fb_us:8.1f} us (x{best.get('fwdbwd_ratio', math.nan):.2f}) "
+                  f"{'default' if best['default'] else best['cfg']}", flush=True)
     _save(out, path)
     del tuning
 
@@ -495,7 +499,8 @@ def stage_tuneall(out: dict, path: Path) -> None:
                      "results": t.results, "bwd_results": t.bwd_results})
         print(f"tuned B{p.batch} N{p.n} {'scalar' if p.uniform else 'k'}: {e['config']} {e['ms'] * 1e3:.1f} us "
               f"(default {e['default_ms'] * 1e3:.1f}, x{e['default_ms'] / e['ms']:.2f}); bwd {e.get('bwd_config')} "
-              f"{(e.get('bwd_ms') or math.nan) * 1e3:.1f} us (default {(e.get('bwd_default_ms') or math.nan) * 1e3:.1f})",
+              f"{(e.get('bwd_ms') or math.nan) * 1e3:.1f} us "
+              f"(default {(e.get('bwd_default_ms') or math.nan) * 1e3:.1f})",
               flush=True)
     out["tuneall"] = rows
     out["tune_cache"] = tuning.load_cache()
@@ -550,7 +555,6 @@ def stage_final(out: dict, path: Path) -> None:
             fc, bc = tuning.lookup(a, k)
             cfgs[(b, n, sc)] = (fc, bc)
             jobs.append(("fb", {**fc.to_dict(), "bwd": bc.to_dict()}, b, n, sc))
-            del a, k, z
     t0 = time.time()
     errs = precompile(jobs)
     print(f"final: compiled in {time.time() - t0:.0f}s ({len(errs)} errors)", flush=True)
@@ -584,10 +588,10 @@ def stage_final(out: dict, path: Path) -> None:
                  "ms_graph": ms_graph, "GBps": nbytes / ms / 1e6, "pct_copy": 100 * nbytes / ms / 1e6 / bw["copy_GBps"],
                  "fwdbwd_ms": ms_fb, "fwdbwd_ratio": ms_fb / ms, "flagged": int(fl.sum())}
             rows.append(r)
-            print(f"FINAL B{b:>6} N{n:>6} {'scalar' if sc else 'k     '} fwd {ms * 1e3:7.1f} us (graph {ms_graph * 1e3:6.1f})"
-                  f" {r['GBps']:6.0f} GB/s {r['pct_copy']:5.1f}% | fwd+bwd {ms_fb * 1e3:7.1f} us x{r['fwdbwd_ratio']:.2f}"
+            print(f"FINAL B{b:>6} N{n:>6} {'scalar' if sc else 'k     '} fwd {ms * 1e3:7.1f} us "
+                  f"(graph {ms_graph * 1e3:6.1f}) {r['GBps']:6.0f} GB/s {r['pct_copy']:5.1f}% | "
+                  f"fwd+bwd {ms_fb * 1e3:7.1f} us x{r['fwdbwd_ratio']:.2f}"
                   f" | flagged {r['flagged']}", flush=True)
-            del a, k, z, g, gout
     out["final"] = rows
     _save(out, path)
 
@@ -618,7 +622,8 @@ def stage_base2(out: dict, path: Path) -> None:
         fc, _ = tuning.lookup(a, k)
         ms = _median_ms(lambda: tf.forward(a, k, z, config=fc), rep=100)
         rows.append({"impl": "triton_fused", "B": b, "N": n, "ms": ms, "cfg": fc.to_dict()})
-        line = " ".join(f"{r['impl']} {r.get('ms', math.nan) * 1e3:.0f} us" for r in rows if r["B"] == b and r["N"] == n)
+        line = " ".join(f"{r['impl']} {r.get('ms', math.nan) * 1e3:.0f} us"
+                        for r in rows if r["B"] == b and r["N"] == n)
         print(f"baselines B{b} N{n}: {line}", flush=True)
     out["baselines2"] = rows
     _save(out, path)
@@ -643,7 +648,8 @@ def main() -> None:
     out: dict = {"environment": environment(measure_bandwidth=False)}
     t0 = time.time()
     out["bandwidth"] = copy_bandwidth()
-    print(f"copy {out['bandwidth']['copy_GBps']:.0f} GB/s, torch.complex(a,k) {out['bandwidth']['complex_ab_GBps']:.0f} GB/s")
+    bwd = out["bandwidth"]
+    print(f"copy {bwd['copy_GBps']:.0f} GB/s, torch.complex(a,k) {bwd['complex_ab_GBps']:.0f} GB/s")
     stages = args.stage.split(",")
     sweep: dict = {}
     winners: dict = {}

@@ -1,16 +1,32 @@
 """``impl="auto"``: which implementation :func:`bkbench.bk_core` runs.
 
-This module holds the deterministic fallback (a fixed preference order per device). Data-driven choices
-(from tuning and benchmark results) refine it; :func:`choose` always returns the reason for its pick.
+Per (device, GPU, compute dtype, shape bucket) the dispatcher picks the fastest *exact* implementation that
+is usable here and passed correctness, from measured data; with no data it falls back to a fixed preference
+order. Every pick carries its reason (``bkbench explain-auto`` prints it). Sources, in order:
+
+1. the results store (``$BKBENCH_DB`` or ``results/bkbench.db``, see :mod:`bkbench.store`): forward rows
+   (``mode == "fwd"``) of this device type, GPU, dtype and shape bucket. An implementation with an
+   ``incorrect`` row in the bucket is excluded (it failed the correctness check there); among the others with
+   ``ok`` rows the lowest median time of the latest run wins;
+2. the measurements shipped with the package for this GPU (``bkbench/data/auto_h100.json``);
+3. the fixed order ``FALLBACK_ORDER`` (first usable exact implementation that takes the dtype).
+
+The shape bucket is :func:`bkbench.tuning.bucket` (chain length rounded up to a power of two, total elements
+B*N to a power of four). Picks are memoised per key (and store file modification time).
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import json
+import os
+import sqlite3
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
 
 import torch
 
-from bkbench.registry import Registry
+from bkbench.registry import Implementation, Registry
 
 # Fixed preference when no measurement says otherwise: exact implementations only, fastest-first as
 # measured on each device type (see reports/).
@@ -18,6 +34,8 @@ FALLBACK_ORDER = {
     "cuda": ("triton_fused", "assoc_scan", "thomas", "naive_loop"),
     "cpu": ("thomas", "assoc_scan", "naive_loop"),
 }
+PACKAGED_AUTO = {"NVIDIA H100 80GB HBM3": "auto_h100.json"}
+DATA_DIR = Path(__file__).resolve().parent / "data"
 
 
 @dataclass(frozen=True)
@@ -26,24 +44,188 @@ class Choice:
     reason: str
 
 
-def choose(device: str, dtype: torch.dtype, batch: int, n: int, registry: Registry) -> Choice:
-    """Pick an exact BK-core implementation for (device, dtype, batch, n); never raises for a known device."""
+@dataclass
+class Evidence:
+    """What :func:`explain` found for one key: candidates with their status and times, and the pick."""
+
+    key: str
+    gpu: str | None
+    sources: list[str] = field(default_factory=list)
+    candidates: dict[str, dict[str, Any]] = field(default_factory=dict)
+    choice: Choice | None = None
+
+
+def _dtype_name(dtype: torch.dtype) -> str:
+    return str(dtype).replace("torch.", "")
+
+
+def _takes(rec: Implementation, dtype: torch.dtype) -> bool:
+    """True when ``rec`` accepts compute dtype ``dtype`` (float32 or float64; bk_core upcasts half types)."""
+    return dtype in rec.dtypes
+
+
+def _usable(rec: Implementation, device: str, dtype: torch.dtype) -> str | None:
+    """None when ``rec`` may be picked for (device, dtype), else why not."""
+    if rec.kind != "bk":
+        return f"a {rec.kind} baseline"
+    if not rec.exact:
+        return "approximate"
+    if device not in rec.devices:
+        return f"no {device} support"
+    if not _takes(rec, dtype):
+        return f"no {_dtype_name(dtype)} support"
+    return rec.unavailable_reason()
+
+
+def _gpu_name(device: str) -> str | None:
+    if device == "cuda" and torch.cuda.is_available():
+        return torch.cuda.get_device_name()
+    return None
+
+
+def _store_path() -> Path:
+    return Path(os.environ.get("BKBENCH_DB", "results/bkbench.db"))
+
+
+def store_evidence(path: Path, device: str, gpu: str | None, dtype: torch.dtype, batch: int, n: int
+                   ) -> dict[str, dict[str, Any]]:
+    """Per implementation: {"ms": median of its latest run (ok rows), "incorrect": bool, "run": id} from the
+    results store, for forward rows in the same bucket. Read-only; an unreadable store gives {}."""
+    from bkbench.tuning import bucket
+
+    if not path.exists():
+        return {}
+    want = bucket(batch, n)
+    out: dict[str, dict[str, Any]] = {}
+    try:
+        conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=5)
+        conn.row_factory = sqlite3.Row
+        rows = conn.execute(
+            "SELECT r.impl, r.n, r.batch, r.status, r.time_median_s, r.run_id, r.dtype, r.mode, r.device, "
+            "u.gpu FROM results r JOIN runs u ON u.id = r.run_id WHERE r.kind = 'bk' AND r.mode = 'fwd'"
+        ).fetchall()
+        conn.close()
+    except sqlite3.Error:
+        return {}
+    for r in rows:
+        if (r["device"] or "") != device or (r["dtype"] or "") not in (_dtype_name(dtype), ""):
+            continue
+        if device == "cuda" and gpu and r["gpu"] and r["gpu"] != gpu:
+            continue
+        if not r["n"] or not r["batch"] or bucket(int(r["batch"]), int(r["n"])) != want:
+            continue
+        e = out.setdefault(r["impl"], {"ms": None, "run": -1, "incorrect": False, "source": f"store {path}"})
+        if r["status"] == "incorrect":
+            e["incorrect"] = True
+        if r["status"] == "ok" and r["time_median_s"] is not None and int(r["run_id"]) >= e["run"]:
+            if int(r["run_id"]) > e["run"]:
+                e["samples"] = []
+            e["run"] = int(r["run_id"])
+            e.setdefault("samples", []).append(float(r["time_median_s"]) * 1e3)
+    for e in out.values():
+        s = sorted(e.pop("samples", []))
+        e["ms"] = s[len(s) // 2] if s else None
+    return out
+
+
+def packaged_evidence(gpu: str | None, dtype: torch.dtype, batch: int, n: int) -> dict[str, dict[str, Any]]:
+    from bkbench.tuning import bucket
+
+    name = PACKAGED_AUTO.get(gpu or "")
+    if not name:
+        return {}
+    try:
+        with open(DATA_DIR / name) as f:
+            data = json.load(f)
+    except (OSError, ValueError):
+        return {}
+    entry = data.get("entries", {}).get(f"{_dtype_name(dtype)}|{bucket(batch, n)}")
+    if not entry:
+        return {}
+    return {impl: {"ms": ms, "incorrect": False, "source": f"packaged {name}"} for impl, ms in entry["ms"].items()}
+
+
+def explain(device: str, dtype: torch.dtype, batch: int, n: int, registry: Registry,
+            store_path: Path | None = None, use_data: bool = True, gpu: str | None = None) -> Evidence:
+    """The full decision for (device, dtype, batch, n): candidates, their data and the pick.
+
+    ``gpu`` overrides the GPU name (default: the current CUDA device's), e.g. to explain an H100 pick on a
+    machine without that GPU."""
+    from bkbench.tuning import bucket
+
     if device not in FALLBACK_ORDER:
         raise ValueError(f"device: {device!r} is not supported; use 'cpu' or 'cuda'")
+    if batch < 1 or n < 1:
+        raise ValueError(f"batch, n: need batch >= 1 and n >= 1, got {batch}, {n}")
+    gpu = gpu or _gpu_name(device)
+    ev = Evidence(f"{device}|{gpu or '-'}|{_dtype_name(dtype)}|{bucket(batch, n)}", gpu)
+    for rec in registry.implementations("bk"):
+        ev.candidates[rec.name] = {"usable": _usable(rec, device, dtype)}
+    data: dict[str, dict[str, Any]] = {}
+    if use_data:
+        path = store_path or _store_path()
+        data = store_evidence(path, device, gpu, dtype, batch, n)
+        ev.sources.append(f"results store {path}: {len(data)} implementation(s) measured in this bucket"
+                          if path.exists() else f"results store {path}: not found")
+        timed = [k for k, v in data.items() if v.get("ms") is not None]
+        if len(timed) < 2:
+            pk = packaged_evidence(gpu, dtype, batch, n)
+            ev.sources.append(f"packaged measurements for {gpu or device}: "
+                              + (f"{len(pk)} implementation(s) in this bucket" if pk else "none for this bucket"))
+            for k, v in pk.items():
+                data.setdefault(k, v)
+    for name, v in data.items():
+        if name in ev.candidates:
+            ev.candidates[name].update(v)
+    ranked = sorted(
+        (v["ms"], name) for name, v in ev.candidates.items()
+        if v.get("usable") is None and not v.get("incorrect") and v.get("ms") is not None
+    )
+    if len(ranked) >= 2 or (ranked and len([c for c in ev.candidates.values() if c.get("usable") is None]) == 1):
+        ms, name = ranked[0]
+        others = ", ".join(f"{nm} {t:.4g} ms" for t, nm in ranked[1:])
+        src = ev.candidates[name].get("source", "data")
+        ev.choice = Choice(name, f"fastest measured exact implementation in bucket {ev.key} ({name} {ms:.4g} ms"
+                                 + (f"; {others}" if others else "") + f"; from {src})")
+        return ev
+    ev.choice = _fallback(device, dtype, registry)
+    return ev
+
+
+def _fallback(device: str, dtype: torch.dtype, registry: Registry) -> Choice:
     skipped = []
     for name in FALLBACK_ORDER[device]:
         if name not in registry:
             skipped.append(f"{name}: not registered")
             continue
-        rec = registry.get(name)
-        reason = rec.unavailable_reason() or (None if device in rec.devices else f"no {device} support")
-        if reason is None and not rec.exact:
-            reason = "approximate"
+        reason = _usable(registry.get(name), device, dtype)
         if reason:
             skipped.append(f"{name}: {reason}")
             continue
-        why = f"fallback order for {device}: first usable of {', '.join(FALLBACK_ORDER[device])}"
+        why = f"no measurements for this bucket; fallback order for {device}: first usable of " \
+              f"{', '.join(FALLBACK_ORDER[device])}"
         if skipped:
             why += f" (skipped {'; '.join(skipped)})"
         return Choice(name, why)
     raise ValueError(f"impl: no exact implementation is usable on {device} ({'; '.join(skipped)})")
+
+
+_MEMO: dict[tuple[Any, ...], Choice] = {}
+
+
+def choose(device: str, dtype: torch.dtype, batch: int, n: int, registry: Registry) -> Choice:
+    """Pick an exact BK-core implementation for (device, dtype, batch, n); never raises for a known device."""
+    path = _store_path()
+    try:
+        mtime = path.stat().st_mtime if path.exists() else None
+    except OSError:
+        mtime = None
+    from bkbench.tuning import bucket
+
+    key = (device, _dtype_name(dtype), bucket(batch, n), str(path), mtime, id(registry))
+    hit = _MEMO.get(key)
+    if hit is None:
+        hit = explain(device, dtype, batch, n, registry).choice
+        assert hit is not None
+        _MEMO[key] = hit
+    return hit

@@ -272,7 +272,7 @@ def _load_tile(a_ptr, k_ptr, z_ptr, rows, row_ok, pos, N,
 # --------------------------------------------------------------------------------------------------------
 
 
-@triton.jit(do_not_specialize=["B", "NCH", "CORE", "tol"])
+@triton.jit
 def _fwd_fast_kernel(a_ptr, k_ptr, z_ptr, g_ptr, flag_ptr,
                      B, N, NCH, CORE, tol,
                      R: tl.constexpr, S: tl.constexpr, L: tl.constexpr, H: tl.constexpr,
@@ -539,7 +539,7 @@ def _bwd_carries(acols, kcols, ai, seg2, u0r, u0i, u1r, u1i, S: tl.constexpr, L:
     return kl * qr, kl * qi, o0r, o0i, o1r, o1i
 
 
-@triton.jit(do_not_specialize=["B", "N", "NFLAG", "NPROG", "MAXCH"])
+@triton.jit
 def _fwd_exact_kernel(a_ptr, k_ptr, z_ptr, g_ptr, flag_ptr, carry_ptr,
                       B, N, NFLAG, NPROG, MAXCH,
                       S: tl.constexpr, L: tl.constexpr, FP2: tl.constexpr,
@@ -771,7 +771,7 @@ def _store_s(o_ptr, ssr, ssi, rows, row_ok, start, N, seg1, H: tl.constexpr,
         tl.store(o_ptr + r64 * N + p, out, mask=om)
 
 
-@triton.jit(do_not_specialize=["B", "NCH", "CORE", "tol", "gtol"])
+@triton.jit
 def _bwd_fast_kernel(a_ptr, k_ptr, z_ptr, g_ptr, go_ptr, o_ptr, flag_ptr,
                      B, N, NCH, CORE, tol, gtol,
                      R: tl.constexpr, S: tl.constexpr, L: tl.constexpr, H: tl.constexpr,
@@ -836,7 +836,7 @@ def _bwd_fast_kernel(a_ptr, k_ptr, z_ptr, g_ptr, go_ptr, o_ptr, flag_ptr,
     _store_s(o_ptr, ssr, ssi, rows, row_ok, start, N, seg1, H, R, S, L, NEED_S)
 
 
-@triton.jit(do_not_specialize=["B", "N", "NFLAG", "NPROG", "MAXCH"])
+@triton.jit
 def _bwd_exact_kernel(a_ptr, k_ptr, z_ptr, g_ptr, go_ptr, o_ptr, flag_ptr, carry_ptr,
                       B, N, NFLAG, NPROG, MAXCH,
                       S: tl.constexpr, L: tl.constexpr, FP2: tl.constexpr,

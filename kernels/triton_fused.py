@@ -33,7 +33,7 @@ if HAS_TRITON:
 # Largest B * N accepted under the CPU interpreter (it runs the kernels element by element in numpy).
 INTERPRETER_MAX_ELEMENTS = 8192
 DTYPES = (torch.float32, torch.bfloat16, torch.float16)
-DEFAULT_TOL = 1e-6
+DEFAULT_TOL = 2e-7
 
 
 @dataclass(frozen=True)
@@ -156,11 +156,21 @@ EXACT_WARPS = 4
 _SCRATCH: dict[tuple[str, int], torch.Tensor] = {}
 
 
+@functools.lru_cache(maxsize=16)
+def _sm_count(index: int) -> int:
+    return torch.cuda.get_device_properties(index).multi_processor_count
+
+
 def _exact_programs(batch: int, device: torch.device) -> int:
+    """Persistent grid of the exact kernels: 4 programs per SM (they exit at once on unflagged chains)."""
     if device.type == "cuda":
-        sms = torch.cuda.get_device_properties(device).multi_processor_count
-        return max(1, min(batch, 4 * sms))
+        return max(1, min(batch, 4 * _sm_count(device.index if device.index is not None else 0)))
     return max(1, min(batch, 4))
+
+
+def _empty(*shape: int, dtype: torch.dtype, device: torch.device) -> torch.Tensor:
+    """Output allocation (tests replace it with a NaN-filled one so an unwritten element fails)."""
+    return torch.empty(*shape, dtype=dtype, device=device)
 
 
 def _scratch(device: torch.device, nprog: int, maxch: int) -> torch.Tensor:
@@ -211,7 +221,7 @@ def forward(
     cfg = config or FusedConfig()
     a = a.contiguous()
     batch, n = a.shape
-    g = torch.empty(batch, n, dtype=torch.complex64, device=a.device)
+    g = _empty(batch, n, dtype=torch.complex64, device=a.device)
     if batch == 0:
         return (g, torch.zeros(0, 1, dtype=torch.int32, device=a.device)) if return_flags else g
     gv = torch.view_as_real(g)
@@ -256,7 +266,7 @@ def vjp(
     cfg = config or BwdConfig()
     a = a.contiguous()
     batch, n = a.shape
-    out = torch.empty(batch, n, dtype=torch.complex64 if need_s else torch.float32, device=a.device)
+    out = _empty(batch, n, dtype=torch.complex64 if need_s else torch.float32, device=a.device)
     if batch == 0:
         return (out, torch.zeros(0, 1, dtype=torch.int32, device=a.device)) if return_flags else out
     ov = torch.view_as_real(out) if need_s else out

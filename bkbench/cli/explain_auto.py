@@ -1,0 +1,74 @@
+"""``bkbench explain-auto``: which implementation ``impl="auto"`` picks for a problem, and why."""
+
+from __future__ import annotations
+
+import argparse
+
+DTYPES = ("float32", "float64", "bfloat16", "float16")
+
+
+def add_parser(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("explain-auto", help="show which implementation impl='auto' picks for a shape, and why")
+    p.add_argument("--device", choices=("cpu", "cuda"), default="cuda")
+    p.add_argument("--n", type=int, required=True, help="chain length N")
+    p.add_argument("--batch", type=int, required=True, help="number of chains B (product of leading dims)")
+    p.add_argument("--dtype", choices=DTYPES, default="float32", help="input dtype (half types compute in float32)")
+    p.add_argument("--coupling", choices=("k", "scalar"), default="k",
+                   help="per-position couplings or one scalar (affects triton_fused's tuned config)")
+    p.add_argument("--db", default=None, help="results store (default $BKBENCH_DB or results/bkbench.db)")
+    p.add_argument("--gpu", default=None, help="explain for this GPU name (default: the current CUDA device)")
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    import torch
+    from rich.table import Table
+
+    from bkbench import dispatch, tuning
+    from bkbench.console import make_console
+    from bkbench.registry import default_registry
+
+    if args.n < 1 or args.batch < 1:
+        raise ValueError(f"--n, --batch: need positive integers, got n={args.n}, batch={args.batch}")
+    dtype = getattr(torch, args.dtype)
+    compute = torch.float64 if dtype == torch.float64 else torch.float32
+    reg = default_registry()
+    ev = dispatch.explain(args.device, compute, args.batch, args.n, reg,
+                          store_path=Path(args.db) if args.db else None, gpu=args.gpu)
+    console = make_console()
+    console.print(f"[bold]impl='auto'[/bold] for device={args.device} gpu={ev.gpu or '-'} dtype={args.dtype} "
+                  f"(computes in {str(compute).replace('torch.', '')}) B={args.batch} N={args.n}")
+    console.print(f"bucket key: {ev.key}")
+    for s in ev.sources:
+        console.print(f"  source: {s}")
+    table = Table(title="candidates (BK-core implementations)")
+    for col in ("impl", "usable", "measured ms", "incorrect rows", "source"):
+        table.add_column(col)
+    for name, c in ev.candidates.items():
+        ms = c.get("ms")
+        table.add_row(
+            name,
+            "yes" if c.get("usable") is None else f"no: {c['usable']}",
+            f"{ms:.4g}" if ms is not None else "-",
+            "yes (excluded)" if c.get("incorrect") else ("no" if ms is not None else "-"),
+            c.get("source", "-"),
+        )
+    console.print(table)
+    assert ev.choice is not None
+    console.print(f"[bold green]pick: {ev.choice.impl}[/bold green] — {ev.choice.reason}")
+    if ev.choice.impl == "triton_fused":
+        gpu = ev.gpu or ("cpu-interpreter" if args.device == "cpu" else "unknown GPU")
+        kk = tuning.key(gpu, dtype, args.coupling == "scalar", args.batch, args.n)
+        entry = tuning.load_cache().get(kk)
+        src = f"user cache {tuning.cache_path()}"
+        if entry is None:
+            entry = tuning.packaged_table(gpu).get(kk)
+            src = f"packaged table {tuning.PACKAGED.get(gpu)}"
+        if entry is None:
+            console.print(f"triton_fused config for {kk}: built-in defaults (no tuned entry)")
+        else:
+            console.print(f"triton_fused config for {kk} from {src}: {entry.get('config')} "
+                          f"({entry.get('ms', float('nan')) * 1e3:.1f} us when measured; {entry.get('source', '')})")
+    return 0

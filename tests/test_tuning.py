@@ -1,0 +1,157 @@
+"""Tuning cache, packaged H100 table, data-driven impl='auto' dispatch and the tune / explain-auto commands."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+from bkbench import dispatch, tuning
+from bkbench.cli import main as cli_main
+from bkbench.registry import default_registry
+from bkbench.store import Store
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture
+def cache_dir(tmp_path, monkeypatch):
+    monkeypatch.setenv("BKBENCH_CACHE_DIR", str(tmp_path / "cache"))
+    tuning.clear_memo()
+    yield tmp_path / "cache"
+    tuning.clear_memo()
+
+
+def test_bucket_and_key():
+    assert tuning.bucket(4096, 4096) == "N4096_E16777216"
+    assert tuning.bucket(1000, 1000) == "N1024_E1048576"
+    assert tuning.bucket(1, 1) == "N1_E1"
+    assert tuning.key("GPU", torch.bfloat16, True, 8, 65536) == "GPU|bfloat16|scalar|N65536_E1048576"
+
+
+def test_parse_shapes_rejects_bad_text():
+    assert tuning.parse_shapes("16384x1024, 8x65536") == [(16384, 1024), (8, 65536)]
+    for bad in ("", "4096", "4096x", "0x10", "axb"):
+        with pytest.raises(ValueError, match="shapes"):
+            tuning.parse_shapes(bad)
+
+
+def test_cache_roundtrip_is_reused_by_a_new_process(cache_dir):
+    from kernels.triton_fused import FusedConfig
+
+    cfg = FusedConfig(seg=128, L=8, H=2, M1=4, warps=4)
+    a = torch.zeros(16, 256)
+    k = torch.ones(16, 255)
+    kk = tuning.key(tuning.gpu_name(a.device), a.dtype, False, 16, 256)
+    path = tuning.save_entry(kk, {"config": cfg.to_dict(), "ms": 1.0, "source": "test"})
+    assert path.parent == cache_dir
+    assert tuning.lookup(a, k)[0] == cfg
+    # another process finds the same entry without searching
+    code = ("import torch; from bkbench import tuning; "
+            "print(tuning.lookup(torch.zeros(16, 256), torch.ones(16, 255))[0].to_dict())")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, timeout=300,
+                         env={**os.environ, "PYTHONPATH": str(ROOT)}, check=True).stdout
+    assert json.loads(out.strip().splitlines()[-1].replace("'", '"')) == cfg.to_dict()
+
+
+def test_lookup_falls_back_to_defaults_without_entries(cache_dir):
+    from kernels.triton_fused import BwdConfig, FusedConfig
+
+    fwd, bwd = tuning.lookup(torch.zeros(3, 77), torch.ones(3, 76))
+    assert fwd == FusedConfig() and bwd == BwdConfig()
+
+
+def test_corrupt_cache_is_ignored(cache_dir):
+    cache_dir.mkdir(parents=True)
+    (cache_dir / tuning.CACHE_NAME).write_text("{not json")
+    assert tuning.load_cache() == {}
+
+
+def test_packaged_h100_table_is_valid():
+    from kernels.triton_fused import FusedConfig
+
+    table = tuning.packaged_table("NVIDIA H100 80GB HBM3")
+    assert len(table) >= 3
+    for kk, entry in table.items():
+        gpu, dtype, coupling, bucket = kk.split("|")
+        assert gpu == "NVIDIA H100 80GB HBM3" and coupling in ("k", "scalar") and bucket.startswith("N")
+        FusedConfig.from_dict(entry["config"])
+        assert entry["ms"] > 0 and entry["source"]
+
+
+def test_search_space_and_stages():
+    space = tuning.fwd_space()
+    assert len({json.dumps(c, sort_keys=True) for c in space}) == len(space)
+    first = tuning.stage1()
+    assert all(c in space for c in first)
+    second = tuning.stage2(first[0])
+    assert all(c in space and c not in first for c in second)
+    from kernels.triton_fused import BwdConfig, FusedConfig
+
+    assert FusedConfig().to_dict() in space
+    for c in tuning.bwd_space():
+        BwdConfig.from_dict(c)
+
+
+def _store_with(tmp_path, rows, gpu="TestGPU"):
+    db = tmp_path / "bk.db"
+    with Store(db) as st:
+        run = st.start_run("s", "cuda", {"gpu": gpu})
+        for i, r in enumerate(rows):
+            st.add_result(run, {"case_id": f"c{i}", "kind": "bk", "mode": "fwd", "device": "cuda", "dtype": "float32",
+                                "n": 4096, "batch": 1024, **r})
+    return db
+
+
+def test_dispatch_picks_fastest_correct_measured_impl(tmp_path):
+    reg = default_registry()
+    db = _store_with(tmp_path, [
+        {"impl": "thomas", "status": "ok", "time_median_s": 0.2},
+        {"impl": "assoc_scan", "status": "ok", "time_median_s": 0.02},
+        {"impl": "naive_loop", "status": "incorrect", "time_median_s": 0.001},
+    ])
+    ev = dispatch.explain("cuda", torch.float32, 1024, 4096, reg, store_path=db, gpu="TestGPU")
+    assert ev.choice.impl == "assoc_scan", ev.choice
+    assert "fastest measured" in ev.choice.reason
+    assert ev.candidates["naive_loop"]["incorrect"]
+    # another bucket has no data: deterministic fallback
+    ev2 = dispatch.explain("cuda", torch.float32, 8, 65536, reg, store_path=db, gpu="TestGPU")
+    assert "fallback order" in ev2.choice.reason
+
+
+def test_dispatch_uses_packaged_h100_data_and_respects_dtype(tmp_path):
+    reg = default_registry()
+    missing = tmp_path / "none.db"
+    ev = dispatch.explain("cuda", torch.float32, 1024, 4096, reg, store_path=missing, gpu="NVIDIA H100 80GB HBM3")
+    assert ev.choice.impl == "triton_fused" and "auto_h100.json" in ev.choice.reason
+    ev64 = dispatch.explain("cuda", torch.float64, 1024, 4096, reg, store_path=missing, gpu="NVIDIA H100 80GB HBM3")
+    assert ev64.choice.impl != "triton_fused"
+    assert "float64" in ev64.candidates["triton_fused"]["usable"]
+
+
+def test_choose_keeps_its_signature_and_is_deterministic():
+    reg = default_registry()
+    c1 = dispatch.choose("cpu", torch.float64, 4, 64, reg)
+    c2 = dispatch.choose("cpu", torch.float64, 4, 64, reg)
+    assert c1 == c2 and c1.impl in reg
+    with pytest.raises(ValueError, match="device"):
+        dispatch.choose("tpu", torch.float32, 4, 64, reg)
+
+
+def test_explain_auto_command(capsys):
+    rc = cli_main(["explain-auto", "--device", "cuda", "--n", "4096", "--batch", "1024", "--dtype", "float32",
+                   "--gpu", "NVIDIA H100 80GB HBM3", "--db", "/nonexistent/bk.db"])
+    out = capsys.readouterr().out
+    assert rc == 0 and "pick: triton_fused" in out and "N4096_E4194304" in out
+
+
+def test_tune_command_dry_run_and_errors(capsys, cache_dir):
+    assert cli_main(["tune", "--dry-run", "--shapes", "4096x4096,8x65536"]) == 0
+    assert "N65536_E1048576" in capsys.readouterr().out
+    assert cli_main(["tune", "--shapes", "4096by4096"]) == 2
+    assert cli_main(["tune", "--impl", "thomas", "--dry-run"]) == 2
