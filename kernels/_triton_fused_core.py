@@ -37,8 +37,14 @@ from __future__ import annotations
 
 import os
 
-import triton
-import triton.language as tl
+try:
+    import triton
+    import triton.language as tl
+except ImportError:  # pragma: no cover - triton is optional; keep the module importable (nothing runs)
+    from types import SimpleNamespace
+
+    triton = SimpleNamespace(jit=lambda fn: fn)
+    tl = None
 
 _INTERPRET = os.environ.get("TRITON_INTERPRET", "0") not in ("", "0")
 
