@@ -11,7 +11,7 @@ if not _torch.cuda.is_available():
     _os.environ.setdefault("TRITON_INTERPRET", "1")
 
 from bkbench.api import bk_core  # noqa: E402
-from bkbench.registry import Implementation  # noqa: E402, Registry, default_registry, implementations, register
+from bkbench.registry import Implementation, Registry, default_registry, implementations, register  # noqa: E402
 from bkbench.validate import NonFiniteResultError  # noqa: E402
 
 __all__ = [

@@ -64,7 +64,9 @@ def _choose(reg: Registry, impl: str, norm: Any) -> Implementation:
     if impl == "auto":
         from bkbench.dispatch import choose
 
-        return reg.get(choose(norm.a.device.type, norm.compute, norm.a.shape[0], norm.a.shape[1], reg).impl)
+        # complex a is handed over as complex: only implementations that take it may be chosen
+        dtype = norm.a.dtype if norm.a.is_complex() else norm.compute
+        return reg.get(choose(norm.a.device.type, dtype, norm.a.shape[0], norm.a.shape[1], reg).impl)
     if not isinstance(impl, str):
         raise ValueError(f"impl: expected a registry name or 'auto', got {type(impl).__name__}")
     rec = reg.get(impl)

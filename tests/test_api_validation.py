@@ -87,3 +87,10 @@ def test_auto_picks_an_exact_implementation():
     ref = bk_core(a.double(), b.double(), c.double(), impl="thomas")
     g = bk_core(a.double(), b.double(), c.double())
     assert torch.allclose(g, ref, rtol=1e-10, atol=1e-12)
+
+
+def test_auto_handles_complex_a():
+    a, b, c = good(n=20)
+    ac = a.to(torch.complex64) - 0.3j
+    ref = bk_core(ac, b, c, impl="thomas")
+    assert torch.allclose(bk_core(ac, b, c), ref, rtol=1e-5, atol=1e-6)
