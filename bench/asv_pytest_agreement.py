@@ -40,6 +40,7 @@ VENV = Path("/tmp/bkbench-bench-venv")
 MACHINE = "agreement"
 TOLERANCE = 0.05
 REEXEC_FLAG = "BKBENCH_AGREEMENT_REEXEC"
+TARGET_ENV = "BKBENCH_AGREEMENT_TARGET"  # set when the tools live in a --target directory
 
 
 def log(msg: str) -> None:
@@ -58,20 +59,30 @@ def have_tools(python: str) -> bool:
 
 
 def ensure_tools() -> str:
-    """A python that imports asv, pytest-benchmark and torch: this one, or a venv built from .whl/bench."""
+    """A python that imports asv, pytest-benchmark and torch: this one; else a venv (seeing the system packages)
+    built from .whl/bench; else this one with the wheels installed into a --target directory that is put on
+    PYTHONPATH (and ASV_PYTHONPATH) for every child process."""
     if have_tools(sys.executable):
         return sys.executable
     wheels = ROOT / ".whl" / "bench"
     if not wheels.is_dir():
         sys.exit(f"asv/pytest-benchmark are not importable and {wheels} does not exist: carry .whl/bench")
+    pkgs = ["asv==0.6.6", "asv_runner==0.3.2", "pytest-benchmark==5.3.1", "pytest"]
     py = VENV / "bin" / "python"
-    if not py.exists():
-        run([sys.executable, "-m", "venv", "--system-site-packages", str(VENV)], check=True)
-    run([str(py), "-m", "pip", "install", "-q", "--no-index", "--find-links", str(wheels),
-         "asv==0.6.6", "asv_runner==0.3.2", "pytest-benchmark==5.3.1", "pytest"], check=True)
-    if not have_tools(str(py)):
+    made = py.exists() or run([sys.executable, "-m", "venv", "--system-site-packages", str(VENV)]).returncode == 0
+    if made and run([str(py), "-m", "pip", "install", "-q", "--no-index", "--find-links", str(wheels), *pkgs]
+                    ).returncode == 0 and have_tools(str(py)):
+        return str(py)
+    log("no usable venv; installing the wheels into a --target directory instead")
+    target = Path("/tmp/bkbench-bench-site")
+    run([sys.executable, "-m", "pip", "install", "-q", "--no-index", "--find-links", str(wheels), "--target",
+         str(target), *pkgs], check=True)
+    os.environ["PYTHONPATH"] = os.pathsep.join(filter(None, [str(target), os.environ.get("PYTHONPATH")]))
+    os.environ[TARGET_ENV] = str(target)
+    sys.path.insert(0, str(target))
+    if not have_tools(sys.executable):
         sys.exit("could not set up asv + pytest-benchmark next to torch")
-    return str(py)
+    return sys.executable
 
 
 # -- git tree for asv ------------------------------------------------------------------------------------------------
@@ -127,7 +138,8 @@ def asv_medians(py: str, tree: Path, sha: str, impl: str, shapes: list[tuple[int
     batches = sorted({b for b, _ in shapes})
     for b in batches:
         ns = [n for bb, n in shapes if bb == b]
-        env = {**os.environ, "ASV_PYTHONPATH": str(tree), "BKBENCH_ASV_IMPLS": impl, "BKBENCH_ASV_BATCH": str(b),
+        asv_path = os.pathsep.join(filter(None, [str(tree), os.environ.get(TARGET_ENV)]))
+        env = {**os.environ, "ASV_PYTHONPATH": asv_path, "BKBENCH_ASV_IMPLS": impl, "BKBENCH_ASV_BATCH": str(b),
                "BKBENCH_ASV_N": ",".join(map(str, ns)), "BKBENCH_ASV_DTYPES": "float32", "BKBENCH_ASV_DEVICE": device}
         if res_dir.exists():
             shutil.rmtree(res_dir)

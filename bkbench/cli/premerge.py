@@ -26,9 +26,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     gpu = " ".join(f"{b}x{n}" for b, n, _ in DEFAULT_SHAPES["cuda"])
     p.add_argument("--shape", nargs="+", type=parse_shape, metavar="BxN[:dtype]",
                    help=f"cases to time (default CPU {cpu}, CUDA {gpu}; float32)")
-    p.add_argument("--rounds", type=int, default=7, help="interleaved base/head rounds (default 7)")
-    p.add_argument("--block-seconds", type=float, default=0.25, dest="block_s",
-                   help="target seconds of one block of back-to-back calls (default 0.25)")
+    p.add_argument("--rounds", type=int, default=15, help="interleaved base/head rounds (default 15)")
+    p.add_argument("--block-seconds", type=float, default=0.05, dest="block_s",
+                   help="target seconds of one block of back-to-back calls, at least 3 calls (default 0.05)")
     p.add_argument("--gate", choices=("all", "changed", "none"), default="all",
                    help="which implementations the correctness gate checks (default all)")
     p.add_argument("--full-gate", action="store_true", help="include the gate's long N >= 65536 cases")
