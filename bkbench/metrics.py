@@ -116,6 +116,7 @@ def latency(ctx: MetricContext) -> dict[str, Any]:
         "warmup_calls": t.warmup_calls,
         "host_s_per_call": t.host_s,
         "host_bound": t.host_bound,
+        "flush_s": t.flush_s,
     }
 
 

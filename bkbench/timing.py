@@ -117,13 +117,15 @@ class Timing:
     unroll: int = 1  # graph mode: calls per replay
     flush_bytes: int = 0  # cold mode: size of the L2 flush buffer
     host_s: float | None = None  # GPU modes: median host (CPU) time to issue one timed call, flush included
+    flush_s: float = 0.0  # cold mode: GPU time of one L2 flush (runs between timed calls)
     notes: list[str] = field(default_factory=list)
 
     @property
     def host_bound(self) -> bool:
-        """True when issuing a call takes the CPU about as long as the GPU takes to run it: the events then
-        include waits for the host (the back-to-back cost of the call); ``graph`` mode removes them."""
-        return self.host_s is not None and self.host_s >= 0.9 * self.stats.median
+        """True when issuing a call takes the CPU about as long as the GPU takes to run it (flush included):
+        the events then include waits for the host (the back-to-back cost of the call); ``graph`` mode removes
+        them."""
+        return self.host_s is not None and self.host_s >= 0.9 * (self.stats.median + self.flush_s)
 
     @property
     def median(self) -> float:
@@ -259,6 +261,25 @@ QUEUE_MAX_CALLS = 64
 HOST_SAMPLES = 32  # host issue time is taken from the first calls of each batch only
 
 
+_FLUSH_S: dict[int, float] = {}
+
+
+def flush_seconds(flush: torch.Tensor) -> float:
+    """GPU time of one ``flush.zero_()`` (median of 5, cached per buffer)."""
+    key = flush.data_ptr()
+    if key not in _FLUSH_S:
+        times = []
+        for _ in range(5):
+            s, e = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+            s.record()
+            flush.zero_()
+            e.record()
+            e.synchronize()
+            times.append(s.elapsed_time(e) * 1e-3)
+        _FLUSH_S[key] = float(np.median(times))
+    return _FLUSH_S[key]
+
+
 def _queue_calls(per: float) -> int:
     """Untimed calls to queue before each batch so the GPU is busy when the first timed call starts (0 for
     calls longer than QUEUE_S: their start-of-batch gap is negligible)."""
@@ -318,7 +339,8 @@ def time_cuda(fn: Callable[[], Any], cfg: TimingConfig | None = None) -> Timing:
 
     samples, stop, wall = _adaptive(batch, per, cfg)
     timing = _finish(cfg.mode, samples, stop, wall, calls, warm_s,
-                     flush_bytes=flush.numel() if flush is not None else 0, host_s=float(np.median(host)))
+                     flush_bytes=flush.numel() if flush is not None else 0, host_s=float(np.median(host)),
+                     flush_s=flush_seconds(flush) if flush is not None else 0.0)
     if timing.host_bound:
         timing.notes.append("host-bound: issuing a call takes the CPU about as long as the GPU runs it")
     return timing

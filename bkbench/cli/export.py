@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 
 from bkbench.store import Store, default_path
@@ -44,7 +45,10 @@ def run(args: argparse.Namespace) -> int:
     if args.no_samples:
         df = df.drop(columns=["samples_json"])
     if args.out == "-":
-        df.to_csv(sys.stdout, index=False)
+        try:
+            df.to_csv(sys.stdout, index=False)
+        except BrokenPipeError:  # e.g. `bkbench export | head`
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
     else:
         Path(args.out).parent.mkdir(parents=True, exist_ok=True)
         df.to_csv(args.out, index=False)
