@@ -9,9 +9,11 @@ For one implementation (default ``triton_fused``; ``--impl`` to change) and a fe
 median time of one forward call four ways, all on the same callable (``bkbench.benchcase``: the kernel on
 pre-normalised inputs under no_grad, as the suite runner times it):
 
-  harness warm  ``bkbench/timing.py`` mode "warm": CUDA events around back-to-back calls (measured before and
-                after the framework runs; the reference is their mean, and their difference shows drift);
-  harness cold  ``bkbench/timing.py`` mode "cold": L2 flushed before every call (for information);
+  harness warm  the suite runner's own path, ``bkbench.worker.run_case`` (prepare, first call, correctness
+                check, ``bkbench/timing.py`` mode "warm": CUDA events around back-to-back calls); measured before
+                and after the frameworks run, the reference is the mean, the difference shows drift. If the
+                runner's API is not usable, ``bkbench.timing.measure`` on the benchcase callable instead;
+  harness cold  the same in mode "cold": L2 flushed before every call (for information);
   asv time      ``asv run --python=same``: ``BKCore.time_bk_core`` — asv's own sampling with the synchronising
                 timer, one call per sample (so it includes one launch + one sync, ≈ 5–10 µs);
   asv track     ``BKCore.track_median`` — the harness engine inside an asv benchmark process;
@@ -103,7 +105,29 @@ def git_tree() -> tuple[Path, str]:
 
 
 # -- the four measurements -------------------------------------------------------------------------------------------
+def runner_median(impl: str, b: int, n: int, device: str, mode: str, budget_s: float) -> float | None:
+    """The suite runner's own path (``bkbench.worker.run_case``: prepare, first call, correctness check, timing
+    in ``mode``) for one case; None (with a log line) when the runner is not usable or the case is not ok."""
+    try:
+        from bkbench.registry import default_registry
+        from bkbench.suites import CaseSpec
+        from bkbench.worker import run_case
+
+        spec = CaseSpec(suite="agreement", group="agreement", impl=impl, kind="bk", n=n, batch=b, d=1,
+                        dtype="float32", sparsity=0.0, mode="fwd", options={}, timing=mode, device=device,
+                        budget_s=budget_s, rel_ci=0.005, memory=False)
+        row, _ = run_case(spec, default_registry())
+    except Exception as exc:  # the runner's API moved: say so, fall back to benchcase + timing
+        log(f"runner path unavailable ({type(exc).__name__}: {exc})")
+        return None
+    if row.get("status") != "ok":
+        log(f"runner {impl} B{b}xN{n} {mode}: {row.get('status')} {row.get('reason')}")
+        return None
+    return float(row["time_median_s"])
+
+
 def harness(impl: str, shapes: list[tuple[int, int]], budget_s: float, device: str) -> dict[str, dict[str, float]]:
+    """Per shape: the runner's median (warm, cold) and bkbench.timing on the benchcase callable (warm, cold)."""
     import torch
 
     from bkbench import benchcase
@@ -119,14 +143,25 @@ def harness(impl: str, shapes: list[tuple[int, int]], budget_s: float, device: s
             continue
         warm = benchcase.measure(case, mode="warm", budget_s=budget_s, rel_ci=0.005)
         cold = benchcase.measure(case, mode="cold", budget_s=budget_s, rel_ci=0.005)
-        out[key] = {"warm": warm.median, "warm_n": warm.stats.n, "cold": cold.median, "cold_n": cold.stats.n,
-                    "rel_err": benchcase.relative_error(case)}
-        log(f"harness {impl} {key}: warm {warm.median * 1e6:.1f} us (n={warm.stats.n}), "
-            f"cold {cold.median * 1e6:.1f} us (n={cold.stats.n})")
+        res = {"timing_warm": warm.median, "timing_cold": cold.median, "rel_err": benchcase.relative_error(case)}
         del case
         if device == "cuda":
             torch.cuda.empty_cache()
+        run_warm = runner_median(impl, b, n, device, "warm", budget_s)
+        run_cold = runner_median(impl, b, n, device, "cold", budget_s)
+        res["runner_warm"], res["runner_cold"] = run_warm, run_cold
+        # the reference: the runner's own warm median when the runner path works, else bkbench.timing's
+        res["warm"] = run_warm if run_warm is not None else warm.median
+        res["cold"] = run_cold if run_cold is not None else cold.median
+        res["source"] = "runner" if run_warm is not None else "benchcase+timing"  # type: ignore[assignment]
+        out[key] = res
+        log(f"harness {impl} {key}: runner warm {_us(run_warm)} cold {_us(run_cold)}; timing.measure warm "
+            f"{_us(warm.median)} cold {_us(cold.median)} (us)")
     return out
+
+
+def _us(x: float | None) -> str:
+    return "-" if x is None else f"{x * 1e6:.1f}"
 
 
 def asv_medians(py: str, tree: Path, sha: str, impl: str, shapes: list[tuple[int, int]], out: Path, device: str
@@ -208,11 +243,15 @@ def main() -> int:
     from bkbench.env import environment
 
     env = environment(measure_bandwidth=args.device == "cuda")
-    tree, sha = git_tree()
-    log(f"tree {tree} at {sha[:12]}, {env.get('gpu')}, torch {env.get('torch')}, triton {env.get('triton')}")
+    try:
+        tree, sha = git_tree()
+    except (OSError, subprocess.CalledProcessError) as exc:  # no git on this machine: asv cannot run
+        log(f"no git repository for asv ({type(exc).__name__}: {exc}); asv columns will be empty")
+        tree, sha = ROOT, ""
+    log(f"tree {tree} at {sha[:12] or '-'}, {env.get('gpu')}, torch {env.get('torch')}, triton {env.get('triton')}")
 
     before = harness(args.impl, shapes, args.budget, args.device)
-    asv = asv_medians(py, tree, sha, args.impl, shapes, out, args.device)
+    asv = asv_medians(py, tree, sha, args.impl, shapes, out, args.device) if sha else {}
     pyt = pytest_medians(py, tree, args.impl, shapes, out, args.device)
     after = harness(args.impl, shapes, args.budget, args.device)
 
@@ -225,7 +264,8 @@ def main() -> int:
             continue
         ref = (h0["warm"] + h1["warm"]) / 2
         row = {"case": key, "harness_warm_before": h0["warm"], "harness_warm_after": h1["warm"], "reference": ref,
-               "harness_cold": h0["cold"], "rel_err": h0["rel_err"], **asv.get(key, {}), **pyt.get(key, {})}
+               "harness_cold": h0["cold"], "reference_source": h0["source"], "timing_warm": h0["timing_warm"],
+               "rel_err": h0["rel_err"], **asv.get(key, {}), **pyt.get(key, {})}
         for k in ("asv_time", "asv_track", "pytest"):
             if row.get(k) is not None and row[k] == row[k]:  # not NaN (a skipped asv result)
                 row[f"{k}_dev"] = row[k] / ref - 1
@@ -233,8 +273,7 @@ def main() -> int:
             abs(row.get("asv_time_dev", 1.0)) <= TOLERANCE
         rows.append(row)
 
-    def us(x: float | None) -> str:
-        return "-" if x is None else f"{x * 1e6:.1f}"
+    us = _us
 
     def dev(x: float | None) -> str:
         return "-" if x is None else f"{100 * x:+.1f} %"
@@ -243,18 +282,21 @@ def main() -> int:
              f"GPU {env.get('gpu')}, driver {env.get('driver')}, CUDA {env.get('cuda')}, torch {env.get('torch')}, "
              f"triton {env.get('triton')}, copy bandwidth {env.get('copy_bandwidth_gbs', 0):.0f} GB/s, "
              f"git {env.get('git_sha')}, {env.get('date')}", "",
-             "Medians in µs per call. Reference = mean of the harness warm medians before and after the "
-             "frameworks ran.",
+             "Medians in µs per call. Harness = the suite runner's own path (`bkbench.worker.run_case`, timing "
+             "mode warm / cold) when usable, else `bkbench.timing` on the same callable (column 'source'); "
+             "reference = mean of its warm medians before and after the frameworks ran. 'timing.measure' is "
+             "bkbench.timing's warm median on the benchcase callable (the same engine track_median uses).",
              f"Agree = asv time, asv track and pytest-benchmark each within {100 * TOLERANCE:.0f} % of the "
              "reference.", "",
-             "| case | harness warm (before / after) | harness cold | asv time_bk_core | asv track_median | "
-             "pytest-benchmark | agree |", "|---|---|---|---|---|---|---|"]
+             "| case | source | harness warm (before / after) | harness cold | timing.measure | asv time_bk_core | "
+             "asv track_median | pytest-benchmark | agree |", "|---|---|---|---|---|---|---|---|---|"]
     for r in rows:
         if "skip" in r:
-            lines.append(f"| {r['case']} | skipped: {r['skip']} | | | | | |")
+            lines.append(f"| {r['case']} | skipped: {r['skip']} | | | | | | | |")
             continue
         lines.append(
-            f"| {r['case']} | {us(r['harness_warm_before'])} / {us(r['harness_warm_after'])} | {us(r['harness_cold'])} "
+            f"| {r['case']} | {r['reference_source']} | {us(r['harness_warm_before'])} / "
+            f"{us(r['harness_warm_after'])} | {us(r['harness_cold'])} | {us(r['timing_warm'])} "
             f"| {us(r.get('asv_time'))} ({dev(r.get('asv_time_dev'))}) | {us(r.get('asv_track'))} "
             f"({dev(r.get('asv_track_dev'))}) | {us(r.get('pytest'))} ({dev(r.get('pytest_dev'))}) "
             f"| {'yes' if r['agree'] else 'NO'} |")
