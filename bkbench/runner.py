@@ -228,9 +228,17 @@ class RunSummary:
     problems: list[dict[str, Any]] = field(default_factory=list)  # non-ok, non-skipped rows run now
 
 
-def _find_resumable(store: Store, suite: str, device: str, label: str) -> dict[str, Any] | None:
+def _find_resumable(store: Store, suite: str, device: str, label: str, shard_spec: str | None,
+                    groups: Sequence[str] | None) -> dict[str, Any] | None:
+    """The latest run of the same suite, device, label, shard and groups (a run of another shard is never
+    resumed, even when the runs share a label)."""
+    want_groups = sorted(groups) if groups else None
     for run in reversed(store.runs()):
-        if run["suite"] == suite and run["device"] == device and (run["label"] or "") == label:
+        if run["suite"] != suite or run["device"] != device or (run["label"] or "") != label:
+            continue
+        config = json.loads(run["config_json"] or "{}")
+        have_groups = sorted(config["groups"]) if config.get("groups") else None
+        if config.get("shard") == shard_spec and have_groups == want_groups:
             return run
     return None
 
@@ -302,7 +310,7 @@ def run_suite(
     run_label = label or " ".join(x for x in (f"shard {shard_spec}" if shard_spec else "",
                                                f"groups {','.join(groups)}" if groups else "") if x)
     store = Store(db)
-    prior = _find_resumable(store, s.name, dev, run_label) if resume else None
+    prior = _find_resumable(store, s.name, dev, run_label, shard_spec, groups) if resume else None
     if prior is not None:
         run_id = int(prior["id"])
         store.conn.execute("UPDATE runs SET status = 'running', finished = NULL WHERE id = ?", (run_id,))

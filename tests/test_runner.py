@@ -405,3 +405,22 @@ OOB = textwrap.dedent(
         return _thomas(a, k, z)
     '''
 )
+
+
+def test_resume_never_continues_another_shard_with_the_same_label(tmp_path):
+    suite = _suite(tmp_path, """
+        name = "shards"
+        [[group]]
+        name = "g"
+        implementations = ["thomas"]
+        n = [5, 6, 7, 8]
+        batch = [1]
+        d = [2]
+        """)
+    db = tmp_path / "s.db"
+    common = dict(device="cpu", db=db, progress=False, label="same", log_dir=tmp_path / "logs")
+    first = run_suite(str(suite), shard_spec="1/2", **common)
+    second = run_suite(str(suite), shard_spec="2/2", resume=True, **common)
+    assert second.run_id != first.run_id and second.already_done == 0
+    again = run_suite(str(suite), shard_spec="1/2", resume=True, **common)
+    assert again.run_id == first.run_id and again.executed == 0
