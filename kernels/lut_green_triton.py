@@ -113,8 +113,8 @@ if HAS_TRITON:
         K_UNIF: tl.constexpr, USE_TABLE: tl.constexpr, PER_CHAIN_TABLE: tl.constexpr,
         CHECK_RANGE: tl.constexpr,
     ):
-        b = tl.program_id(1).to(tl.int64)
-        i = tl.program_id(0) * BLOCK + tl.arange(0, BLOCK)  # int32 position in the chain
+        b = tl.program_id(0).to(tl.int64)  # chains on grid axis 0: axis 1 is limited to 65535 programs
+        i = tl.program_id(1) * BLOCK + tl.arange(0, BLOCK)  # int32 position in the chain
         live = i < N
         if A_CPLX:
             a_row = a_ptr + b * N * 2
@@ -218,7 +218,7 @@ def prepare(a: torch.Tensor, k: torch.Tensor, z: torch.Tensor, **options: Any) -
     out = torch.empty((bsz, n), dtype=cdt, device=a.device)
     out_view = torch.view_as_real(out)
     block = _block_for(n)
-    grid = (triton.cdiv(n, block), bsz)
+    grid = (bsz, triton.cdiv(n, block))  # bsz may exceed 65535 (the limit of grid axes 1 and 2)
     lo, hi, inv_h, size = float(plan.spec.lo), float(plan.spec.hi), 1.0 / plan.spec.step, plan.spec.size
 
     def launch() -> torch.Tensor:
