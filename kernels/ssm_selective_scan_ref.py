@@ -9,9 +9,9 @@ each step, nothing of size N·n is stored (autograd still saves one state per st
 from __future__ import annotations
 
 import torch
-import torch.nn.functional as F
 
 from bkbench.baselines.forms import baseline
+from bkbench.baselines.references import selective_scan_sequential
 from bkbench.registry import register
 
 MAX_N = 8192
@@ -49,22 +49,4 @@ def ssm_selective_scan_ref(
 ) -> torch.Tensor:
     """Selective scan, sequential. Returns (B, d, N) in u's dtype."""
     cd = torch.float64 if u.dtype == torch.float64 else torch.float32
-    uc, dc, Bc, Cc = (t.to(cd) for t in (u, delta, B, C))
-    Ac = A.to(cd)
-    if delta_bias is not None:
-        dc = dc + delta_bias.to(cd)[:, None]
-    if delta_softplus:
-        dc = F.softplus(dc)
-    batch, d, n_len = u.shape
-    x = uc.new_zeros(batch, d, Ac.shape[1])
-    ys = []
-    for t in range(n_len):
-        dt = dc[:, :, t, None]
-        x = torch.exp(dt * Ac) * x + (dt * uc[:, :, t, None]) * Bc[:, None, :, t]
-        ys.append(torch.einsum("bdn,bn->bd", x, Cc[:, :, t]))
-    y = torch.stack(ys, dim=-1) if ys else uc.new_zeros(batch, d, 0)
-    if D is not None:
-        y = y + D.to(cd)[:, None] * uc
-    if z is not None:
-        y = y * F.silu(z.to(cd))
-    return y.to(u.dtype)
+    return selective_scan_sequential(u, delta, A, B, C, D, z, delta_bias, delta_softplus, dtype=cd).to(u.dtype)

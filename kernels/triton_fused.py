@@ -20,7 +20,7 @@ import dataclasses
 import functools
 import math
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, ClassVar
 
 import torch
 
@@ -45,6 +45,8 @@ class FusedConfig:
     (<= L); warps: num_warps; stages: num_stages (the kernel has no pipelined loads; kept for the tuner's
     record); maxpass: most passes before a chain is flagged for the exact kernel.
     """
+
+    _label: ClassVar[str] = "config"
 
     seg: int = 64
     L: int = 16
@@ -76,15 +78,17 @@ class FusedConfig:
         names = {f.name for f in dataclasses.fields(cls)}
         unknown = set(d) - names
         if unknown:
-            raise ValueError(f"config: unknown keys {sorted(unknown)}; known: {sorted(names)}")
+            raise ValueError(f"{cls._label}: unknown keys {sorted(unknown)}; known: {sorted(names)}")
         return cls(**{k: int(v) for k, v in d.items()})
 
 
 @dataclass(frozen=True)
-class BwdConfig:
-    """Launch configuration of the backward kernel: the fields of :class:`FusedConfig` plus ``lin_exact``
-    (1: exact affine scans for the F/R recurrences across segments; 0: one-segment halo with a contraction
-    bound, cheaper)."""
+class BwdConfig(FusedConfig):
+    """Launch configuration of the backward kernel: the fields of :class:`FusedConfig` (with backward
+    defaults) plus ``lin_exact`` (1: exact affine scans for the F/R recurrences across segments; 0: one-segment
+    halo with a contraction bound, cheaper)."""
+
+    _label: ClassVar[str] = "bwd_config"
 
     seg: int = 128
     L: int = 8
@@ -96,22 +100,9 @@ class BwdConfig:
     lin_exact: int = 1
 
     def __post_init__(self) -> None:
-        d = dataclasses.asdict(self)
-        lin = d.pop("lin_exact")
-        FusedConfig(**d)  # same checks
-        if lin not in (0, 1):
-            raise ValueError(f"bwd_config.lin_exact: must be 0 or 1, got {lin}")
-
-    def to_dict(self) -> dict[str, int]:
-        return dataclasses.asdict(self)
-
-    @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> BwdConfig:
-        names = {f.name for f in dataclasses.fields(cls)}
-        unknown = set(d) - names
-        if unknown:
-            raise ValueError(f"bwd_config: unknown keys {sorted(unknown)}; known: {sorted(names)}")
-        return cls(**{k: int(v) for k, v in d.items()})
+        super().__post_init__()
+        if self.lin_exact not in (0, 1):
+            raise ValueError(f"bwd_config.lin_exact: must be 0 or 1, got {self.lin_exact}")
 
 
 @dataclass(frozen=True)

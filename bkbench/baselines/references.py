@@ -17,7 +17,7 @@ def _f64(t: torch.Tensor | None) -> torch.Tensor | None:
     return None if t is None else t.to(torch.float64)
 
 
-def selective_scan_reference(
+def selective_scan_sequential(
     u: torch.Tensor,
     delta: torch.Tensor,
     A: torch.Tensor,
@@ -27,16 +27,19 @@ def selective_scan_reference(
     z: torch.Tensor | None = None,
     delta_bias: torch.Tensor | None = None,
     delta_softplus: bool = False,
+    dtype: torch.dtype = torch.float64,
 ) -> torch.Tensor:
-    """Mamba-1 selective scan, sequential, float64.
+    """Mamba-1 selective scan, one step per position, computed in ``dtype``.
 
     Shapes: u, delta, z (batch, d, N); A (d, n) real; B, C (batch, n, N); D, delta_bias (d,).
     With dt = softplus(delta + delta_bias) (or delta + delta_bias):
         x_t = exp(dt_t * A) * x_{t-1} + dt_t * B_t * u_t      (x_t: (batch, d, n))
         y_t = <C_t, x_t> + D * u_t,   out = y * silu(z)
-    Returns (batch, d, N) float64.
+    Returns (batch, d, N) in ``dtype``.
     """
-    u, delta, A, B, C, D, z, delta_bias = map(_f64, (u, delta, A, B, C, D, z, delta_bias))
+    u, delta, A, B, C, D, z, delta_bias = (
+        None if t is None else t.to(dtype) for t in (u, delta, A, B, C, D, z, delta_bias)
+    )
     if delta_bias is not None:
         delta = delta + delta_bias[:, None]
     if delta_softplus:
@@ -54,6 +57,21 @@ def selective_scan_reference(
     if z is not None:
         y = y * F.silu(z)
     return y
+
+
+def selective_scan_reference(
+    u: torch.Tensor,
+    delta: torch.Tensor,
+    A: torch.Tensor,
+    B: torch.Tensor,
+    C: torch.Tensor,
+    D: torch.Tensor | None = None,
+    z: torch.Tensor | None = None,
+    delta_bias: torch.Tensor | None = None,
+    delta_softplus: bool = False,
+) -> torch.Tensor:
+    """The float64 reference: :func:`selective_scan_sequential` in float64. Returns (batch, d, N) float64."""
+    return selective_scan_sequential(u, delta, A, B, C, D, z, delta_bias, delta_softplus, dtype=torch.float64)
 
 
 def ssd_reference(
