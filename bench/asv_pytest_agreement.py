@@ -15,12 +15,14 @@ pre-normalised inputs under no_grad, as the suite runner times it):
                 runner's API is not usable, ``bkbench.timing.measure`` on the benchcase callable instead;
   harness cold  the same in mode "cold": L2 flushed before every call (for information);
   asv time      ``asv run --python=same``: ``BKCore.time_bk_core`` — asv's own sampling with the synchronising
-                timer, one call per sample (so it includes one launch + one sync, ≈ 5–10 µs);
+                timer. asv_runner >= 0.3 times each call on its own (setup runs between calls), so a sample is
+                one host launch + the device time + one sync: a latency, shown but not judged (on the H100 it
+                read 20-54 % above the back-to-back figure for triton_fused, whose launch path costs ~100 µs);
   asv track     ``BKCore.track_median`` — the harness engine inside an asv benchmark process;
   pytest        ``pytest --benchmark-only -p no:xdist`` over ``tests/benchmarks`` — rounds of back-to-back calls
                 between two synchronising timer reads.
 
-Each framework median is compared with the harness warm reference; "agree" means within 5 %. If the tools are
+asv track and pytest medians are compared with the harness warm reference; "agree" means within 5 %. If the tools are
 missing they are installed from ``.whl/bench`` into a venv that sees the system packages (torch stays the
 system's). Without a ``.git`` directory (the device machine's copy), the tree is copied and committed to a
 scratch git repository, because asv needs a commit to attach results to.
@@ -269,8 +271,9 @@ def main() -> int:
         for k in ("asv_time", "asv_track", "pytest"):
             if row.get(k) is not None and row[k] == row[k]:  # not NaN (a skipped asv result)
                 row[f"{k}_dev"] = row[k] / ref - 1
-        row["agree"] = all(abs(row.get(f"{k}_dev", 1.0)) <= TOLERANCE for k in ("asv_track", "pytest")) and \
-            abs(row.get("asv_time_dev", 1.0)) <= TOLERANCE
+        # asv's time_bk_core is a single-call latency by construction (asv_runner >= 0.3 times every call of a
+        # benchmark with a setup method on its own: launch + device + sync), so it is shown, not judged.
+        row["agree"] = all(abs(row.get(f"{k}_dev", 1.0)) <= TOLERANCE for k in ("asv_track", "pytest"))
         rows.append(row)
 
     us = _us
@@ -286,8 +289,10 @@ def main() -> int:
              "mode warm / cold) when usable, else `bkbench.timing` on the same callable (column 'source'); "
              "reference = mean of its warm medians before and after the frameworks ran. 'timing.measure' is "
              "bkbench.timing's warm median on the benchcase callable (the same engine track_median uses).",
-             f"Agree = asv time, asv track and pytest-benchmark each within {100 * TOLERANCE:.0f} % of the "
-             "reference.", "",
+             f"Agree = asv track_median and pytest-benchmark each within {100 * TOLERANCE:.0f} % of the "
+             "reference. asv time_bk_core is shown for information: asv_runner >= 0.3 times each call of a "
+             "benchmark that has a setup method on its own, so its samples are single-call latencies (host launch "
+             "path + device time + one synchronisation), not back-to-back device time.", "",
              "| case | source | harness warm (before / after) | harness cold | timing.measure | asv time_bk_core | "
              "asv track_median | pytest-benchmark | agree |", "|---|---|---|---|---|---|---|---|---|"]
     for r in rows:

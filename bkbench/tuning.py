@@ -109,6 +109,7 @@ def save_entry(k: str, entry: dict[str, Any], path: Path | None = None) -> Path:
 
 
 _MEMO: dict[str, Any] = {}
+_FAST: dict[tuple, Any] = {}
 
 
 def lookup(a: torch.Tensor, k: torch.Tensor) -> tuple[Any, Any]:
@@ -117,7 +118,12 @@ def lookup(a: torch.Tensor, k: torch.Tensor) -> tuple[Any, Any]:
     from kernels.triton_fused import BwdConfig, FusedConfig
 
     batch, n = a.shape
-    kk = key(gpu_name(a.device), a.dtype, is_uniform(k), batch, n)
+    uniform = is_uniform(k)
+    fast = (a.device, a.dtype, uniform, batch, n)  # no string building on the per-call path
+    hit = _FAST.get(fast)
+    if hit is not None:
+        return hit[0], hit[1]
+    kk = key(gpu_name(a.device), a.dtype, uniform, batch, n)
     hit = _MEMO.get(kk)
     if hit is None:
         entry = load_cache().get(kk) or packaged_table(gpu_name(a.device)).get(kk) or {}
@@ -125,6 +131,7 @@ def lookup(a: torch.Tensor, k: torch.Tensor) -> tuple[Any, Any]:
         bwd = BwdConfig.from_dict(entry["bwd_config"]) if "bwd_config" in entry else BwdConfig()
         hit = (fwd, bwd, entry.get("source", "default") if entry else "default")
         _MEMO[kk] = hit
+    _FAST[fast] = hit
     return hit[0], hit[1]
 
 
@@ -142,6 +149,7 @@ def describe(device: str, dtype: torch.dtype, uniform: bool, batch: int, n: int)
 
 def clear_memo() -> None:
     _MEMO.clear()
+    _FAST.clear()
 
 
 # --------------------------------------------------------------------------------------------------------
