@@ -188,6 +188,18 @@ def test_crossover_states_when_lines_do_not_cross_in_range() -> None:
     assert fast.state == "faster" and fast.text().startswith("< 64")
 
 
+def test_crossover_of_nearly_parallel_fits_does_not_overflow() -> None:
+    # BK slower by 10x with an exponent 1e-4 lower: the fits cross near exp(2.3 / 1e-4), far beyond a float
+    rng = np.random.default_rng(2)
+    ns = 2.0 ** np.arange(8, 14)
+    bk = _series("bk_impl", "bk", ns, 1e-5 * ns ** 0.9999, rng, spread=1e-4)
+    base = _series("ssm", "ssm", ns, 1e-6 * ns, rng, spread=1e-4)
+    c = crossover(bk, base, reps=100)
+    assert c.state == "slower"
+    assert c.fit_n_star > 1e300 and "extrapolated" in c.fit_note
+    assert c.fit_text()  # renders
+
+
 # -- analyses on the fixture database ---------------------------------------------------------------------------
 
 

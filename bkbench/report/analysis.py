@@ -419,7 +419,8 @@ def crossover(bk: Series, base: Series, reps: int = DEFAULT_REPS, seed: int = 0)
         if da <= 0:
             c.fit_note = "fits never cross in BK's favour (BK exponent ≥ baseline's)"
         else:
-            c.fit_n_star = math.exp((bk.fit.log_c - base.fit.log_c) / da)
+            # nearly parallel fits put the crossing astronomically far away: exp() would overflow
+            c.fit_n_star = math.exp(min((bk.fit.log_c - base.fit.log_c) / da, 700.0))
             lc1, a1 = sample_fit_params(bk.fit, 4000, rng)
             lc2, a2 = sample_fit_params(base.fit, 4000, rng)
             den = a2 - a1
