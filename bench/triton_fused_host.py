@@ -29,6 +29,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bkbench.registry import default_registry  # noqa: E402
+from bkbench.tuning import lookup  # noqa: E402
 from kernels import triton_fused as tf  # noqa: E402
 
 OUT = Path(os.environ.get("OUT") or "results")
@@ -53,13 +54,13 @@ def host_and_device(fn) -> tuple[float, float]:
 def main() -> None:
     OUT.mkdir(parents=True, exist_ok=True)
     dev = torch.device("cuda")
+    impl = default_registry().get("triton_fused").fn
     rows = []
     for batch, n, scalar in ((8, 256, True), (8, 256, False), (1024, 1024, True)):
         a = torch.randn(batch, n, device=dev)
         k = torch.ones(1, 1, device=dev).expand(batch, n - 1) if scalar else torch.rand(batch, n - 1, device=dev)
         z = torch.full((batch,), 1j, dtype=torch.complex64, device=dev)
-        impl = default_registry().get("triton_fused").fn
-        cfg, _ = __import__("bkbench.tuning", fromlist=["lookup"]).lookup(a, k)
+        cfg, _ = lookup(a, k)
         cases = {
             "registry fn (lookup + forward)": functools.partial(impl, a, k, z),
             "forward() with config": functools.partial(tf.forward, a, k, z, config=cfg),
@@ -79,7 +80,6 @@ def main() -> None:
     a = torch.randn(8, 256, device=dev)
     k = torch.ones(1, 1, device=dev).expand(8, 255)
     z = torch.full((8,), 1j, dtype=torch.complex64, device=dev)
-    impl = default_registry().get("triton_fused").fn
     prof = cProfile.Profile()
     prof.enable()
     for _ in range(CALLS):
