@@ -629,6 +629,126 @@ def stage_base2(out: dict, path: Path) -> None:
     _save(out, path)
 
 
+STORE_SHAPES = [(16384, 1024), (4096, 4096), (1024, 16384), (256, 65536), (16384, 4096), (8, 65536)]
+STORE_TILES = [(64, 2), (128, 4), (64, 1), (32, 1), (256, 4)]
+STORE_BWD = [(128, 8, 4), (64, 8, 2), (256, 8, 4), (64, 16, 2)]
+if DEV == "cpu":
+    STORE_SHAPES = [(2, 64)]
+    STORE_TILES = [(64, 2), (32, 1)]
+    STORE_BWD = [(64, 8, 2)]
+
+
+def _graph_ms(fn) -> float:
+    if DEV == "cpu":
+        return math.nan
+    import triton.testing
+
+    try:
+        return float(triton.testing.do_bench_cudagraph(fn, rep=40, return_mode="median"))
+    except Exception:
+        return math.nan
+
+
+def stage_store(out: dict, path: Path) -> None:
+    """Output store modes (FusedConfig.store 0 / 1 / 2) x tiles, forward; backward configs x store; then the
+    forward + backward of the best pair per shape, in eager mode (L2 flushed) and under CUDA-graph replay."""
+    from kernels import triton_fused as tf
+
+    def fcfg(seg, w, st):
+        return {"seg": seg, "L": 16, "H": 1, "M1": 16, "warps": w, "stages": 1, "maxpass": 4, "store": st}
+
+    def bcfg(seg, L, w, st):
+        return {"seg": seg, "L": L, "H": max(1, 16 // L), "M1": L, "warps": w, "stages": 1, "maxpass": 4,
+                "store": st, "lin_exact": 1}
+
+    jobs = [(fcfg(seg, w, st), b, n, sc) for (b, n) in STORE_SHAPES for sc in (False, True)
+            for seg, w in STORE_TILES for st in (0, 1, 2)]
+    bshapes = STORE_SHAPES[:2]
+    jobs += [("bwd", bcfg(*c, st), b, n, False) for (b, n) in bshapes for c in STORE_BWD for st in (0, 1)]
+    t0 = time.time()
+    errs = precompile(jobs)
+    print(f"store: compiled {len(jobs)} jobs in {time.time() - t0:.0f}s ({len(errs)} errors)", flush=True)
+    out.setdefault("compile_errors", []).extend(errs)
+    out["bandwidth_store"] = bw = copy_bandwidth()
+    rows = []
+    for (b, n) in STORE_SHAPES:
+        for sc in (False, True):
+            a, k, z = _inputs(b, n, sc)
+            for seg, w in STORE_TILES:
+                for st in (0, 1, 2):
+                    c = tf.FusedConfig.from_dict(fcfg(seg, w, st))
+                    try:
+                        g, fl = tf.forward(a, k, z, config=c, return_flags=True)
+                        ms = _median_ms(lambda: tf.forward(a, k, z, config=c))
+                        gms = _graph_ms(lambda: tf.forward(a, k, z, config=c)) if b * n < (1 << 22) else math.nan
+                        r = {"B": b, "N": n, "scalar": sc, "cfg": c.to_dict(), "ms": ms, "graph_ms": gms,
+                             "pct_copy": 100 * b * n * (12 if sc else 16) / ms / 1e6 / bw["copy_GBps"],
+                             "flagged": int(fl.sum())}
+                    except Exception as exc:
+                        r = {"B": b, "N": n, "scalar": sc, "cfg": c.to_dict(), "error": str(exc)[:300]}
+                    rows.append(r)
+                    print(f"store fwd B{b} N{n} {'sc' if sc else 'k '} seg{seg} w{w} store{st}: "
+                          f"{r.get('ms', math.nan) * 1e3:7.1f} us ({r.get('pct_copy', math.nan):4.1f}%)"
+                          f" graph {r.get('graph_ms', math.nan) * 1e3:6.1f}", flush=True)
+    out["store_fwd"] = rows
+    _save(out, path)
+    brows = []
+    for (b, n) in bshapes:
+        a, k, z = _inputs(b, n, False)
+        g = tf.forward(a, k, z)
+        go = torch.randn_like(g)
+        for c in STORE_BWD:
+            for st in (0, 1):
+                bc = tf.BwdConfig.from_dict(bcfg(*c, st))
+                try:
+                    tf.vjp(a, k, z, g, go, config=bc)
+                    ms = _median_ms(lambda: tf.vjp(a, k, z, g, go, config=bc))
+                    r = {"B": b, "N": n, "cfg": bc.to_dict(), "ms": ms}
+                except Exception as exc:
+                    r = {"B": b, "N": n, "cfg": bc.to_dict(), "error": str(exc)[:300]}
+                brows.append(r)
+                print(f"store bwd B{b} N{n} {c} store{st}: {r.get('ms', math.nan) * 1e3:7.1f} us", flush=True)
+    out["store_bwd"] = brows
+    _save(out, path)
+    ref = [r for r in brows if "ms" in r and (r["B"], r["N"]) == bshapes[-1]]
+    best_b = min(ref, key=lambda r: r["ms"]) if ref else None
+    frows = []
+    for (b, n) in STORE_SHAPES:
+        for sc in (False, True):
+            cand = [r for r in rows if r["B"] == b and r["N"] == n and r["scalar"] == sc and "ms" in r]
+            if not cand or best_b is None:
+                continue
+            fr = min(cand, key=lambda r: r["ms"])
+            fc = tf.FusedConfig.from_dict(fr["cfg"])
+            bc = tf.BwdConfig.from_dict(best_b["cfg"])
+            a, k, z = _inputs(b, n, sc)
+            a.requires_grad_(True)
+            gout = torch.randn(b, n, dtype=torch.complex64, device=DEV)
+
+            def step():
+                a.grad = None
+                tf.triton_fused(a, k, z, config=fc, bwd_config=bc).backward(gout)
+
+            try:
+                step()
+                ms_fb = _median_ms(step)
+                with torch.no_grad():
+                    gf = _graph_ms(lambda: tf.forward(a, k, z, config=fc))
+                gfb = _graph_ms(step)
+                r = {"B": b, "N": n, "scalar": sc, "cfg": fc.to_dict(), "bwd_cfg": bc.to_dict(), "fwd_ms": fr["ms"],
+                     "fwdbwd_ms": ms_fb, "ratio": ms_fb / fr["ms"], "graph_fwd_ms": gf, "graph_fwdbwd_ms": gfb,
+                     "graph_ratio": gfb / gf if gf == gf and gf > 0 else math.nan}
+            except Exception as exc:
+                r = {"B": b, "N": n, "scalar": sc, "error": str(exc)[:300]}
+            frows.append(r)
+            print(f"store fb B{b} N{n} {'sc' if sc else 'k '}: fwd {r.get('fwd_ms', math.nan) * 1e3:7.1f} fwd+bwd "
+                  f"{r.get('fwdbwd_ms', math.nan) * 1e3:7.1f} x{r.get('ratio', math.nan):.2f} | graph fwd "
+                  f"{r.get('graph_fwd_ms', math.nan) * 1e3:7.1f} fwd+bwd "
+                  f"{r.get('graph_fwdbwd_ms', math.nan) * 1e3:7.1f} x{r.get('graph_ratio', math.nan):.2f}", flush=True)
+    out["store_fb"] = frows
+    _save(out, path)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--out", default=os.environ.get("OUT", "."))
@@ -687,6 +807,8 @@ def main() -> None:
                     stage_final(out, path)
                 elif st == "base2":
                     stage_base2(out, path)
+                elif st == "store":
+                    stage_store(out, path)
             except Exception as exc:
                 import traceback
 

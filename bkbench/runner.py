@@ -229,18 +229,34 @@ class RunSummary:
 
 
 def _find_resumable(store: Store, suite: str, device: str, label: str, shard_spec: str | None,
-                    groups: Sequence[str] | None) -> dict[str, Any] | None:
-    """The latest run of the same suite, device, label, shard and groups (a run of another shard is never
-    resumed, even when the runs share a label)."""
+                    groups: Sequence[str] | None, selection: dict[str, Any] | None = None) -> dict[str, Any] | None:
+    """The latest run of the same suite, device, label, shard, groups and implementation selection (a run of
+    another shard is never resumed, even when the runs share a label)."""
     want_groups = sorted(groups) if groups else None
+    want_sel = selection or {}
     for run in reversed(store.runs()):
         if run["suite"] != suite or run["device"] != device or (run["label"] or "") != label:
             continue
         config = json.loads(run["config_json"] or "{}")
         have_groups = sorted(config["groups"]) if config.get("groups") else None
-        if config.get("shard") == shard_spec and have_groups == want_groups:
+        have_sel = {k: config[k] for k in ("impls", "skip_impls", "missing") if config.get(k)}
+        if config.get("shard") == shard_spec and have_groups == want_groups and have_sel == want_sel:
             return run
     return None
+
+
+def select_impls(cases: list[CaseSpec], impls: Sequence[str] | None = None,
+                 skip_impls: Sequence[str] | None = None) -> list[CaseSpec]:
+    """The cases of the implementations in ``impls`` (all when None), minus those in ``skip_impls``. A name
+    that no case of the plan uses is an error (a typo would otherwise select nothing, silently)."""
+    names = {c.impl for c in cases}
+    for arg, sel in (("impl", impls), ("skip_impl", skip_impls)):
+        unknown = sorted(set(sel or ()) - names)
+        if unknown:
+            raise ValueError(f"{arg}: {unknown} not in this plan; its implementations: {sorted(names)}")
+    keep = set(impls) if impls else names
+    keep -= set(skip_impls or ())
+    return [c for c in cases if c.impl in keep]
 
 
 def resolve_device(device: str) -> str:
@@ -297,20 +313,30 @@ def run_suite(
     progress: bool = True,
     console: Any = None,
     log_dir: str | Path | None = None,
+    impls: Sequence[str] | None = None,
+    skip_impls: Sequence[str] | None = None,
+    missing: bool = False,
 ) -> RunSummary:
-    """Run ``suite`` (name or :class:`Suite`) and store every case. See the module docstring."""
+    """Run ``suite`` (name or :class:`Suite`) and store every case. See the module docstring.
+
+    ``impls`` / ``skip_impls`` select implementations; ``missing`` runs only the cases that no run of this
+    suite on this device in the database holds a row for (a ``timeout`` row does not count), whatever shard or
+    group stored them."""
     t_start = time.monotonic()
     dev = resolve_device(device)
     s = load_suite(suite) if isinstance(suite, str) else suite
     if devices and dev != "cuda":
         raise ValueError("devices: --devices shards across GPUs; it needs --device cuda (or auto on a GPU host)")
-    cases = plan(s, dev, shard_spec, groups, plugins)
+    cases = select_impls(plan(s, dev, shard_spec, groups, plugins), impls, skip_impls)
+    selection = {k: v for k, v in (("impls", sorted(impls or [])), ("skip_impls", sorted(skip_impls or [])),
+                                   ("missing", missing)) if v}
     if timeout_s is not None:
         cases = [replace(c, timeout_s=float(timeout_s)) for c in cases]
     run_label = label or " ".join(x for x in (f"shard {shard_spec}" if shard_spec else "",
                                                f"groups {','.join(groups)}" if groups else "") if x)
     store = Store(db)
-    prior = _find_resumable(store, s.name, dev, run_label, shard_spec, groups) if resume else None
+    prior = _find_resumable(store, s.name, dev, run_label, shard_spec, groups, selection) if resume else None
+    stored_elsewhere = store.stored_case_ids(s.name, dev) if missing else set()
     if prior is not None:
         run_id = int(prior["id"])
         store.conn.execute("UPDATE runs SET status = 'running', finished = NULL WHERE id = ?", (run_id,))
@@ -318,9 +344,9 @@ def run_suite(
     else:
         config = {"suite_digest": s.digest, "suite_path": str(s.path) if s.path else None, "shard": shard_spec,
                   "groups": list(groups) if groups else None, "devices": list(devices) if devices else None,
-                  "plugins": list(plugins), "timeout_s": timeout_s, "cases": len(cases)}
+                  "plugins": list(plugins), "timeout_s": timeout_s, "cases": len(cases), **selection}
         run_id = store.start_run(s.name, dev, _parent_env(dev), config, run_label)
-    done = store.done_case_ids(run_id)
+    done = store.done_case_ids(run_id) | stored_elsewhere
     todo = [c for c in cases if c.case_id not in done]
     summary = RunSummary(run_id=run_id, db=store.path, total=len(cases), already_done=len(cases) - len(todo),
                          executed=0)

@@ -204,6 +204,16 @@ class Store:
     def done_case_ids(self, run_id: int) -> set[str]:
         return {r[0] for r in self.conn.execute("SELECT case_id FROM results WHERE run_id = ?", (run_id,))}
 
+    def stored_case_ids(self, suite: str, device: str, exclude_status: Iterable[str] = ("timeout",)) -> set[str]:
+        """Case ids that any run of ``suite`` on ``device`` holds a row for, except rows whose status is in
+        ``exclude_status`` (by default a timeout, so that a longer timeout retries the case)."""
+        skip = list(exclude_status)
+        marks = ", ".join("?" for _ in skip) or "NULL"
+        rows = self.conn.execute(
+            "SELECT DISTINCT r.case_id FROM results r JOIN runs u ON u.id = r.run_id "
+            f"WHERE u.suite = ? AND u.device = ? AND r.status NOT IN ({marks})", (suite, device, *skip))
+        return {r[0] for r in rows}
+
     def results(self, run_ids: Iterable[int] | None = None) -> list[dict[str, Any]]:
         if run_ids is None:
             rows = self.conn.execute("SELECT * FROM results ORDER BY id")

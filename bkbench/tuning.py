@@ -31,12 +31,14 @@ PACKAGED = {"NVIDIA H100 80GB HBM3": "tuned_h100.json"}
 DATA_DIR = Path(__file__).resolve().parent / "data"
 SCHEMA = 1
 
-# forward search space: (seg, warps) tiles x (L, M1) segment shapes; H = max(1, 16 // L) (a halo of at
-# least 16 positions); maxpass 4. This is the space measured on the H100 (reports/triton_fused/).
+# forward search space: (seg, warps) tiles x (L, M1) segment shapes x output store modes; H = max(1, 16 // L)
+# (a halo of at least 16 positions); maxpass 4. Store modes: FusedConfig.store (1 per-column stores, 0 the
+# joined tile, 2 column pairs).
 FWD_TILES = ((64, 2), (128, 4), (128, 2), (256, 8), (256, 4))
 FWD_SEGMENTS = ((16, 16), (16, 8), (8, 8), (8, 4))
 FWD_MAXPASS = (4,)
-FWD_START = (16, 16, 4)  # (L, M1, maxpass) of stage 1
+FWD_STORES = (1, 0, 2)
+FWD_START = (16, 16, 4, 1)  # (L, M1, maxpass, store) of stage 1
 BWD_SPACE = tuple((seg, L, w) for seg in (128, 256) for L in (4, 8) for w in (4, 8) if seg >= 32 * w)
 
 
@@ -166,13 +168,15 @@ def time_ms(fn: Callable[[], Any], budget_s: float = 0.25) -> float:
         return float(triton.testing.do_bench(fn, warmup=10, rep=int(budget_s * 1000), return_mode="median"))
 
 
-def _fcfg(seg: int, warps: int, L: int, m1: int, maxpass: int) -> dict[str, int]:
-    return {"seg": seg, "L": L, "H": max(1, 16 // L), "M1": m1, "warps": warps, "stages": 1, "maxpass": maxpass}
+def _fcfg(seg: int, warps: int, L: int, m1: int, maxpass: int, store: int) -> dict[str, int]:
+    return {"seg": seg, "L": L, "H": max(1, 16 // L), "M1": m1, "warps": warps, "stages": 1, "maxpass": maxpass,
+            "store": store}
 
 
 def fwd_space() -> list[dict[str, int]]:
     """Every forward config the tuner may choose (the exhaustive sweep's space)."""
-    return [_fcfg(seg, w, L, m1, mp) for seg, w in FWD_TILES for L, m1 in FWD_SEGMENTS for mp in FWD_MAXPASS]
+    return [_fcfg(seg, w, L, m1, mp, st) for seg, w in FWD_TILES for L, m1 in FWD_SEGMENTS for mp in FWD_MAXPASS
+            for st in FWD_STORES]
 
 
 def bwd_space() -> list[dict[str, int]]:
@@ -182,12 +186,12 @@ def bwd_space() -> list[dict[str, int]]:
 
 def stage1(prob: Problem | None = None) -> list[dict[str, int]]:
     """Tuner stage 1: every tile at the start segment shape."""
-    L, m1, mp = FWD_START
-    return [_fcfg(seg, w, L, m1, mp) for seg, w in FWD_TILES]
+    L, m1, mp, st = FWD_START
+    return [_fcfg(seg, w, L, m1, mp, st) for seg, w in FWD_TILES]
 
 
 def stage2(best: dict[str, int]) -> list[dict[str, int]]:
-    """Tuner stage 2: every segment shape and pass limit on the best tile of stage 1."""
+    """Tuner stage 2: every segment shape, pass limit and store mode on the best tile of stage 1."""
     return [c for c in fwd_space() if (c["seg"], c["warps"]) == (best["seg"], best["warps"])
             and c not in stage1()]
 

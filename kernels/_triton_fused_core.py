@@ -108,6 +108,48 @@ def join_cols(cols, R: tl.constexpr, S: tl.constexpr, L: tl.constexpr):
 
 
 @triton.jit
+def store_cols(ptr, cols, cols_im, rows, row_ok, start, N, seg1, H: tl.constexpr,
+               R: tl.constexpr, S: tl.constexpr, L: tl.constexpr, CPLX: tl.constexpr, STORE: tl.constexpr):
+    """Write L columns [R, S] of a (B, N) float32 tensor (CPLX: complex64 viewed as float, (re, im) pairs from
+    ``cols`` and ``cols_im``) for the tile at ``start``; halo segments (H each side) are not written.
+
+    STORE = 0: join the columns into one [R, S, L(, 2)] tile (tree of register joins) and store it; Triton
+    converts the tile to its coalesced store layout, which it does level by level (one shared-memory round
+    trip and two barriers per join). STORE = 1: one store per column (each thread writes its segment's
+    position i; no layout conversion, strided across threads). STORE = 2: one store per pair of columns
+    (16-byte stores for complex, 8-byte for real)."""
+    rows_c = tl.where(row_ok, rows, 0)
+    r64 = rows_c.to(tl.int64)[:, None, None]
+    seg3 = seg1[None, :, None]
+    core3 = row_ok[:, None, None] & (seg3 >= H) & (seg3 < S - H)
+    W: tl.constexpr = 2 if CPLX else 1
+    if STORE == 0:
+        if CPLX:
+            out = tl.reshape(tl.join(join_cols(cols, R, S, L), join_cols(cols_im, R, S, L)), [R, S, 2 * L])
+        else:
+            out = join_cols(cols, R, S, L)
+        p = W * start + seg3 * (W * L) + tl.arange(0, W * L)[None, None, :]
+        tl.store(ptr + r64 * (W * N) + p, out, mask=core3 & (p >= 0) & (p < W * N))
+    else:
+        V: tl.constexpr = STORE
+        base = W * start + seg3 * (W * L) + tl.arange(0, W * V)[None, None, :]
+        for i in tl.static_range(0, L, V):
+            if V == 1:
+                if CPLX:
+                    v = tl.reshape(tl.join(cols[i], cols_im[i]), [R, S, 2])
+                else:
+                    v = tl.reshape(cols[i], [R, S, 1])
+            else:
+                if CPLX:  # [re_i, im_i, re_i+1, im_i+1]
+                    v = tl.reshape(tl.join(tl.join(cols[i], cols[i + 1]), tl.join(cols_im[i], cols_im[i + 1])),
+                                   [R, S, 4])
+                else:
+                    v = tl.reshape(tl.join(cols[i], cols[i + 1]), [R, S, 2])
+            p = base + W * i
+            tl.store(ptr + r64 * (W * N) + p, v, mask=core3 & (p >= 0) & (p < W * N))
+
+
+@triton.jit
 def _shift_comb1(av, ap, asg, bv, bp, bsg):
     """Monoid of a range: (last value, value before it, single?); scanned it yields the previous value."""
     return bv, tl.where(bsg != 0, av, bp), bsg * 0
@@ -282,7 +324,7 @@ def _load_tile(a_ptr, k_ptr, z_ptr, rows, row_ok, pos, N,
 def _fwd_fast_kernel(a_ptr, k_ptr, z_ptr, g_ptr, flag_ptr,
                      B, N, NCH, CORE, tol,
                      R: tl.constexpr, S: tl.constexpr, L: tl.constexpr, H: tl.constexpr,
-                     M1: tl.constexpr, MAXPASS: tl.constexpr, K_SCALAR: tl.constexpr):
+                     M1: tl.constexpr, MAXPASS: tl.constexpr, K_SCALAR: tl.constexpr, STORE: tl.constexpr = 0):
     """G for a tile of R chains x one chunk (CORE positions, plus H halo segments each side).
 
     a: (B, N) float32/bf16/fp16; k: (B, N-1) same dtype (or one value when K_SCALAR); z: (B, 2) float32
@@ -353,16 +395,7 @@ def _fwd_fast_kernel(a_ptr, k_ptr, z_ptr, g_ptr, flag_ptr,
     tl.store(flag_ptr + tl.where(row_ok, rows, 0) * NCH + j, bad.to(tl.int32), mask=row_ok)
 
     # write G as interleaved (re, im) pairs
-    gre = join_cols(gr, R, S, L)
-    gim = join_cols(gi, R, S, L)
-    out = tl.reshape(tl.join(gre, gim), [R, S, 2 * L])
-    c2 = tl.arange(0, 2 * L)[None, None, :]
-    p2 = 2 * start + seg1[None, :, None] * (2 * L) + c2
-    rows_c = tl.where(row_ok, rows, 0)
-    r64 = rows_c.to(tl.int64)[:, None, None]
-    seg3 = seg1[None, :, None]
-    om = row_ok[:, None, None] & (p2 >= 0) & (p2 < 2 * N) & (seg3 >= H) & (seg3 < S - H)
-    tl.store(g_ptr + r64 * (2 * N) + p2, out, mask=om)
+    store_cols(g_ptr, gr, gi, rows, row_ok, start, N, seg1, H, R, S, L, True, STORE)
 
 
 # --------------------------------------------------------------------------------------------------------
@@ -753,28 +786,15 @@ def _grad_core(acols, kcols, ai, lsr, lsi, gr, gi, wr, wi, h0r, h0i, t0r, t0i, s
 
 @triton.jit
 def _store_s(o_ptr, ssr, ssi, rows, row_ok, start, N, seg1, H: tl.constexpr,
-             R: tl.constexpr, S: tl.constexpr, L: tl.constexpr, NEED_S: tl.constexpr):
+             R: tl.constexpr, S: tl.constexpr, L: tl.constexpr, NEED_S: tl.constexpr, STORE: tl.constexpr):
     """Write -Re S (grad_a, float32 (B, N)) or S itself (complex64 (B, N) as float)."""
-    rows_c = tl.where(row_ok, rows, 0)
-    seg3 = seg1[None, :, None]
-    core3 = (seg3 >= H) & (seg3 < S - H)
     if NEED_S:
-        sre = join_cols(ssr, R, S, L)
-        sim = join_cols(ssi, R, S, L)
-        out = tl.reshape(tl.join(sre, sim), [R, S, 2 * L])
-        p2 = 2 * start + seg3 * (2 * L) + tl.arange(0, 2 * L)[None, None, :]
-        r64 = rows_c.to(tl.int64)[:, None, None]
-        om = row_ok[:, None, None] & (p2 >= 0) & (p2 < 2 * N) & core3
-        tl.store(o_ptr + r64 * (2 * N) + p2, out, mask=om)
+        store_cols(o_ptr, ssr, ssi, rows, row_ok, start, N, seg1, H, R, S, L, True, STORE)
     else:
         neg = ()
         for i in tl.static_range(L):
             neg = neg + (-ssr[i],)
-        out = join_cols(neg, R, S, L)
-        p = start + seg3 * L + tl.arange(0, L)[None, None, :]
-        r64 = rows_c.to(tl.int64)[:, None, None]
-        om = row_ok[:, None, None] & (p >= 0) & (p < N) & core3
-        tl.store(o_ptr + r64 * N + p, out, mask=om)
+        store_cols(o_ptr, neg, neg, rows, row_ok, start, N, seg1, H, R, S, L, False, STORE)
 
 
 @triton.jit
@@ -782,7 +802,7 @@ def _bwd_fast_kernel(a_ptr, k_ptr, z_ptr, g_ptr, go_ptr, o_ptr, flag_ptr,
                      B, N, NCH, CORE, tol, gtol,
                      R: tl.constexpr, S: tl.constexpr, L: tl.constexpr, H: tl.constexpr,
                      M1: tl.constexpr, MAXPASS: tl.constexpr, K_SCALAR: tl.constexpr, NEED_S: tl.constexpr,
-                     LIN_EXACT: tl.constexpr):
+                     LIN_EXACT: tl.constexpr, STORE: tl.constexpr = 0):
     """Vector-Jacobian product of G for a tile (layout as ``_fwd_fast_kernel``).
 
     g: saved G (B, N, 2) float32; go: grad of G (B, N, 2) float32; o: grad_a (B, N) float32, or S (B, N, 2)
@@ -839,7 +859,7 @@ def _bwd_fast_kernel(a_ptr, k_ptr, z_ptr, g_ptr, go_ptr, o_ptr, flag_ptr,
         hb = tl.sum(tl.where(seg2 >= S - H, tl.log2(tl.maximum(cb, 1e-30)), 0.0), axis=1)
         bad = bad | (4.0 * e_l > tol * tol) | (e_l != e_l) | (hf > tl.log2(gtol)) | (hb > tl.log2(gtol))
     tl.store(flag_ptr + tl.where(row_ok, rows, 0) * NCH + j, bad.to(tl.int32), mask=row_ok)
-    _store_s(o_ptr, ssr, ssi, rows, row_ok, start, N, seg1, H, R, S, L, NEED_S)
+    _store_s(o_ptr, ssr, ssi, rows, row_ok, start, N, seg1, H, R, S, L, NEED_S, STORE)
 
 
 @triton.jit
@@ -917,6 +937,6 @@ def _bwd_exact_kernel(a_ptr, k_ptr, z_ptr, g_ptr, go_ptr, o_ptr, flag_ptr, carry
                                                                   hcr, hci, t_r, t_i, seg2, S, L, True)
                 t_r = tr1[:, None]
                 t_i = ti1[:, None]
-                _store_s(o_ptr, ssr, ssi, rows, row_ok, c * T, N, seg1, 0, 1, S, L, NEED_S)
+                _store_s(o_ptr, ssr, ssi, rows, row_ok, c * T, N, seg1, 0, 1, S, L, NEED_S, 0)
                 c -= 1
         row += NPROG

@@ -43,7 +43,9 @@ class FusedConfig:
     seg: segments per program (rows x segments of the tile); L: positions per segment (one thread's run);
     H: halo segments on each side of a chunk (chains longer than one tile); M1: length of the first pass
     (<= L); warps: num_warps; stages: num_stages (the kernel has no pipelined loads; kept for the tuner's
-    record); maxpass: most passes before a chain is flagged for the exact kernel.
+    record); maxpass: most passes before a chain is flagged for the exact kernel; store: how the output tile
+    is written (0: columns joined into one tile, which Triton converts to its coalesced layout join by join;
+    1: one store per column; 2: one store per pair of columns — see ``_triton_fused_core.store_cols``).
     """
 
     _label: ClassVar[str] = "config"
@@ -55,6 +57,7 @@ class FusedConfig:
     warps: int = 2
     stages: int = 1
     maxpass: int = 4
+    store: int = 1
 
     def __post_init__(self) -> None:
         for name in ("seg", "L"):
@@ -69,6 +72,9 @@ class FusedConfig:
             raise ValueError(f"config.warps: must be a power of two in 1..32, got {self.warps}")
         if self.maxpass < 2:
             raise ValueError(f"config.maxpass: must be >= 2, got {self.maxpass}")
+        if self.store not in (0, 1, 2):
+            raise ValueError(f"config.store: must be 0 (joined tile), 1 (per column) or 2 (column pairs), "
+                             f"got {self.store}")
 
     def to_dict(self) -> dict[str, int]:
         return dataclasses.asdict(self)
@@ -97,6 +103,7 @@ class BwdConfig(FusedConfig):
     warps: int = 4
     stages: int = 1
     maxpass: int = 4
+    store: int = 1
     lin_exact: int = 1
 
     def __post_init__(self) -> None:
@@ -119,6 +126,7 @@ class Plan:
     warps: int
     stages: int
     maxpass: int
+    store: int = 0
 
     def programs(self, batch: int) -> int:
         return math.ceil(batch / self.R) * self.NCH
@@ -135,9 +143,11 @@ def plan(cfg: FusedConfig | BwdConfig, batch: int, n: int) -> Plan:
     if segs <= cfg.seg:
         s = _pow2_at_least(segs)
         r = max(1, min(cfg.seg // s, _pow2_at_least(batch)))
-        return Plan(r, s, cfg.L, 0, 1, s * cfg.L, min(cfg.M1, cfg.L), cfg.warps, cfg.stages, cfg.maxpass)
+        return Plan(r, s, cfg.L, 0, 1, s * cfg.L, min(cfg.M1, cfg.L), cfg.warps, cfg.stages, cfg.maxpass,
+                    min(cfg.store, cfg.L))
     core = (cfg.seg - 2 * cfg.H) * cfg.L
-    return Plan(1, cfg.seg, cfg.L, cfg.H, math.ceil(n / core), core, cfg.M1, cfg.warps, cfg.stages, cfg.maxpass)
+    return Plan(1, cfg.seg, cfg.L, cfg.H, math.ceil(n / core), core, cfg.M1, cfg.warps, cfg.stages, cfg.maxpass,
+                min(cfg.store, cfg.L))
 
 
 # exact kernel: segments per chunk and persistent grid cap
@@ -225,7 +235,7 @@ def forward(
     else:
         _core._fwd_fast_kernel[(p.programs(batch),)](
             a, kk, zv, gv, flags, batch, n, p.NCH, p.CORE, float(tol),
-            R=p.R, S=p.S, L=p.L, H=p.H, M1=p.M1, MAXPASS=p.maxpass, K_SCALAR=uniform,
+            R=p.R, S=p.S, L=p.L, H=p.H, M1=p.M1, MAXPASS=p.maxpass, K_SCALAR=uniform, STORE=p.store,
             num_warps=p.warps, num_stages=p.stages,
         )
     nprog = _exact_programs(batch, a.device)
@@ -273,7 +283,7 @@ def vjp(
         _core._bwd_fast_kernel[(p.programs(batch),)](
             a, kk, zv, gv, gg, ov, flags, batch, n, p.NCH, p.CORE, float(tol), float(gtol),
             R=p.R, S=p.S, L=p.L, H=p.H, M1=p.M1, MAXPASS=p.maxpass, K_SCALAR=uniform, NEED_S=need_s,
-            LIN_EXACT=bool(cfg.lin_exact), num_warps=p.warps, num_stages=p.stages,
+            LIN_EXACT=bool(cfg.lin_exact), STORE=p.store, num_warps=p.warps, num_stages=p.stages,
         )
     nprog = _exact_programs(batch, a.device)
     maxch = math.ceil(n / (EXACT_S * EXACT_L))

@@ -31,6 +31,13 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                    help="GPU ids to shard cases across, one worker per GPU (e.g. 0,1)")
     p.add_argument("--shard", default=None, metavar="I/N", help="run only shard I of N (every N-th case)")
     p.add_argument("--group", action="append", default=None, help="run only this group of the suite (repeatable)")
+    p.add_argument("--impl", action="append", default=None, metavar="NAME",
+                   help="run only this implementation's cases (repeatable)")
+    p.add_argument("--skip-impl", action="append", default=None, metavar="NAME",
+                   help="leave this implementation's cases out (repeatable)")
+    p.add_argument("--missing", action="store_true",
+                   help="run only the cases no run of this suite/device in the database holds (any shard or "
+                        "group; a timeout row does not count, so a longer --timeout retries it)")
     p.add_argument("--plugin", action="append", default=[], metavar="MODULE",
                    help="also register the implementations of this importable module (repeatable)")
     p.add_argument("--timeout", type=float, default=None, metavar="S",
@@ -47,12 +54,13 @@ def run(args: argparse.Namespace) -> int:
     from rich.table import Table
 
     from bkbench.console import make_console
-    from bkbench.runner import plan, resolve_device, run_suite
+    from bkbench.runner import plan, resolve_device, run_suite, select_impls
     from bkbench.suites import estimate_seconds
 
     console = make_console()
     if args.dry_run:
-        cases = plan(args.suite, resolve_device(args.device), args.shard, args.group, args.plugin)
+        cases = select_impls(plan(args.suite, resolve_device(args.device), args.shard, args.group, args.plugin),
+                             args.impl, args.skip_impl)
         table = Table(title=f"{args.suite}: {len(cases)} cases, planning estimate ~{estimate_seconds(cases):.0f} s")
         for col in ("group", "impl", "kind", "case", "mode", "timing", "options", "note"):
             table.add_column(col)
@@ -64,7 +72,8 @@ def run(args: argparse.Namespace) -> int:
     summary = run_suite(
         args.suite, device=args.device, db=args.db, resume=args.resume, devices=args.devices, shard_spec=args.shard,
         groups=args.group, plugins=args.plugin, timeout_s=args.timeout, label=args.label,
-        progress=not args.no_progress, console=console, log_dir=args.log_dir,
+        progress=not args.no_progress, console=console, log_dir=args.log_dir, impls=args.impl,
+        skip_impls=args.skip_impl, missing=args.missing,
     )
     counts = ", ".join(f"{v} {k}" for k, v in sorted(summary.counts.items())) or "nothing to do"
     console.print(
