@@ -629,14 +629,23 @@ def stage_base2(out: dict, path: Path) -> None:
     _save(out, path)
 
 
-STORE_SHAPES = [(16384, 1024), (4096, 4096), (1024, 16384), (256, 65536), (16384, 4096), (8, 65536)]
-STORE_TILES = [(64, 2), (128, 4), (64, 1), (32, 1), (256, 4)]
-STORE_BWD = [(128, 8, 4), (64, 8, 2), (256, 8, 4), (64, 16, 2)]
+# Store-mode / tile sweeps (stage "store"). Set 1 (run 2a): output store modes x tiles at L 16; set 2 (run 2b):
+# one-warp tiles (no cross-warp barriers) with 16- and 32-position segments, and one-warp backward tiles.
+# Tiles: (seg, warps, L, M1); backward: (seg, L, warps).
+STORE_SETS = {
+    1: {"shapes": [(16384, 1024), (4096, 4096), (1024, 16384), (256, 65536), (16384, 4096), (8, 65536)],
+        "tiles": [(64, 2, 16, 16), (128, 4, 16, 16), (64, 1, 16, 16), (32, 1, 16, 16), (256, 4, 16, 16)],
+        "stores": (0, 1, 2), "bwd": [(128, 8, 4), (64, 8, 2), (256, 8, 4), (64, 16, 2)], "bwd_stores": (0, 1),
+        "bwd_shapes": [(16384, 1024), (4096, 4096)]},
+    2: {"shapes": [(16384, 1024), (4096, 4096), (1024, 16384), (256, 65536), (16384, 4096), (8, 65536)],
+        "tiles": [(32, 1, 16, 16), (32, 1, 32, 16), (64, 1, 16, 16), (16, 1, 16, 16), (64, 2, 16, 16)],
+        "stores": (0,), "bwd": [(32, 8, 1), (32, 16, 1), (64, 8, 1), (64, 8, 2), (16, 16, 1)], "bwd_stores": (0,),
+        "bwd_shapes": [(16384, 1024), (4096, 4096), (256, 65536)]},
+}
+STORE_SET = int(os.environ.get("TF_STORE_SET", "2"))
 if DEV == "cpu":
-    STORE_SHAPES = [(2, 64)]
-    STORE_TILES = [(64, 2), (32, 1)]
-    STORE_BWD = [(64, 8, 2)]
-
+    STORE_SETS = {k: {**v, "shapes": [(2, 64)], "tiles": v["tiles"][:2], "bwd": v["bwd"][:1], "bwd_shapes": [(2, 64)]}
+                  for k, v in STORE_SETS.items()}
 
 def _graph_ms(fn) -> float:
     if DEV == "cpu":
@@ -650,77 +659,89 @@ def _graph_ms(fn) -> float:
 
 
 def stage_store(out: dict, path: Path) -> None:
-    """Output store modes (FusedConfig.store 0 / 1 / 2) x tiles, forward; backward configs x store; then the
-    forward + backward of the best pair per shape, in eager mode (L2 flushed) and under CUDA-graph replay."""
+    """Tile x output store mode sweep of the forward (FusedConfig.store 0 / 1 / 2), backward tiles x store, then
+    the forward + backward of the best forward and best backward per shape, in eager mode (L2 flushed) and
+    under CUDA-graph replay. ``TF_STORE_SET`` picks the sweep (STORE_SETS)."""
     from kernels import triton_fused as tf
 
-    def fcfg(seg, w, st):
-        return {"seg": seg, "L": 16, "H": 1, "M1": 16, "warps": w, "stages": 1, "maxpass": 4, "store": st}
+    cfgset = STORE_SETS[STORE_SET]
+    out["store_set"] = {"id": STORE_SET, **cfgset}
+
+    def fcfg(seg, w, L, m1, st):
+        return {"seg": seg, "L": L, "H": max(1, 16 // L), "M1": m1, "warps": w, "stages": 1, "maxpass": 4,
+                "store": st}
 
     def bcfg(seg, L, w, st):
         return {"seg": seg, "L": L, "H": max(1, 16 // L), "M1": L, "warps": w, "stages": 1, "maxpass": 4,
                 "store": st, "lin_exact": 1}
 
-    jobs = [(fcfg(seg, w, st), b, n, sc) for (b, n) in STORE_SHAPES for sc in (False, True)
-            for seg, w in STORE_TILES for st in (0, 1, 2)]
-    bshapes = STORE_SHAPES[:2]
-    jobs += [("bwd", bcfg(*c, st), b, n, False) for (b, n) in bshapes for c in STORE_BWD for st in (0, 1)]
+    fwd_cfgs = [fcfg(*t, st) for t in cfgset["tiles"] for st in cfgset["stores"]]
+    bwd_cfgs = [bcfg(*c, st) for c in cfgset["bwd"] for st in cfgset["bwd_stores"]]
+    jobs = [(c, b, n, sc) for (b, n) in cfgset["shapes"] for sc in (False, True) for c in fwd_cfgs]
+    jobs += [("bwd", c, b, n, False) for (b, n) in cfgset["bwd_shapes"] for c in bwd_cfgs]
     t0 = time.time()
     errs = precompile(jobs)
     print(f"store: compiled {len(jobs)} jobs in {time.time() - t0:.0f}s ({len(errs)} errors)", flush=True)
     out.setdefault("compile_errors", []).extend(errs)
     out["bandwidth_store"] = bw = copy_bandwidth()
     rows = []
-    for (b, n) in STORE_SHAPES:
+    for (b, n) in cfgset["shapes"]:
         for sc in (False, True):
             a, k, z = _inputs(b, n, sc)
-            for seg, w in STORE_TILES:
-                for st in (0, 1, 2):
-                    c = tf.FusedConfig.from_dict(fcfg(seg, w, st))
-                    try:
-                        g, fl = tf.forward(a, k, z, config=c, return_flags=True)
-                        ms = _median_ms(lambda: tf.forward(a, k, z, config=c))
-                        gms = _graph_ms(lambda: tf.forward(a, k, z, config=c)) if b * n < (1 << 22) else math.nan
-                        r = {"B": b, "N": n, "scalar": sc, "cfg": c.to_dict(), "ms": ms, "graph_ms": gms,
-                             "pct_copy": 100 * b * n * (12 if sc else 16) / ms / 1e6 / bw["copy_GBps"],
-                             "flagged": int(fl.sum())}
-                    except Exception as exc:
-                        r = {"B": b, "N": n, "scalar": sc, "cfg": c.to_dict(), "error": str(exc)[:300]}
-                    rows.append(r)
-                    print(f"store fwd B{b} N{n} {'sc' if sc else 'k '} seg{seg} w{w} store{st}: "
-                          f"{r.get('ms', math.nan) * 1e3:7.1f} us ({r.get('pct_copy', math.nan):4.1f}%)"
-                          f" graph {r.get('graph_ms', math.nan) * 1e3:6.1f}", flush=True)
+            for cd in fwd_cfgs:
+                c = tf.FusedConfig.from_dict(cd)
+                try:
+                    g, fl = tf.forward(a, k, z, config=c, return_flags=True)
+                    ms = _median_ms(lambda: tf.forward(a, k, z, config=c))
+                    gms = _graph_ms(lambda: tf.forward(a, k, z, config=c)) if b * n < (1 << 22) else math.nan
+                    r = {"B": b, "N": n, "scalar": sc, "cfg": c.to_dict(), "ms": ms, "graph_ms": gms,
+                         "pct_copy": 100 * b * n * (12 if sc else 16) / ms / 1e6 / bw["copy_GBps"],
+                         "flagged": int(fl.sum())}
+                except Exception as exc:
+                    r = {"B": b, "N": n, "scalar": sc, "cfg": c.to_dict(), "error": str(exc)[:300]}
+                rows.append(r)
+                print(f"store fwd B{b} N{n} {'sc' if sc else 'k '} seg{c.seg} w{c.warps} L{c.L} M1 {c.M1} "
+                      f"store{c.store}: {r.get('ms', math.nan) * 1e3:7.1f} us ({r.get('pct_copy', math.nan):4.1f}%)"
+                      f" graph {r.get('graph_ms', math.nan) * 1e3:6.1f}", flush=True)
     out["store_fwd"] = rows
     _save(out, path)
     brows = []
-    for (b, n) in bshapes:
+    for (b, n) in cfgset["bwd_shapes"]:
         a, k, z = _inputs(b, n, False)
         g = tf.forward(a, k, z)
         go = torch.randn_like(g)
-        for c in STORE_BWD:
-            for st in (0, 1):
-                bc = tf.BwdConfig.from_dict(bcfg(*c, st))
-                try:
-                    tf.vjp(a, k, z, g, go, config=bc)
-                    ms = _median_ms(lambda: tf.vjp(a, k, z, g, go, config=bc))
-                    r = {"B": b, "N": n, "cfg": bc.to_dict(), "ms": ms}
-                except Exception as exc:
-                    r = {"B": b, "N": n, "cfg": bc.to_dict(), "error": str(exc)[:300]}
-                brows.append(r)
-                print(f"store bwd B{b} N{n} {c} store{st}: {r.get('ms', math.nan) * 1e3:7.1f} us", flush=True)
+        for cd in bwd_cfgs:
+            bc = tf.BwdConfig.from_dict(cd)
+            try:
+                tf.vjp(a, k, z, g, go, config=bc)
+                ms = _median_ms(lambda: tf.vjp(a, k, z, g, go, config=bc))
+                r = {"B": b, "N": n, "cfg": bc.to_dict(), "ms": ms}
+            except Exception as exc:
+                r = {"B": b, "N": n, "cfg": bc.to_dict(), "error": str(exc)[:300]}
+            brows.append(r)
+            print(f"store bwd B{b} N{n} seg{bc.seg} L{bc.L} w{bc.warps} store{bc.store}: "
+                  f"{r.get('ms', math.nan) * 1e3:7.1f} us", flush=True)
     out["store_bwd"] = brows
     _save(out, path)
-    ref = [r for r in brows if "ms" in r and (r["B"], r["N"]) == bshapes[-1]]
-    best_b = min(ref, key=lambda r: r["ms"]) if ref else None
+
+    def best_bwd(n):
+        """The fastest backward at the measured shape nearest in N (log scale)."""
+        ok = [r for r in brows if "ms" in r]
+        if not ok:
+            return None
+        near = min({r["N"] for r in ok}, key=lambda m: abs(math.log2(m) - math.log2(n)))
+        return min((r for r in ok if r["N"] == near), key=lambda r: r["ms"])
+
     frows = []
-    for (b, n) in STORE_SHAPES:
+    for (b, n) in cfgset["shapes"]:
         for sc in (False, True):
             cand = [r for r in rows if r["B"] == b and r["N"] == n and r["scalar"] == sc and "ms" in r]
-            if not cand or best_b is None:
+            bb = best_bwd(n)
+            if not cand or bb is None:
                 continue
             fr = min(cand, key=lambda r: r["ms"])
             fc = tf.FusedConfig.from_dict(fr["cfg"])
-            bc = tf.BwdConfig.from_dict(best_b["cfg"])
+            bc = tf.BwdConfig.from_dict(bb["cfg"])
             a, k, z = _inputs(b, n, sc)
             a.requires_grad_(True)
             gout = torch.randn(b, n, dtype=torch.complex64, device=DEV)
@@ -747,7 +768,6 @@ def stage_store(out: dict, path: Path) -> None:
                   f"{r.get('graph_fwdbwd_ms', math.nan) * 1e3:7.1f} x{r.get('graph_ratio', math.nan):.2f}", flush=True)
     out["store_fb"] = frows
     _save(out, path)
-
 
 def main() -> None:
     ap = argparse.ArgumentParser()

@@ -37,8 +37,8 @@ SCHEMA = 1
 FWD_TILES = ((64, 2), (128, 4), (128, 2), (256, 8), (256, 4))
 FWD_SEGMENTS = ((16, 16), (16, 8), (8, 8), (8, 4))
 FWD_MAXPASS = (4,)
-FWD_STORES = (1, 0, 2)
-FWD_START = (16, 16, 4, 1)  # (L, M1, maxpass, store) of stage 1
+FWD_STORES = (0, 2)
+FWD_START = (16, 16, 4, 0)  # (L, M1, maxpass, store) of stage 1
 BWD_SPACE = tuple((seg, L, w) for seg in (128, 256) for L in (4, 8) for w in (4, 8) if seg >= 32 * w)
 
 

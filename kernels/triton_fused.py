@@ -57,7 +57,7 @@ class FusedConfig:
     warps: int = 2
     stages: int = 1
     maxpass: int = 4
-    store: int = 1
+    store: int = 0
 
     def __post_init__(self) -> None:
         for name in ("seg", "L"):
@@ -103,7 +103,7 @@ class BwdConfig(FusedConfig):
     warps: int = 4
     stages: int = 1
     maxpass: int = 4
-    store: int = 1
+    store: int = 0
     lin_exact: int = 1
 
     def __post_init__(self) -> None:
