@@ -34,12 +34,12 @@ SCHEMA = 1
 # forward search space: (seg, warps) tiles x (L, M1) segment shapes x output store modes; H = max(1, 16 // L)
 # (a halo of at least 16 positions); maxpass 4. Store modes: FusedConfig.store (1 per-column stores, 0 the
 # joined tile, 2 column pairs).
-FWD_TILES = ((64, 2), (128, 4), (128, 2), (256, 8), (256, 4))
+FWD_TILES = ((32, 1), (64, 1), (16, 1), (64, 2), (128, 4), (256, 4))
 FWD_SEGMENTS = ((16, 16), (16, 8), (8, 8), (8, 4))
 FWD_MAXPASS = (4,)
 FWD_STORES = (0, 2)
 FWD_START = (16, 16, 4, 0)  # (L, M1, maxpass, store) of stage 1
-BWD_SPACE = tuple((seg, L, w) for seg in (128, 256) for L in (4, 8) for w in (4, 8) if seg >= 32 * w)
+BWD_SPACE = ((32, 8, 1), (32, 16, 1), (64, 8, 1), (64, 8, 2), (128, 8, 4), (256, 8, 4))
 
 
 def cache_path() -> Path:

@@ -50,11 +50,11 @@ class FusedConfig:
 
     _label: ClassVar[str] = "config"
 
-    seg: int = 64
+    seg: int = 32
     L: int = 16
     H: int = 1
     M1: int = 16
-    warps: int = 2
+    warps: int = 1
     stages: int = 1
     maxpass: int = 4
     store: int = 0
@@ -96,11 +96,11 @@ class BwdConfig(FusedConfig):
 
     _label: ClassVar[str] = "bwd_config"
 
-    seg: int = 128
+    seg: int = 32
     L: int = 8
     H: int = 2
     M1: int = 8
-    warps: int = 4
+    warps: int = 1
     stages: int = 1
     maxpass: int = 4
     store: int = 0
