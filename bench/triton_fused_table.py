@@ -2,7 +2,8 @@
 ``store``): per (coupling, shape bucket) the fastest forward config measured, and the fastest backward config
 at the nearest measured N. Every entry names the file and row it came from; nothing is estimated.
 
-    python3 bench/triton_fused_table.py reports/triton_fused/run2/store_sweep.json reports/triton_fused/run2/tile_sweep.json
+    python3 bench/triton_fused_table.py reports/triton_fused/run2/store_sweep.json \
+        reports/triton_fused/run2/tile_sweep.json
 """
 
 from __future__ import annotations

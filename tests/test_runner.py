@@ -424,3 +424,36 @@ def test_resume_never_continues_another_shard_with_the_same_label(tmp_path):
     assert second.run_id != first.run_id and second.already_done == 0
     again = run_suite(str(suite), shard_spec="1/2", resume=True, **common)
     assert again.run_id == first.run_id and again.executed == 0
+
+
+def test_impl_selection_and_missing_fill_in_across_runs(tmp_path):
+    """--impl/--skip-impl select implementations (a typo is an error); --missing runs only the cases that no
+    earlier run of the suite holds, whatever shard or group stored them."""
+    from bkbench.runner import select_impls
+
+    suite = _suite(tmp_path, """
+        name = "fill"
+        [[group]]
+        name = "g"
+        implementations = ["thomas", "assoc_scan"]
+        n = [5, 6, 7, 8]
+        batch = [1]
+        d = [2]
+        """)
+    cases = plan(str(suite), "cpu")
+    assert {c.impl for c in select_impls(cases, ["thomas"])} == {"thomas"}
+    assert {c.impl for c in select_impls(cases, None, ["thomas"])} == {"assoc_scan"}
+    with pytest.raises(ValueError, match="impl: \\['thomass'\\] not in this plan"):
+        select_impls(cases, ["thomass"])
+    db = tmp_path / "f.db"
+    common = dict(device="cpu", db=db, progress=False, log_dir=tmp_path / "logs")
+    first = run_suite(str(suite), shard_spec="1/2", impls=["thomas"], **common)
+    assert first.executed == len([c for c in shard(cases, "1/2") if c.impl == "thomas"])
+    fill = run_suite(str(suite), missing=True, **common)
+    assert fill.run_id != first.run_id
+    assert fill.executed == len(cases) - first.executed and fill.already_done == first.executed
+    with Store(db) as store:
+        ids = [r["case_id"] for r in store.results()]
+    assert sorted(ids) == sorted(c.case_id for c in cases)  # every case exactly once over the two runs
+    again = run_suite(str(suite), missing=True, **common)
+    assert again.executed == 0
