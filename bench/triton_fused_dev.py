@@ -769,6 +769,7 @@ def stage_store(out: dict, path: Path) -> None:
     out["store_fb"] = frows
     _save(out, path)
 
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--out", default=os.environ.get("OUT", "."))

@@ -15,7 +15,13 @@ import torch
 
 
 def git_sha(path: str | Path | None = None) -> str:
-    """The commit of the checkout bkbench runs from (``-dirty`` when it has local changes), or "unknown"."""
+    """The commit of the checkout bkbench runs from (``-dirty`` when it has local changes), or "unknown".
+
+    ``BKBENCH_GIT_SHA``, when set, wins: a copied tree (e.g. a GPU machine's copy of the working tree) can carry
+    a ``.git`` that does not match the files, and only the caller knows what was copied."""
+    override = os.environ.get("BKBENCH_GIT_SHA")
+    if override and path is None:
+        return override
     where = Path(path) if path else Path(__file__).resolve().parent.parent
     try:
         sha = subprocess.run(
@@ -27,7 +33,7 @@ def git_sha(path: str | Path | None = None) -> str:
         ).stdout.strip()
         return sha + ("-dirty" if dirty else "")
     except (OSError, subprocess.SubprocessError):
-        return os.environ.get("BKBENCH_GIT_SHA", "unknown")
+        return "unknown"
 
 
 def _triton_version() -> str | None:

@@ -259,6 +259,12 @@ def select_impls(cases: list[CaseSpec], impls: Sequence[str] | None = None,
     return [c for c in cases if c.impl in keep]
 
 
+def _default_console() -> Any:
+    from bkbench.console import make_console
+
+    return make_console()
+
+
 def resolve_device(device: str) -> str:
     if device == "auto":
         return default_device()
@@ -337,6 +343,13 @@ def run_suite(
     store = Store(db)
     prior = _find_resumable(store, s.name, dev, run_label, shard_spec, groups, selection) if resume else None
     stored_elsewhere = store.stored_case_ids(s.name, dev) if missing else set()
+    if missing and prior is None and all(c.case_id in stored_elsewhere for c in cases):
+        # nothing to fill in: say so, and leave no empty run behind (run_id 0 = no run was opened)
+        (console or _default_console()).print(f"suite {s.name!r} on {dev}: every one of the {len(cases)} planned "
+                                              f"cases is already stored in {store.path}; nothing missing")
+        store.close()
+        return RunSummary(run_id=0, db=store.path, total=len(cases), already_done=len(cases), executed=0,
+                          seconds=time.monotonic() - t_start)
     if prior is not None:
         run_id = int(prior["id"])
         store.conn.execute("UPDATE runs SET status = 'running', finished = NULL WHERE id = ?", (run_id,))

@@ -62,3 +62,15 @@ def test_store_commits_each_row(tmp_path):
         assert df.loc[0, "git_sha"] == "abc" and '"custom_metric": 7' in df.loc[0, "metrics_json"]
         s.finish_run(run)
         assert s.run(run)["status"] == "finished"
+
+
+def test_git_sha_override_names_the_copied_commit(monkeypatch):
+    """A tree copied to another machine may carry a stale .git: BKBENCH_GIT_SHA, when set, is what is recorded."""
+    from bkbench.env import git_sha
+
+    monkeypatch.delenv("BKBENCH_GIT_SHA", raising=False)
+    real = git_sha()
+    monkeypatch.setenv("BKBENCH_GIT_SHA", "3bf8bd5")
+    assert git_sha() == "3bf8bd5"
+    monkeypatch.delenv("BKBENCH_GIT_SHA")
+    assert git_sha() == real

@@ -455,5 +455,9 @@ def test_impl_selection_and_missing_fill_in_across_runs(tmp_path):
     with Store(db) as store:
         ids = [r["case_id"] for r in store.results()]
     assert sorted(ids) == sorted(c.case_id for c in cases)  # every case exactly once over the two runs
+    with Store(db) as store:
+        n_runs = len(store.runs())
     again = run_suite(str(suite), missing=True, **common)
-    assert again.executed == 0
+    assert again.executed == 0 and again.run_id == 0 and again.already_done == len(cases)
+    with Store(db) as store:
+        assert len(store.runs()) == n_runs  # nothing missing: no empty run is recorded

@@ -59,8 +59,19 @@ def run(args: argparse.Namespace) -> int:
 
     console = make_console()
     if args.dry_run:
-        cases = select_impls(plan(args.suite, resolve_device(args.device), args.shard, args.group, args.plugin),
-                             args.impl, args.skip_impl)
+        dev = resolve_device(args.device)
+        cases = select_impls(plan(args.suite, dev, args.shard, args.group, args.plugin), args.impl, args.skip_impl)
+        if args.missing:  # what --missing would run: leave out what the database already holds
+            from pathlib import Path
+
+            from bkbench.store import Store
+            from bkbench.suites import load_suite
+
+            path = Path(args.db) if args.db else default_path()
+            if path.exists():
+                with Store(path) as store:
+                    held = store.stored_case_ids(load_suite(args.suite).name, dev)
+                cases = [c for c in cases if c.case_id not in held]
         table = Table(title=f"{args.suite}: {len(cases)} cases, planning estimate ~{estimate_seconds(cases):.0f} s")
         for col in ("group", "impl", "kind", "case", "mode", "timing", "options", "note"):
             table.add_column(col)
@@ -75,6 +86,8 @@ def run(args: argparse.Namespace) -> int:
         progress=not args.no_progress, console=console, log_dir=args.log_dir, impls=args.impl,
         skip_impls=args.skip_impl, missing=args.missing,
     )
+    if summary.run_id == 0:  # --missing with nothing missing: no run was opened
+        return 0
     counts = ", ".join(f"{v} {k}" for k, v in sorted(summary.counts.items())) or "nothing to do"
     console.print(
         f"run {summary.run_id}: {summary.executed} case(s) run now ({counts}); {summary.already_done} already stored; "
