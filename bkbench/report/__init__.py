@@ -24,7 +24,7 @@ def build_report(db_paths: list[str | Path], out_dir: str | Path, *, runs: list[
 
     runs: run names to include (all when None); compare: (RUN_A, RUN_B) for the comparison section;
     tuning_files: JSON files written by the autotuner (see docs/reports.md for what is read from them); the
-    tables shipped in ``bkbench/data/tuned_*.json`` are always read.
+    tables shipped in ``bkbench/data/tuned_*.json`` are read for the GPUs the loaded runs were measured on.
     """
     if reps < 100:
         raise ValueError(f"reps: use at least 100 bootstrap resamples, got {reps}")
@@ -32,12 +32,16 @@ def build_report(db_paths: list[str | Path], out_dir: str | Path, *, runs: list[
     pair = load_pair(list(db_paths), compare[0], compare[1]) if compare else None
     docs: list[tuple[str, Any]] = []
     packaged = sorted((Path(__file__).resolve().parent.parent / "data").glob("tuned_*.json"))
+    platforms = set(loaded.df["platform"].astype(str)) if len(loaded.df) else set()
     for f in [*packaged, *(tuning_files or [])]:
         p = Path(f)
         try:
-            docs.append((p.name, json.loads(p.read_text())))
+            doc = json.loads(p.read_text())
         except (OSError, ValueError) as exc:
             raise ValueError(f"tuning: cannot read {p} as JSON ({exc}); pass a tuning JSON file") from exc
+        if f in packaged and isinstance(doc, dict) and doc.get("gpu") not in platforms:
+            continue  # a shipped table for a GPU this report has no measurements from
+        docs.append((p.name, doc))
     an = analyze(loaded, fit_min_n=fit_min_n, fit_max_n=fit_max_n, reps=reps, tuning_docs=docs, compare=pair,
                  use_registry=use_registry)
     return render(an, out_dir, title=title, embed=embed, sources=[str(p) for p in db_paths])
