@@ -52,6 +52,17 @@ def _median_ms(fn, rep: int = 60) -> float:
     return float(triton.testing.do_bench(fn, warmup=10, rep=rep, return_mode="median"))
 
 
+def _train_step(a, k, z, fc, bc, gout):
+    """One forward + backward through autograd (``a`` requires grad; its .grad is cleared first)."""
+    from kernels import triton_fused as tf
+
+    def step():
+        a.grad = None
+        tf.triton_fused(a, k, z, config=fc, bwd_config=bc).backward(gout)
+
+    return step
+
+
 def copy_bandwidth() -> dict:
     """Device-to-device copy of a 256 MiB buffer: bytes read + written / median time (GB/s)."""
     if DEV == "cpu":
@@ -388,11 +399,7 @@ def stage_issue(out: dict, winners: dict, path: Path) -> None:
                 with torch.no_grad():
                     gout = torch.randn(b, n, dtype=torch.complex64, device=DEV)
 
-                def step():
-                    a.grad = None
-                    g = tf.triton_fused(a, k, z, config=fc, bwd_config=tf.BwdConfig())
-                    g.backward(gout)
-
+                step = _train_step(a, k, z, fc, tf.BwdConfig(), gout)
                 step()
                 ms_fb = _median_ms(step)
                 best["fwdbwd_ms"] = ms_fb
@@ -576,11 +583,7 @@ def stage_final(out: dict, path: Path) -> None:
             a.requires_grad_(True)
             gout = torch.randn(b, n, dtype=torch.complex64, device=DEV)
 
-            def step():
-                a.grad = None
-                gg = tf.triton_fused(a, k, z, config=fc, bwd_config=bc)
-                gg.backward(gout)
-
+            step = _train_step(a, k, z, fc, bc, gout)
             step()
             ms_fb = _median_ms(step, rep=100)
             nbytes = b * n * (12 if sc else 16)
@@ -746,10 +749,7 @@ def stage_store(out: dict, path: Path) -> None:
             a.requires_grad_(True)
             gout = torch.randn(b, n, dtype=torch.complex64, device=DEV)
 
-            def step():
-                a.grad = None
-                tf.triton_fused(a, k, z, config=fc, bwd_config=bc).backward(gout)
-
+            step = _train_step(a, k, z, fc, bc, gout)
             try:
                 step()
                 ms_fb = _median_ms(step)

@@ -259,12 +259,6 @@ def select_impls(cases: list[CaseSpec], impls: Sequence[str] | None = None,
     return [c for c in cases if c.impl in keep]
 
 
-def _default_console() -> Any:
-    from bkbench.console import make_console
-
-    return make_console()
-
-
 def resolve_device(device: str) -> str:
     if device == "auto":
         return default_device()
@@ -328,7 +322,10 @@ def run_suite(
     ``impls`` / ``skip_impls`` select implementations; ``missing`` runs only the cases that no run of this
     suite on this device in the database holds a row for (a ``timeout`` row does not count), whatever shard or
     group stored them."""
+    from bkbench.console import make_console
+
     t_start = time.monotonic()
+    console = console or make_console()
     dev = resolve_device(device)
     s = load_suite(suite) if isinstance(suite, str) else suite
     if devices and dev != "cuda":
@@ -345,8 +342,8 @@ def run_suite(
     stored_elsewhere = store.stored_case_ids(s.name, dev) if missing else set()
     if missing and prior is None and all(c.case_id in stored_elsewhere for c in cases):
         # nothing to fill in: say so, and leave no empty run behind (run_id 0 = no run was opened)
-        (console or _default_console()).print(f"suite {s.name!r} on {dev}: every one of the {len(cases)} planned "
-                                              f"cases is already stored in {store.path}; nothing missing")
+        console.print(f"suite {s.name!r} on {dev}: every one of the {len(cases)} planned cases is already stored "
+                      f"in {store.path}; nothing missing")
         store.close()
         return RunSummary(run_id=0, db=store.path, total=len(cases), already_done=len(cases), executed=0,
                           seconds=time.monotonic() - t_start)
@@ -365,10 +362,6 @@ def run_suite(
                          executed=0)
     logs = Path(log_dir) if log_dir else Path(tempfile.mkdtemp(prefix="bkbench-workers-"))
     logs.mkdir(parents=True, exist_ok=True)
-
-    from bkbench.console import make_console
-
-    console = console or make_console()
     if prior is not None:
         console.print(f"resuming run {run_id} of suite {s.name!r} on {dev}: {summary.already_done} of "
                       f"{len(cases)} cases already stored, {len(todo)} to go")

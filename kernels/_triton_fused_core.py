@@ -633,11 +633,7 @@ def _fwd_exact_kernel(a_ptr, k_ptr, z_ptr, g_ptr, flag_ptr, carry_ptr,
                 rr, ri, u0r, u0i, u1r, u1i = _bwd_carries(acols, kcols, ai, seg2, u0r, u0i, u1r, u1i, S, L)
                 lsr, lsi, o1, o2, o3 = _fwd_full(acols, kcols, ai, lr, li, L)
                 gr, gi, o4, o5, o6, o7, o8 = _bwd_full(acols, kcols, ai, lsr, lsi, rr, ri, L)
-                gre = join_cols(gr, 1, S, L)
-                gim = join_cols(gi, 1, S, L)
-                out = tl.reshape(tl.join(gre, gim), [1, S, 2 * L])
-                p2 = 2 * c * T + seg1[None, :, None] * (2 * L) + tl.arange(0, 2 * L)[None, None, :]
-                tl.store(g_ptr + row.to(tl.int64) * (2 * N) + p2, out, mask=p2 < 2 * N)
+                store_cols(g_ptr, gr, gi, rows, row_ok, c * T, N, seg1, 0, 1, S, L, True, 0)
                 c -= 1
         row += NPROG
 

@@ -140,14 +140,14 @@ def _pow2_at_least(x: int) -> int:
 def plan(cfg: FusedConfig | BwdConfig, batch: int, n: int) -> Plan:
     """Resolve ``cfg`` for a (batch, n) problem: one chunk per chain when a tile holds the chain."""
     segs = math.ceil(n / cfg.L)
+    store = min(cfg.store, cfg.L)  # a column pair needs L >= 2
     if segs <= cfg.seg:
         s = _pow2_at_least(segs)
         r = max(1, min(cfg.seg // s, _pow2_at_least(batch)))
-        return Plan(r, s, cfg.L, 0, 1, s * cfg.L, min(cfg.M1, cfg.L), cfg.warps, cfg.stages, cfg.maxpass,
-                    min(cfg.store, cfg.L))
+        return Plan(r, s, cfg.L, 0, 1, s * cfg.L, min(cfg.M1, cfg.L), cfg.warps, cfg.stages, cfg.maxpass, store)
     core = (cfg.seg - 2 * cfg.H) * cfg.L
     return Plan(1, cfg.seg, cfg.L, cfg.H, math.ceil(n / core), core, cfg.M1, cfg.warps, cfg.stages, cfg.maxpass,
-                min(cfg.store, cfg.L))
+                store)
 
 
 # exact kernel: segments per chunk and persistent grid cap
