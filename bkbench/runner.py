@@ -35,7 +35,7 @@ from pathlib import Path
 from typing import Any
 
 from bkbench.registry import Registry
-from bkbench.store import Store
+from bkbench.store import Store, default_path
 from bkbench.suites import CaseSpec, Suite, default_device, load_suite, shard
 
 STARTUP_TIMEOUT_S = 300.0
@@ -259,12 +259,25 @@ def select_impls(cases: list[CaseSpec], impls: Sequence[str] | None = None,
     return [c for c in cases if c.impl in keep]
 
 
-def resolve_device(device: str) -> str:
+def missing_cases(cases: list[CaseSpec], suite_name: str, device: str, db: str | Path | None) -> list[CaseSpec]:
+    """The ``cases`` that no run of ``suite_name`` on ``device`` in the database ``db`` holds (what
+    ``--missing`` runs; a timeout row does not count). All of them when the database does not exist yet."""
+    path = Path(db) if db else default_path()
+    if not path.exists():
+        return list(cases)
+    with Store(path) as store:
+        held = store.stored_case_ids(suite_name, device)
+    return [c for c in cases if c.case_id not in held]
+
+
+def resolve_device(device: str, require: bool = True) -> str:
+    """``device`` checked and resolved (``auto`` -> cuda when available, else cpu). ``require=False`` accepts
+    ``cuda`` on a machine without one (planning a GPU run, ``bkbench run --dry-run``)."""
     if device == "auto":
         return default_device()
     if device not in ("cpu", "cuda"):
         raise ValueError(f"device: {device!r} is not one of cpu, cuda, auto")
-    if device == "cuda":
+    if device == "cuda" and require:
         import torch
 
         if not torch.cuda.is_available():

@@ -461,3 +461,53 @@ def test_impl_selection_and_missing_fill_in_across_runs(tmp_path):
     assert again.executed == 0 and again.run_id == 0 and again.already_done == len(cases)
     with Store(db) as store:
         assert len(store.runs()) == n_runs  # nothing missing: no empty run is recorded
+
+
+def test_warm_compiles_one_case_per_kernel_and_reports_failures(tmp_path, planted):
+    """bkbench warm: one process per distinct (impl, mode, dtype, shape but N, options), at the smallest N;
+    a raising kernel is an error and a hanging one a timeout, reported and not raised; nothing is stored."""
+    from bkbench.warm import representatives, warm
+
+    suite = _suite(tmp_path, """
+        name = "warmt"
+        [[group]]
+        implementations = ["thomas", "planted_raise", "planted_hang"]
+        n = [16, 8, 32]
+        batch = [1]
+        d = [2]
+        """)
+    cases = plan(str(suite), "cpu", plugins=["planted_kernels"])
+    reps = representatives(cases)
+    assert sorted((c.impl, c.n) for c in reps) == [("planted_hang", 8), ("planted_raise", 8), ("thomas", 8)]
+    seen = []
+    results = warm(cases, jobs=3, timeout_s=20, plugins=["planted_kernels"], on_done=seen.append)
+    by = {r.impl: r for r in results}
+    assert seen == results and len(results) == 3
+    assert by["thomas"].status == "ok"
+    assert by["planted_raise"].status == "error" and "planted failure" in by["planted_raise"].detail
+    assert by["planted_hang"].status == "timeout" and by["planted_hang"].seconds < 60
+    with pytest.raises(ValueError, match="jobs"):
+        warm(cases, jobs=0)
+    db = tmp_path / "none.db"
+    out = subprocess.run([sys.executable, "-m", "bkbench", "warm", str(suite), "--device", "cpu", "--impl", "thomas",
+                          "--plugin", "planted_kernels", "--jobs", "1", "--missing", "--db", str(db)], cwd=ROOT,
+                         capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0 and "1 distinct kernels" in out.stdout and "1 of 1 done" in out.stdout, out.stdout
+    assert not db.exists()  # warm stores nothing
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="checks planning a GPU run on a machine without one")
+def test_dry_run_plans_a_gpu_run_without_a_gpu(tmp_path):
+    """--dry-run --device cuda works on a CPU-only machine (plan a GPU run from a laptop); a real run says why not."""
+    suite = _suite(tmp_path, """
+        name = "plan"
+        [[group]]
+        implementations = ["thomas"]
+        n = [8]
+        """)
+    base = [sys.executable, "-m", "bkbench", "run", str(suite), "--device", "cuda"]
+    out = subprocess.run(base + ["--dry-run"], cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0 and "thomas" in out.stdout, out.stdout + out.stderr
+    out = subprocess.run(base + ["--db", str(tmp_path / "x.db")], cwd=ROOT, capture_output=True, text=True,
+                         timeout=120)
+    assert out.returncode != 0 and "torch.cuda.is_available() is False" in out.stderr

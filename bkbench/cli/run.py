@@ -54,24 +54,15 @@ def run(args: argparse.Namespace) -> int:
     from rich.table import Table
 
     from bkbench.console import make_console
-    from bkbench.runner import plan, resolve_device, run_suite, select_impls
-    from bkbench.suites import estimate_seconds
+    from bkbench.runner import missing_cases, plan, resolve_device, run_suite, select_impls
+    from bkbench.suites import estimate_seconds, load_suite
 
     console = make_console()
     if args.dry_run:
-        dev = resolve_device(args.device)
+        dev = resolve_device(args.device, require=False)  # a GPU run can be planned on any machine
         cases = select_impls(plan(args.suite, dev, args.shard, args.group, args.plugin), args.impl, args.skip_impl)
         if args.missing:  # what --missing would run: leave out what the database already holds
-            from pathlib import Path
-
-            from bkbench.store import Store
-            from bkbench.suites import load_suite
-
-            path = Path(args.db) if args.db else default_path()
-            if path.exists():
-                with Store(path) as store:
-                    held = store.stored_case_ids(load_suite(args.suite).name, dev)
-                cases = [c for c in cases if c.case_id not in held]
+            cases = missing_cases(cases, load_suite(args.suite).name, dev, args.db)
         table = Table(title=f"{args.suite}: {len(cases)} cases, planning estimate ~{estimate_seconds(cases):.0f} s")
         for col in ("group", "impl", "kind", "case", "mode", "timing", "options", "note"):
             table.add_column(col)
