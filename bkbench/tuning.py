@@ -42,7 +42,8 @@ FWD_MAXPASS = (4,)
 FWD_STORES = (0, 2)
 FWD_SEQ = (2, 1)
 FWD_START = (16, 16, 4, 0, 2)  # (L, M1, maxpass, store, seq) of stage 1
-BWD_SPACE = ((32, 8, 1), (32, 16, 1), (64, 8, 1), (64, 8, 2), (128, 8, 4), (256, 8, 4))
+BWD_SPACE = ((32, 8, 1), (32, 16, 1), (64, 8, 1), (64, 8, 2), (128, 8, 4), (256, 8, 4))  # (seg, L, warps)
+BWD_LIN = (1, 0)  # BwdConfig.lin_exact: exact affine scans, or a one-segment halo with a contraction bound
 
 
 def cache_path() -> Path:
@@ -206,8 +207,8 @@ def bwd_space() -> list[dict[str, int]]:
     """Every backward config the tuner measures, as full ``BwdConfig`` dicts (so the default is found in it)."""
     from kernels.triton_fused import BwdConfig
 
-    return [BwdConfig(seg=seg, L=L, H=max(1, 16 // L), M1=L, warps=w, stages=1, maxpass=4, lin_exact=1).to_dict()
-            for seg, L, w in BWD_SPACE]
+    return [BwdConfig(seg=seg, L=L, H=max(1, 16 // L), M1=L, warps=w, stages=1, maxpass=4, lin_exact=lin).to_dict()
+            for seg, L, w in BWD_SPACE for lin in BWD_LIN]
 
 
 def stage1(prob: Problem | None = None) -> list[dict[str, int]]:
