@@ -31,15 +31,19 @@ PACKAGED = {"NVIDIA H100 80GB HBM3": "tuned_h100.json"}
 DATA_DIR = Path(__file__).resolve().parent / "data"
 SCHEMA = 1
 
-# forward search space: (seg, warps) tiles x (L, M1) segment shapes x output store modes; H = max(1, 16 // L)
-# (a halo of at least 16 positions); maxpass 4. Store modes: FusedConfig.store (1 per-column stores, 0 the
-# joined tile, 2 column pairs).
+# forward search space: (seg, warps) tiles x (L, M1) segment shapes x output store modes x two-tile mode;
+# H = max(1, 16 // L) (a halo of at least 16 positions); maxpass 4. Store modes: FusedConfig.store (1 per-column
+# stores, 0 the joined tile, 2 column pairs). seq: FusedConfig.seq (2: chains of one to two tiles run as two
+# tiles in sequence; for other N it changes nothing, and configs that resolve to the same launch are measured
+# once: see distinct()).
 FWD_TILES = ((32, 1), (64, 1), (16, 1), (64, 2), (128, 4), (256, 4))
 FWD_SEGMENTS = ((16, 16), (16, 8), (8, 8), (8, 4))
 FWD_MAXPASS = (4,)
 FWD_STORES = (0, 2)
-FWD_START = (16, 16, 4, 0)  # (L, M1, maxpass, store) of stage 1
-BWD_SPACE = ((32, 8, 1), (32, 16, 1), (64, 8, 1), (64, 8, 2), (128, 8, 4), (256, 8, 4))
+FWD_SEQ = (2, 1)
+FWD_START = (16, 16, 4, 0, 2)  # (L, M1, maxpass, store, seq) of stage 1
+BWD_SPACE = ((32, 8, 1), (32, 16, 1), (64, 8, 1), (64, 8, 2), (128, 8, 4), (256, 8, 4))  # (seg, L, warps)
+BWD_LIN = (1, 0)  # BwdConfig.lin_exact: exact affine scans, or a one-segment halo with a contraction bound
 
 
 def cache_path() -> Path:
@@ -168,26 +172,49 @@ def time_ms(fn: Callable[[], Any], budget_s: float = 0.25) -> float:
         return float(triton.testing.do_bench(fn, warmup=10, rep=int(budget_s * 1000), return_mode="median"))
 
 
-def _fcfg(seg: int, warps: int, L: int, m1: int, maxpass: int, store: int) -> dict[str, int]:
+def _fcfg(seg: int, warps: int, L: int, m1: int, maxpass: int, store: int, seq: int) -> dict[str, int]:
     return {"seg": seg, "L": L, "H": max(1, 16 // L), "M1": m1, "warps": warps, "stages": 1, "maxpass": maxpass,
-            "store": store}
+            "store": store, "seq": seq, "maxnreg": 0}
 
 
 def fwd_space() -> list[dict[str, int]]:
     """Every forward config the tuner may choose (the exhaustive sweep's space)."""
-    return [_fcfg(seg, w, L, m1, mp, st) for seg, w in FWD_TILES for L, m1 in FWD_SEGMENTS for mp in FWD_MAXPASS
-            for st in FWD_STORES]
+    return [_fcfg(seg, w, L, m1, mp, st, sq) for seg, w in FWD_TILES for L, m1 in FWD_SEGMENTS for mp in FWD_MAXPASS
+            for st in FWD_STORES for sq in FWD_SEQ]
+
+
+def launch_of(cfg: dict[str, int], batch: int, n: int) -> Any:
+    """What ``cfg`` launches for a (batch, n) problem (its resolved plan): configs with the same launch are
+    the same measurement."""
+    from kernels import triton_fused as tf
+
+    return tf.plan(tf.FusedConfig.from_dict(cfg), batch, n)
+
+
+def distinct(configs: Iterable[dict[str, int]], batch: int, n: int) -> list[dict[str, int]]:
+    """``configs`` less those that launch the same kernel as an earlier one for this (batch, n)."""
+    seen = set()
+    out = []
+    for c in configs:
+        p = launch_of(c, batch, n)
+        if p not in seen:
+            seen.add(p)
+            out.append(c)
+    return out
 
 
 def bwd_space() -> list[dict[str, int]]:
-    return [{"seg": seg, "L": L, "H": max(1, 16 // L), "M1": L, "warps": w, "stages": 1, "maxpass": 4,
-             "lin_exact": 1} for seg, L, w in BWD_SPACE]
+    """Every backward config the tuner measures, as full ``BwdConfig`` dicts (so the default is found in it)."""
+    from kernels.triton_fused import BwdConfig
+
+    return [BwdConfig(seg=seg, L=L, H=max(1, 16 // L), M1=L, warps=w, stages=1, maxpass=4, lin_exact=lin).to_dict()
+            for seg, L, w in BWD_SPACE for lin in BWD_LIN]
 
 
 def stage1(prob: Problem | None = None) -> list[dict[str, int]]:
     """Tuner stage 1: every tile at the start segment shape."""
-    L, m1, mp, st = FWD_START
-    return [_fcfg(seg, w, L, m1, mp, st) for seg, w in FWD_TILES]
+    L, m1, mp, st, sq = FWD_START
+    return [_fcfg(seg, w, L, m1, mp, st, sq) for seg, w in FWD_TILES]
 
 
 def stage2(best: dict[str, int]) -> list[dict[str, int]]:
@@ -306,6 +333,7 @@ class Tuner:
         self.results: dict[str, float] = {}
         self.bwd_results: dict[str, float] = {}
         self.stage = 1
+        self.measured = 0
 
     def candidates(self) -> list[dict[str, int]]:
         if self.stage == 1:
@@ -314,15 +342,24 @@ class Tuner:
         return stage2(best)
 
     def measure(self) -> None:
+        """Time this stage's candidates; a candidate that launches the same kernel as one already timed
+        (see :func:`distinct`) gets that time and is not counted in ``measured``."""
+        timed = {launch_of(json.loads(kk), self.prob.batch, self.prob.n): ms for kk, ms in self.results.items()}
         for cfg in self.candidates():
             kk = json.dumps(cfg, sort_keys=True)
             if kk in self.results:
+                continue
+            same = launch_of(cfg, self.prob.batch, self.prob.n)
+            if same in timed:
+                self.results[kk] = timed[same]
                 continue
             try:
                 self.results[kk] = measure_fwd(cfg, self.prob, self.budget_s)
             except Exception as exc:  # a config that does not compile/run is skipped
                 self.log(f"  skip {cfg}: {type(exc).__name__}: {str(exc)[:120]}")
                 self.results[kk] = math.inf
+            timed[same] = self.results[kk]
+            self.measured += 1
         self.stage += 1
 
     def measure_bwd(self) -> None:
@@ -361,8 +398,8 @@ class Tuner:
             "ms": results[winner],
             "default_ms": default_ms,
             "check_error": err,
-            "searched": len(results),
-            "space": len(fwd_space()),
+            "searched": self.measured,
+            "space": len(distinct(fwd_space(), prob.batch, prob.n)),
             "when": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
             "triton": _version("triton"),
             "torch": torch.__version__,
@@ -400,9 +437,9 @@ def tune(prob: Problem, tolerance: float = 2e-4, budget_s: float = 0.2, save: bo
 
 
 def exhaustive(prob: Problem, budget_s: float = 0.2) -> dict[str, float]:
-    """Forward time (ms) of every config in :func:`fwd_space` on ``prob`` (inf where it fails)."""
+    """Forward time (ms) of every distinct config of :func:`fwd_space` on ``prob`` (inf where it fails)."""
     out = {}
-    for c in fwd_space():
+    for c in distinct(fwd_space(), prob.batch, prob.n):
         kk = json.dumps(c, sort_keys=True)
         try:
             out[kk] = measure_fwd(c, prob, budget_s)

@@ -205,16 +205,19 @@ def _at_seg(x, seg2, s):
 
 @triton.jit
 def _fwd_partial(acols, kcols, ai, R: tl.constexpr, S: tl.constexpr, L: tl.constexpr, M1: tl.constexpr):
-    """Outgoing L (= k_e / D_e) of every segment from the guess L = 0 at position L - M1."""
+    """Outgoing L (= k_e / D_e) of every segment from the guess L = 0 at position L - M1, and the
+    contraction of that run (prod |k/D^2|: how much of the guess's error reaches the end)."""
     lr = tl.zeros([R, S], tl.float32)
     li = tl.zeros([R, S], tl.float32)
+    pi = tl.full([R, S], 1.0, tl.float32)
     for i in tl.static_range(L - M1, L):
         dr = acols[i] - lr
         di = ai - li
         kt = kcols[i] * _rcp(dr * dr + di * di)
+        pi = pi * tl.abs(kt)
         lr = kt * dr
         li = -kt * di
-    return lr, li
+    return lr, li, pi
 
 
 @triton.jit
@@ -321,6 +324,95 @@ def _load_tile(a_ptr, k_ptr, z_ptr, rows, row_ok, pos, N,
 
 
 @triton.jit
+def _solve_tile(acols, kcols, ai, seg2, tol, lcr, lci, lcd, ecr, eci, ecd,
+                R: tl.constexpr, S: tl.constexpr, L: tl.constexpr, H: tl.constexpr, M1: tl.constexpr,
+                MAXPASS: tl.constexpr, CARRY: tl.constexpr):
+    """The division passes of one loaded tile: G columns, the per-row verdict and the outgoing carries.
+
+    Segments hand their carries to each other (pass 1 from guesses, pass 2 from the pass-1 carries, more
+    passes while the error bound fails, up to MAXPASS). The first segment starts from L = 0 and the last ends
+    on R = 0 (a chain's ends, or halo guesses when H > 0), unless CARRY: then segment 0 starts from the
+    incoming left carry (``lcr + i lci``: L at the tile's first position, [R]; ``lcd``: its error estimate) and
+    segment S-1 ends on the incoming right carry (``ecr + i eci``: 1/E at the first position after the tile;
+    ``ecd``: its error estimate), both counted in the verdict.
+
+    Returns (G re columns, G im columns, bad [R] (carries not converged, no contraction, NaN, or halo error
+    over ``tol``), 1/E at every segment's first position (re, im [R, S]), the change of those in the last
+    pass [R, S])."""
+    kl = kcols[L - 1]  # coupling to the next segment
+    akl = tl.abs(kl)
+
+    # pass 1 (partial, from guesses) in both directions, then pass 2 (full) from the pass-1 carries
+    p1r, p1i, pip = _fwd_partial(acols, kcols, ai, R, S, L, M1)
+    q1r, q1i = _bwd_partial(acols, kcols, ai, R, S, M1)
+    c1r, c1i = _shift_prev2(p1r, p1i, seg2)
+    e1r, e1i = _shift_next2(q1r, q1i, seg2, S)
+    if CARRY:
+        c1r = tl.where(seg2 == 0, lcr[:, None], c1r)
+        c1i = tl.where(seg2 == 0, lci[:, None], c1i)
+        e1r = tl.where(seg2 == S - 1, ecr[:, None], e1r)
+        e1i = tl.where(seg2 == S - 1, eci[:, None], e1i)
+    lsr, lsi, p2r, p2i, pif = _fwd_full(acols, kcols, ai, c1r, c1i, L)
+    rinr = kl * e1r
+    rini = kl * e1i
+    gr, gi, q2r, q2i, pib, g2f, g2l = _bwd_full(acols, kcols, ai, lsr, lsi, rinr, rini, L)
+
+    # a-posteriori bound: the error of G at a segment's first (last) position is <= 2 |dL| |G| (2 |dR| |G|)
+    core = (seg2 >= H) & (seg2 < S - H)
+    dqs = tl.abs(q2r - q1r) + tl.abs(q2i - q1i)
+    dfp = _shift_prev(tl.abs(p2r - p1r) + tl.abs(p2i - p1i), seg2)
+    db = akl * _shift_next(dqs, seg2, S)
+    if CARRY:
+        dfp = tl.where(seg2 == 0, lcd[:, None], dfp)
+        db = tl.where(seg2 == S - 1, akl * ecd[:, None], db)
+    err = tl.where(core, 4.0 * (dfp * dfp * g2f + db * db * g2l), 0.0)
+    pimax = tl.maximum(pif, pib)
+    ok = ((tl.max(err) <= tol * tol) & (tl.max(pimax) <= 0.5)).to(tl.int32)
+    if MAXPASS > 2:
+        npass = 2
+        while (ok == 0) & (npass < MAXPASS):
+            c1r, c1i = _shift_prev2(p2r, p2i, seg2)
+            e1r, e1i = _shift_next2(q2r, q2i, seg2, S)
+            if CARRY:
+                c1r = tl.where(seg2 == 0, lcr[:, None], c1r)
+                c1i = tl.where(seg2 == 0, lci[:, None], c1i)
+                e1r = tl.where(seg2 == S - 1, ecr[:, None], e1r)
+                e1i = tl.where(seg2 == S - 1, eci[:, None], e1i)
+            lsr, lsi, n2r, n2i, pif = _fwd_full(acols, kcols, ai, c1r, c1i, L)
+            rinr = kl * e1r
+            rini = kl * e1i
+            gr, gi, m2r, m2i, pib, g2f, g2l = _bwd_full(acols, kcols, ai, lsr, lsi, rinr, rini, L)
+            dqs = tl.abs(m2r - q2r) + tl.abs(m2i - q2i)
+            dfp = _shift_prev(tl.abs(n2r - p2r) + tl.abs(n2i - p2i), seg2)
+            db = akl * _shift_next(dqs, seg2, S)
+            if CARRY:
+                dfp = tl.where(seg2 == 0, lcd[:, None], dfp)
+                db = tl.where(seg2 == S - 1, akl * ecd[:, None], db)
+            p2r = n2r
+            p2i = n2i
+            q2r = m2r
+            q2i = m2i
+            err = tl.where(core, 4.0 * (dfp * dfp * g2f + db * db * g2l), 0.0)
+            pimax = tl.maximum(pif, pib)
+            ok = ((tl.max(err) <= tol * tol) & (tl.max(pimax) <= 0.5)).to(tl.int32)
+            npass += 1
+
+    # per-row verdict: carry convergence, contraction, and (chunked chains) the halo estimate
+    bad = (tl.max(err, axis=1) > tol * tol) | (tl.max(pimax, axis=1) > 0.5)
+    bad = bad | (tl.max(err, axis=1) != tl.max(err, axis=1))  # NaN
+    if H > 0:
+        # error entering the core from the halo guesses: |L| (resp. |R|) times the halo contraction
+        lfl = tl.sum(tl.where(seg2 < H, tl.log2(tl.maximum(pif, 1e-30)), 0.0), axis=1)
+        lfr = tl.sum(tl.where(seg2 >= S - H, tl.log2(tl.maximum(pib, 1e-30)), 0.0), axis=1)
+        l0 = _at_seg(tl.abs(lsr[0]) + tl.abs(lsi[0]), seg2, H)
+        r0 = _at_seg(tl.abs(rinr) + tl.abs(rini), seg2, S - H - 1)
+        e_l = tl.exp2(2.0 * lfl) * l0 * l0 * _at_seg(g2f, seg2, H)
+        e_r = tl.exp2(2.0 * lfr) * r0 * r0 * _at_seg(g2l, seg2, S - H - 1)
+        bad = bad | (4.0 * (e_l + e_r) > tol * tol) | (e_l + e_r != e_l + e_r)
+    return gr, gi, bad, q2r, q2i, dqs
+
+
+@triton.jit
 def _fwd_fast_kernel(a_ptr, k_ptr, z_ptr, g_ptr, flag_ptr,
                      B, N, NCH, CORE, tol,
                      R: tl.constexpr, S: tl.constexpr, L: tl.constexpr, H: tl.constexpr,
@@ -340,62 +432,62 @@ def _fwd_fast_kernel(a_ptr, k_ptr, z_ptr, g_ptr, flag_ptr,
     seg2 = seg1[None, :]
     pos = start + seg1[None, :, None] * L + tl.arange(0, L)[None, None, :]
     acols, kcols, ai, m = _load_tile(a_ptr, k_ptr, z_ptr, rows, row_ok, pos, N, R, S, L, K_SCALAR)
-    kl = kcols[L - 1]  # coupling to the next segment
-    akl = tl.abs(kl)
-
-    # pass 1 (partial, from guesses) in both directions, then pass 2 (full) from the pass-1 carries
-    p1r, p1i = _fwd_partial(acols, kcols, ai, R, S, L, M1)
-    q1r, q1i = _bwd_partial(acols, kcols, ai, R, S, M1)
-    c1r, c1i = _shift_prev2(p1r, p1i, seg2)
-    e1r, e1i = _shift_next2(q1r, q1i, seg2, S)
-    lsr, lsi, p2r, p2i, pif = _fwd_full(acols, kcols, ai, c1r, c1i, L)
-    rinr = kl * e1r
-    rini = kl * e1i
-    gr, gi, q2r, q2i, pib, g2f, g2l = _bwd_full(acols, kcols, ai, lsr, lsi, rinr, rini, L)
-
-    # a-posteriori bound: the error of G at a segment's first (last) position is <= 2 |dL| |G| (2 |dR| |G|)
-    core = (seg2 >= H) & (seg2 < S - H)
-    dfp = _shift_prev(tl.abs(p2r - p1r) + tl.abs(p2i - p1i), seg2)
-    db = akl * _shift_next(tl.abs(q2r - q1r) + tl.abs(q2i - q1i), seg2, S)
-    err = tl.where(core, 4.0 * (dfp * dfp * g2f + db * db * g2l), 0.0)
-    pimax = tl.maximum(pif, pib)
-    ok = ((tl.max(err) <= tol * tol) & (tl.max(pimax) <= 0.5)).to(tl.int32)
-    if MAXPASS > 2:
-        npass = 2
-        while (ok == 0) & (npass < MAXPASS):
-            c1r, c1i = _shift_prev2(p2r, p2i, seg2)
-            e1r, e1i = _shift_next2(q2r, q2i, seg2, S)
-            lsr, lsi, n2r, n2i, pif = _fwd_full(acols, kcols, ai, c1r, c1i, L)
-            rinr = kl * e1r
-            rini = kl * e1i
-            gr, gi, m2r, m2i, pib, g2f, g2l = _bwd_full(acols, kcols, ai, lsr, lsi, rinr, rini, L)
-            dfp = _shift_prev(tl.abs(n2r - p2r) + tl.abs(n2i - p2i), seg2)
-            db = akl * _shift_next(tl.abs(m2r - q2r) + tl.abs(m2i - q2i), seg2, S)
-            p2r = n2r
-            p2i = n2i
-            q2r = m2r
-            q2i = m2i
-            err = tl.where(core, 4.0 * (dfp * dfp * g2f + db * db * g2l), 0.0)
-            pimax = tl.maximum(pif, pib)
-            ok = ((tl.max(err) <= tol * tol) & (tl.max(pimax) <= 0.5)).to(tl.int32)
-            npass += 1
-
-    # per-chain verdict: carry convergence, contraction, and (chunked chains) the halo estimate
-    bad = (tl.max(err, axis=1) > tol * tol) | (tl.max(pimax, axis=1) > 0.5)
-    bad = bad | (tl.max(err, axis=1) != tl.max(err, axis=1))  # NaN
-    if H > 0:
-        # error entering the core from the halo guesses: |L| (resp. |R|) times the halo contraction
-        lfl = tl.sum(tl.where(seg2 < H, tl.log2(tl.maximum(pif, 1e-30)), 0.0), axis=1)
-        lfr = tl.sum(tl.where(seg2 >= S - H, tl.log2(tl.maximum(pib, 1e-30)), 0.0), axis=1)
-        l0 = _at_seg(tl.abs(lsr[0]) + tl.abs(lsi[0]), seg2, H)
-        r0 = _at_seg(tl.abs(rinr) + tl.abs(rini), seg2, S - H - 1)
-        e_l = tl.exp2(2.0 * lfl) * l0 * l0 * _at_seg(g2f, seg2, H)
-        e_r = tl.exp2(2.0 * lfr) * r0 * r0 * _at_seg(g2l, seg2, S - H - 1)
-        bad = bad | (4.0 * (e_l + e_r) > tol * tol) | (e_l + e_r != e_l + e_r)
+    gr, gi, bad, q2r, q2i, dqs = _solve_tile(acols, kcols, ai, seg2, tol, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0,
+                                             R, S, L, H, M1, MAXPASS, False)
     tl.store(flag_ptr + tl.where(row_ok, rows, 0) * NCH + j, bad.to(tl.int32), mask=row_ok)
-
     # write G as interleaved (re, im) pairs
     store_cols(g_ptr, gr, gi, rows, row_ok, start, N, seg1, H, R, S, L, True, STORE)
+
+
+@triton.jit
+def _fwd_seq2_kernel(a_ptr, k_ptr, z_ptr, g_ptr, flag_ptr,
+                     B, N, tol,
+                     R: tl.constexpr, S: tl.constexpr, L: tl.constexpr,
+                     M1: tl.constexpr, MAXPASS: tl.constexpr, K_SCALAR: tl.constexpr, STORE: tl.constexpr = 0):
+    """G for R chains of S*L < N <= 2*S*L positions: two tiles (A = the first S*L positions, B = the rest)
+    handled one after the other by the same program, with exact carries between them and no halo.
+
+    1. A, pass 1 only: the L carry leaving A's last segment (from a guess at that segment's start, so its
+       error estimate is |L| there times the segment's contraction, like a halo's).
+    2. B, all passes, starting from that carry: stores G of B, and hands 1/E at B's first position (and the
+       change of it in the last pass) back to A.
+    3. A again (reloaded: it is in L1/L2), all passes, ending on that carry: stores G of A.
+    A tile of S*L positions fits the one-warp register budget, so a 1024-chain costs 2.1 tiles of work instead
+    of the three halo'd chunks of ``_fwd_fast_kernel`` (or one 1024-position tile at twice the registers).
+    Arguments as in ``_fwd_fast_kernel``; flag: (B, 1) int32."""
+    pid = tl.program_id(0)
+    rows = pid * R + tl.arange(0, R)
+    row_ok = rows < B
+    seg1 = tl.arange(0, S)
+    seg2 = seg1[None, :]
+    T: tl.constexpr = S * L
+    pos = seg1[None, :, None] * L + tl.arange(0, L)[None, None, :]
+    zero = tl.zeros([R], tl.float32)
+
+    # 1. A: the outgoing L carry from pass 1
+    acols, kcols, ai, m = _load_tile(a_ptr, k_ptr, z_ptr, rows, row_ok, pos, N, R, S, L, K_SCALAR)
+    p1r, p1i, pip = _fwd_partial(acols, kcols, ai, R, S, L, M1)
+    lcr = _at_seg(p1r, seg2, S - 1)
+    lci = _at_seg(p1i, seg2, S - 1)
+    lcd = (_at_seg(tl.abs(p1r) + tl.abs(p1i), seg2, S - 2)) * _at_seg(pip, seg2, S - 1)
+
+    # 2. B from the A carry: G of B, and the 1/E carry at its first position
+    acols, kcols, ai, m = _load_tile(a_ptr, k_ptr, z_ptr, rows, row_ok, T + pos, N, R, S, L, K_SCALAR)
+    gr, gi, bad_b, q2r, q2i, dqs = _solve_tile(acols, kcols, ai, seg2, tol, lcr, lci, lcd, zero, zero, zero,
+                                               R, S, L, 0, M1, MAXPASS, True)
+    store_cols(g_ptr, gr, gi, rows, row_ok, T, N, seg1, 0, R, S, L, True, STORE)
+    ecr = _at_seg(q2r, seg2, 0)
+    eci = _at_seg(q2i, seg2, 0)
+    ecd = _at_seg(dqs, seg2, 0)
+
+    # 3. A again, ending on the B carry (the barrier keeps the compiler from hoisting these loads above
+    #    step 2, which would hold A's tile in registers through it: 168 instead of 128 registers)
+    tl.debug_barrier()
+    acols, kcols, ai, m = _load_tile(a_ptr, k_ptr, z_ptr, rows, row_ok, pos, N, R, S, L, K_SCALAR)
+    gr, gi, bad_a, q2r, q2i, dqs = _solve_tile(acols, kcols, ai, seg2, tol, zero, zero, zero, ecr, eci, ecd,
+                                               R, S, L, 0, M1, MAXPASS, True)
+    store_cols(g_ptr, gr, gi, rows, row_ok, 0, N, seg1, 0, R, S, L, True, STORE)
+    tl.store(flag_ptr + tl.where(row_ok, rows, 0), (bad_a | bad_b).to(tl.int32), mask=row_ok)
 
 
 # --------------------------------------------------------------------------------------------------------
@@ -820,7 +912,7 @@ def _bwd_fast_kernel(a_ptr, k_ptr, z_ptr, g_ptr, go_ptr, o_ptr, flag_ptr,
         wi = wi + (-wim[i],)
 
     # forward pivots (left self-energies) by the same two-pass scheme, checked against |G|
-    p1r, p1i = _fwd_partial(acols, kcols, ai, R, S, L, M1)
+    p1r, p1i, pip = _fwd_partial(acols, kcols, ai, R, S, L, M1)
     c1r, c1i = _shift_prev2(p1r, p1i, seg2)
     lsr, lsi, p2r, p2i, pif = _fwd_full(acols, kcols, ai, c1r, c1i, L)
     g2f = gr[0] * gr[0] + gi[0] * gi[0]

@@ -34,6 +34,8 @@ if HAS_TRITON:
 INTERPRETER_MAX_ELEMENTS = 8192
 DTYPES = (torch.float32, torch.bfloat16, torch.float16)
 DEFAULT_TOL = 2e-7
+# register cap of the two-tile forward kernel when the config leaves maxnreg at 0 (see FusedConfig.seq)
+SEQ2_MAXNREG = 128
 
 
 @dataclass(frozen=True)
@@ -45,7 +47,13 @@ class FusedConfig:
     (<= L); warps: num_warps; stages: num_stages (the kernel has no pipelined loads; kept for the tuner's
     record); maxpass: most passes before a chain is flagged for the exact kernel; store: how the output tile
     is written (0: columns joined into one tile, which Triton converts to its coalesced layout join by join;
-    1: one store per column; 2: one store per pair of columns — see ``_triton_fused_core.store_cols``).
+    1: one store per column; 2: one store per pair of columns — see ``_triton_fused_core.store_cols``);
+    seq: 2 (default) = a chain of seg*L < N <= 2*seg*L positions is done by one program as two tiles one after
+    the other, with exact carries between them (``_fwd_seq2_kernel``) instead of three or more halo'd chunks;
+    1 = never. maxnreg: register cap per thread passed to ptxas; 0 = the compiler's choice, except that the
+    two-tile kernel is capped at ``SEQ2_MAXNREG`` (ptxas gives it 168 registers at a one-warp seg 32 / L 16
+    tile, 12 warps per SM; 128, the one-tile kernel's count, keeps 16 warps per SM and spills nothing).
+    Entries of tuning tables written before ``seq`` existed load with seq = 1 (how they were measured).
     """
 
     _label: ClassVar[str] = "config"
@@ -58,6 +66,8 @@ class FusedConfig:
     stages: int = 1
     maxpass: int = 4
     store: int = 0
+    seq: int = 2
+    maxnreg: int = 0
 
     def __post_init__(self) -> None:
         for name in ("seg", "L"):
@@ -75,6 +85,10 @@ class FusedConfig:
         if self.store not in (0, 1, 2):
             raise ValueError(f"config.store: must be 0 (joined tile), 1 (per column) or 2 (column pairs), "
                              f"got {self.store}")
+        if self.seq not in (1, 2):
+            raise ValueError(f"config.seq: must be 1 (halo'd chunks) or 2 (two tiles in sequence), got {self.seq}")
+        if self.maxnreg and not 24 <= self.maxnreg <= 255:
+            raise ValueError(f"config.maxnreg: must be 0 (compiler's choice) or in 24..255, got {self.maxnreg}")
 
     def to_dict(self) -> dict[str, int]:
         return dataclasses.asdict(self)
@@ -85,7 +99,7 @@ class FusedConfig:
         unknown = set(d) - names
         if unknown:
             raise ValueError(f"{cls._label}: unknown keys {sorted(unknown)}; known: {sorted(names)}")
-        return cls(**{k: int(v) for k, v in d.items()})
+        return cls(**{"seq": 1, **{k: int(v) for k, v in d.items()}})  # no "seq": written before it existed
 
 
 @dataclass(frozen=True)
@@ -104,17 +118,22 @@ class BwdConfig(FusedConfig):
     stages: int = 1
     maxpass: int = 4
     store: int = 0
+    seq: int = 1
     lin_exact: int = 1
 
     def __post_init__(self) -> None:
         super().__post_init__()
         if self.lin_exact not in (0, 1):
             raise ValueError(f"bwd_config.lin_exact: must be 0 or 1, got {self.lin_exact}")
+        if self.seq != 1:
+            raise ValueError(f"bwd_config.seq: the backward kernel has no two-tile mode (seq must be 1), "
+                             f"got {self.seq}")
 
 
 @dataclass(frozen=True)
 class Plan:
-    """A config resolved for one (B, N): tile R x S x L, halo H, chunks per chain NCH of CORE positions."""
+    """A config resolved for one (B, N): tile R x S x L, halo H, chunks per chain NCH of CORE positions;
+    seq 2: one program per R chains does two tiles in sequence (NCH = 1, H = 0)."""
 
     R: int
     S: int
@@ -127,6 +146,8 @@ class Plan:
     stages: int
     maxpass: int
     store: int = 0
+    seq: int = 1
+    maxnreg: int = 0
 
     def programs(self, batch: int) -> int:
         return math.ceil(batch / self.R) * self.NCH
@@ -144,10 +165,14 @@ def plan(cfg: FusedConfig | BwdConfig, batch: int, n: int) -> Plan:
     if segs <= cfg.seg:
         s = _pow2_at_least(segs)
         r = max(1, min(cfg.seg // s, _pow2_at_least(batch)))
-        return Plan(r, s, cfg.L, 0, 1, s * cfg.L, min(cfg.M1, cfg.L), cfg.warps, cfg.stages, cfg.maxpass, store)
+        return Plan(r, s, cfg.L, 0, 1, s * cfg.L, min(cfg.M1, cfg.L), cfg.warps, cfg.stages, cfg.maxpass, store,
+                    maxnreg=cfg.maxnreg)
+    if cfg.seq == 2 and segs <= 2 * cfg.seg and cfg.seg >= 2:
+        return Plan(1, cfg.seg, cfg.L, 0, 1, 2 * cfg.seg * cfg.L, cfg.M1, cfg.warps, cfg.stages, cfg.maxpass, store,
+                    seq=2, maxnreg=cfg.maxnreg or SEQ2_MAXNREG)
     core = (cfg.seg - 2 * cfg.H) * cfg.L
     return Plan(1, cfg.seg, cfg.L, cfg.H, math.ceil(n / core), core, cfg.M1, cfg.warps, cfg.stages, cfg.maxpass,
-                store)
+                store, maxnreg=cfg.maxnreg)
 
 
 # exact kernel: segments per chunk and persistent grid cap
@@ -182,6 +207,11 @@ def _scratch(device: torch.device, nprog: int, maxch: int) -> torch.Tensor:
         buf = torch.empty(max(need, 4096), dtype=torch.float32, device=device)
         _SCRATCH[key] = buf
     return buf
+
+
+def _reg_cap(p: Plan) -> dict[str, int]:
+    """The ``maxnreg`` launch option when the plan caps registers (GPU only: the interpreter has no registers)."""
+    return {"maxnreg": p.maxnreg} if p.maxnreg and not interpreting() else {}
 
 
 def _check_inputs(a: torch.Tensor, k: torch.Tensor, z: torch.Tensor) -> bool:
@@ -232,11 +262,17 @@ def forward(
     flags = torch.empty(batch, p.NCH, dtype=torch.int32, device=a.device)
     if force_exact:
         flags.fill_(1)
+    elif p.seq == 2:
+        _core._fwd_seq2_kernel[(p.programs(batch),)](
+            a, kk, zv, gv, flags, batch, n, float(tol),
+            R=p.R, S=p.S, L=p.L, M1=p.M1, MAXPASS=p.maxpass, K_SCALAR=uniform, STORE=p.store,
+            num_warps=p.warps, num_stages=p.stages, **_reg_cap(p),
+        )
     else:
         _core._fwd_fast_kernel[(p.programs(batch),)](
             a, kk, zv, gv, flags, batch, n, p.NCH, p.CORE, float(tol),
             R=p.R, S=p.S, L=p.L, H=p.H, M1=p.M1, MAXPASS=p.maxpass, K_SCALAR=uniform, STORE=p.store,
-            num_warps=p.warps, num_stages=p.stages,
+            num_warps=p.warps, num_stages=p.stages, **_reg_cap(p),
         )
     nprog = _exact_programs(batch, a.device)
     maxch = math.ceil(n / (EXACT_S * EXACT_L))

@@ -16,8 +16,9 @@ from bkbench.validate import normalize
 
 tf = pytest.importorskip("kernels.triton_fused")
 
-SMALL = tf.FusedConfig(seg=8, L=16, H=1, M1=16, warps=1)
+SMALL = tf.FusedConfig(seg=8, L=16, H=1, M1=16, warps=1, seq=1)
 SMALL_BWD = tf.BwdConfig(seg=8, L=8, H=2, M1=8, warps=1)
+SEQ = tf.FusedConfig(seg=8, L=16, H=1, M1=16, warps=1, seq=2)  # 128-position tiles: N in 129..256 runs two
 TOL = 2e-6  # far below the gate's 2e-4: the kernel is exact up to fp32 rounding
 
 
@@ -141,13 +142,45 @@ def test_supports_declines_large_problems_under_the_interpreter(monkeypatch):
 
 
 def test_plan_covers_every_position():
-    for cfg in (SMALL, tf.FusedConfig(), tf.BwdConfig()):
-        for n in (1, 2, 17, 255, 256, 1000, 4097, 65536):
+    for cfg in (SMALL, SEQ, tf.FusedConfig(), tf.BwdConfig()):
+        for n in (1, 2, 17, 129, 255, 256, 257, 1000, 1024, 1025, 4097, 65536):
             p = tf.plan(cfg, 3, n)
-            if p.NCH == 1:
+            if p.seq == 2:  # two tiles in sequence: more than one tile, at most two
+                assert p.S * p.L < n <= 2 * p.S * p.L and p.H == 0 and p.NCH == 1 and p.maxnreg > 0
+            elif p.NCH == 1:
                 assert p.S * p.L >= n and p.H == 0
             else:
                 assert p.NCH * p.CORE >= n and p.CORE == (p.S - 2 * p.H) * p.L
+    assert tf.plan(tf.FusedConfig(), 4, 1024).seq == 2 and tf.plan(tf.FusedConfig(seq=1), 4, 1024).seq == 1
+    with pytest.raises(ValueError, match="config.seq"):
+        tf.FusedConfig(seq=3)
+    with pytest.raises(ValueError, match="bwd_config.seq"):
+        tf.BwdConfig(seq=2)
+
+
+SEQ_CASES = [
+    Problem(batch=(2,), n=129),  # one position into the second tile
+    Problem(batch=(2,), n=200, coupling="random", negative=0.3, z=0.2 + 1.5j, coupling_scale=0.2),
+    Problem(batch=(3,), n=256, sparsity=0.3, seed=1),  # exactly two tiles
+    Problem(batch=(2,), n=250, sparsity=1.0),  # zero couplings: the carries are exactly zero
+    Problem(batch=(2,), n=190, coupling="scalar"),
+    Problem(batch=(3,), n=160, dtype="bfloat16", z_spread=0.5),
+]
+
+
+@pytest.mark.parametrize("p", SEQ_CASES, ids=lambda p: p.key)
+def test_two_tiles_in_sequence_match_float64_reference(p, device):
+    """seq = 2 (chains of one to two tiles: _fwd_seq2_kernel) with the carries between the tiles."""
+    assert tf.plan(SEQ, 3, p.n).seq == 2
+    err, flags = _run(p, device, config=SEQ)
+    assert int(flags.sum()) == 0  # z = 1j and Im z = 1.5 forget within a segment: no fallback needed
+    assert err.finite and err.rel_err < TOL, err
+
+
+def test_two_tiles_near_real_z_fall_back_to_the_exact_kernel(device):
+    err, flags = _run(Problem(batch=(2,), n=240, z=0.3 + 0.01j), device, config=SEQ)
+    assert flags.shape == (2, 1) and int(flags.sum()) == 2
+    assert err.finite and err.rel_err < 1e-5, err
 
 
 @pytest.mark.parametrize("store", [1, 2])
@@ -179,3 +212,23 @@ def test_store_mode_is_validated():
 def _inputs_of(p: Problem):
     inp = make_inputs(p)
     return inp.a, inp.b, inp.c, inp.z
+
+
+@pytest.mark.parametrize("p", [Problem(batch=(2,), n=300, coupling="random", seed=4),
+                               Problem(batch=(2,), n=200, coupling="scalar", z=0.1 + 0.05j)], ids=lambda p: p.key)
+def test_backward_halo_recurrences_match_exact_scans(p, device):
+    """lin_exact = 0 (each segment takes its neighbour's F/R from a one-segment halo, with a contraction bound;
+    chains where the bound fails go to the exact kernel) gives the gradient of lin_exact = 1 and of the exact
+    kernel, on multi-chunk chains, also at a near-real z where the halo does not contract."""
+    from dataclasses import replace
+
+    q = p.with_(device=device)
+    inp = make_inputs(q)
+    nm = normalize(inp.a, inp.b, inp.c, inp.z)
+    g = tf.forward(nm.a, nm.k, nm.z, config=SMALL)
+    go = torch.randn(g.shape, dtype=torch.complex64, generator=torch.Generator().manual_seed(5)).to(device)
+    exact = tf.vjp(nm.a, nm.k, nm.z, g, go, config=SMALL_BWD, force_exact=True)
+    for lin in (0, 1):
+        got = tf.vjp(nm.a, nm.k, nm.z, g, go, config=replace(SMALL_BWD, lin_exact=lin))
+        assert torch.isfinite(got).all()
+        assert float((got - exact).abs().max() / exact.abs().max()) < 1e-5, lin
