@@ -472,6 +472,11 @@ def stage_bwdsweep(out: dict, path: Path) -> None:
 
 TUNE_SHAPES = [(16384, 1024), (4096, 4096), (1024, 16384), (256, 65536), (8, 65536)]
 FINAL_SHAPES = TUNE_SHAPES + [(1024, 4096), (16384, 4096)]
+TUNE_COUPLINGS = (False, True)
+TUNE_BWD = os.environ.get("TF_TUNE_BWD", "1") == "1"
+if os.environ.get("TF_TUNE_SHAPES") == "sweep":  # the tuner only where the exhaustive sweep checks it (k only)
+    TUNE_SHAPES = [(16384, 1024), (4096, 4096), (256, 65536)]
+    TUNE_COUPLINGS = (False,)
 if DEV == "cpu":
     TUNE_SHAPES = [(2, 64), (1, 300)]
     FINAL_SHAPES = TUNE_SHAPES
@@ -482,7 +487,7 @@ def stage_tuneall(out: dict, path: Path) -> None:
     candidates compiled in parallel first; then the backward configs. Winners go to the cache."""
     from bkbench import tuning
 
-    probs = [tuning.Problem(b, n, torch.float32, u, device=DEV) for (b, n) in TUNE_SHAPES for u in (False, True)]
+    probs = [tuning.Problem(b, n, torch.float32, u, device=DEV) for (b, n) in TUNE_SHAPES for u in TUNE_COUPLINGS]
     tuners = [tuning.Tuner(p, budget_s=0.15, log=print) for p in probs]
     from kernels import triton_fused as tf
 
@@ -496,11 +501,14 @@ def stage_tuneall(out: dict, path: Path) -> None:
         for t in tuners:
             t.measure()
     t0 = time.time()
-    errs = precompile([("bwd", c, t.prob.batch, t.prob.n, t.prob.uniform) for t in tuners for c in tuning.bwd_space()])
-    print(f"tune bwd: compiled in {time.time() - t0:.0f}s ({len(errs)} errors)", flush=True)
+    if TUNE_BWD:
+        errs = precompile([("bwd", c, t.prob.batch, t.prob.n, t.prob.uniform) for t in tuners
+                           for c in tuning.bwd_space()])
+        print(f"tune bwd: compiled in {time.time() - t0:.0f}s ({len(errs)} errors)", flush=True)
     rows = []
     for t in tuners:
-        t.measure_bwd()
+        if TUNE_BWD:
+            t.measure_bwd()
         e = t.finish()
         p = t.prob
         rows.append({"B": p.batch, "N": p.n, "scalar": p.uniform, **{k: v for k, v in e.items() if k != "when"},
@@ -547,6 +555,8 @@ def stage_sweep2(out: dict, path: Path) -> None:
         print(f"sweep B{b} N{n}: exhaustive best {res[best] * 1e3:.1f} us {best}; tuner's choice "
               f"{(res.get(chosen) or math.nan) * 1e3:.1f} us ({within:+.1f}%), searched {entry.get('searched')}/"
               f"{len(space)}", flush=True)
+        out["sweep2"] = rows  # saved shape by shape: a cut-off run keeps what it measured
+        _save(out, path)
     out["sweep2"] = rows
     _save(out, path)
 

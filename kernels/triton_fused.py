@@ -48,9 +48,11 @@ class FusedConfig:
     record); maxpass: most passes before a chain is flagged for the exact kernel; store: how the output tile
     is written (0: columns joined into one tile, which Triton converts to its coalesced layout join by join;
     1: one store per column; 2: one store per pair of columns — see ``_triton_fused_core.store_cols``);
-    seq: 2 (default) = a chain of seg*L < N <= 2*seg*L positions is done by one program as two tiles one after
-    the other, with exact carries between them (``_fwd_seq2_kernel``) instead of three or more halo'd chunks;
-    1 = never. maxnreg: register cap per thread passed to ptxas; 0 = the compiler's choice, except that the
+    seq: 2 = a chain of seg*L < N <= 2*seg*L positions is done by one program as two tiles one after the other,
+    with exact carries between them (``_fwd_seq2_kernel``) instead of three or more halo'd chunks; 1 (default)
+    = never. Measured on the H100 (reports/triton_fused/run3): 2-3 % faster at N = 2*seg*L exactly (N = 1024
+    with the default tile), 14 % slower at N = 768 and 44 % slower at N = 520, so it is opt-in and not searched
+    by the tuner (whose N buckets would apply it to every N of (512, 1024]). maxnreg: register cap per thread passed to ptxas; 0 = the compiler's choice, except that the
     two-tile kernel is capped at ``SEQ2_MAXNREG`` (ptxas gives it 168 registers at a one-warp seg 32 / L 16
     tile, 12 warps per SM; 128, the one-tile kernel's count, keeps 16 warps per SM and spills nothing).
     Entries of tuning tables written before ``seq`` existed load with seq = 1 (how they were measured).
@@ -66,7 +68,7 @@ class FusedConfig:
     stages: int = 1
     maxpass: int = 4
     store: int = 0
-    seq: int = 2
+    seq: int = 1
     maxnreg: int = 0
 
     def __post_init__(self) -> None:

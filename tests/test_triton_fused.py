@@ -151,7 +151,7 @@ def test_plan_covers_every_position():
                 assert p.S * p.L >= n and p.H == 0
             else:
                 assert p.NCH * p.CORE >= n and p.CORE == (p.S - 2 * p.H) * p.L
-    assert tf.plan(tf.FusedConfig(), 4, 1024).seq == 2 and tf.plan(tf.FusedConfig(seq=1), 4, 1024).seq == 1
+    assert tf.plan(tf.FusedConfig(seq=2), 4, 1024).seq == 2 and tf.plan(tf.FusedConfig(), 4, 1024).seq == 1
     with pytest.raises(ValueError, match="config.seq"):
         tf.FusedConfig(seq=3)
     with pytest.raises(ValueError, match="bwd_config.seq"):
