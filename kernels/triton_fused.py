@@ -52,9 +52,11 @@ class FusedConfig:
     with exact carries between them (``_fwd_seq2_kernel``) instead of three or more halo'd chunks; 1 (default)
     = never. Measured on the H100 (reports/triton_fused/run3): 2-3 % faster at N = 2*seg*L exactly (N = 1024
     with the default tile), 14 % slower at N = 768 and 44 % slower at N = 520, so it is opt-in and not searched
-    by the tuner (whose N buckets would apply it to every N of (512, 1024]). maxnreg: register cap per thread passed to ptxas; 0 = the compiler's choice, except that the
-    two-tile kernel is capped at ``SEQ2_MAXNREG`` (ptxas gives it 168 registers at a one-warp seg 32 / L 16
-    tile, 12 warps per SM; 128, the one-tile kernel's count, keeps 16 warps per SM and spills nothing).
+    by the tuner (whose N buckets would apply it to every N of (512, 1024]).
+    maxnreg: register cap per thread passed to ptxas; 0 = the compiler's choice, except that the two-tile kernel
+    is capped at ``SEQ2_MAXNREG`` (ptxas gives it 168 registers at a one-warp seg 32 / L 16 tile, 12 warps per
+    SM; 128, the one-tile kernel's count, keeps 16 warps per SM and spills nothing; uncapped it measured 22 %
+    slower at N = 1024).
     Entries of tuning tables written before ``seq`` existed load with seq = 1 (how they were measured).
     """
 

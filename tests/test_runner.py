@@ -267,7 +267,11 @@ def test_suites_are_listed_and_quick_is_big_enough():
     assert min(c.n for c in gpu) <= 256 and max(c.n for c in gpu) >= 65536
     assert {c.kind for c in gpu} >= {"bk", "ssm", "attention"}
     energy = plan("energy", "cuda")
-    assert energy and all(c.energy and c.energy["window_s"] >= 5 and c.energy["trials"] >= 4 for c in energy)
+    sweep = [c for c in energy if c.group == "widths-sweep"]
+    assert sweep and all(c.energy and c.energy["window_s"] == 2 and c.energy["trials"] == 3 for c in sweep)
+    assert {c.n for c in sweep} == {256, 1024, 4096, 16384, 65536} and {c.mode for c in sweep} == {"fwd", "fwd+bwd"}
+    rest = [c for c in energy if c.group != "widths-sweep"]  # group settings override the suite's, nothing else
+    assert rest and all(c.energy and c.energy["window_s"] >= 5 and c.energy["trials"] >= 4 for c in rest)
 
 
 def test_suite_errors_name_the_problem(tmp_path):
