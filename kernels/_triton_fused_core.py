@@ -293,6 +293,23 @@ def _bwd_full(acols, kcols, ai, lsr, lsi, rr, ri, L: tl.constexpr):
 
 
 @triton.jit
+def _tile_coords(B, NCH, CORE, R: tl.constexpr, S: tl.constexpr, L: tl.constexpr, H: tl.constexpr):
+    """This program's tile: chunk j of NCH (CORE positions, H halo segments each side) of chain rows
+    ``rows`` [R] (``row_ok``: rows < B), first position ``start``, segment index ``seg1`` [S] / ``seg2``
+    [1, S], positions ``pos`` [R, S, L]."""
+    pid = tl.program_id(0)
+    rb = pid // NCH
+    j = pid - rb * NCH
+    rows = rb * R + tl.arange(0, R)
+    row_ok = rows < B
+    start = tl.multiple_of(j * CORE - H * L, L)
+    seg1 = tl.arange(0, S)
+    seg2 = seg1[None, :]
+    pos = start + seg1[None, :, None] * L + tl.arange(0, L)[None, None, :]
+    return j, rows, row_ok, start, seg1, seg2, pos
+
+
+@triton.jit
 def _load_tile(a_ptr, k_ptr, z_ptr, rows, row_ok, pos, N,
                R: tl.constexpr, S: tl.constexpr, L: tl.constexpr, K_SCALAR: tl.constexpr):
     """Load a [R, S, L] tile of alpha (Re; padded positions get alpha = 1) and k (0 outside 0..N-2).
@@ -422,15 +439,7 @@ def _fwd_fast_kernel(a_ptr, k_ptr, z_ptr, g_ptr, flag_ptr,
     a: (B, N) float32/bf16/fp16; k: (B, N-1) same dtype (or one value when K_SCALAR); z: (B, 2) float32
     (complex64 viewed as float); g: (B, N, 2) float32 (complex64 viewed as float); flag: (B, NCH) int32,
     set to 1 for a chain whose carries did not converge to ``tol`` (the exact kernel then redoes it)."""
-    pid = tl.program_id(0)
-    rb = pid // NCH
-    j = pid - rb * NCH
-    rows = rb * R + tl.arange(0, R)
-    row_ok = rows < B
-    start = tl.multiple_of(j * CORE - H * L, L)
-    seg1 = tl.arange(0, S)
-    seg2 = seg1[None, :]
-    pos = start + seg1[None, :, None] * L + tl.arange(0, L)[None, None, :]
+    j, rows, row_ok, start, seg1, seg2, pos = _tile_coords(B, NCH, CORE, R, S, L, H)
     acols, kcols, ai, m = _load_tile(a_ptr, k_ptr, z_ptr, rows, row_ok, pos, N, R, S, L, K_SCALAR)
     gr, gi, bad, q2r, q2i, dqs = _solve_tile(acols, kcols, ai, seg2, tol, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0,
                                              R, S, L, H, M1, MAXPASS, False)
@@ -895,15 +904,7 @@ def _bwd_fast_kernel(a_ptr, k_ptr, z_ptr, g_ptr, go_ptr, o_ptr, flag_ptr,
 
     g: saved G (B, N, 2) float32; go: grad of G (B, N, 2) float32; o: grad_a (B, N) float32, or S (B, N, 2)
     float32 when NEED_S (grad_z needed). flag (B, NCH) int32: 1 where the carries did not converge."""
-    pid = tl.program_id(0)
-    rb = pid // NCH
-    j = pid - rb * NCH
-    rows = rb * R + tl.arange(0, R)
-    row_ok = rows < B
-    start = tl.multiple_of(j * CORE - H * L, L)
-    seg1 = tl.arange(0, S)
-    seg2 = seg1[None, :]
-    pos = start + seg1[None, :, None] * L + tl.arange(0, L)[None, None, :]
+    j, rows, row_ok, start, seg1, seg2, pos = _tile_coords(B, NCH, CORE, R, S, L, H)
     acols, kcols, ai, m = _load_tile(a_ptr, k_ptr, z_ptr, rows, row_ok, pos, N, R, S, L, K_SCALAR)
     gr, gi = _load_cols2(g_ptr, rows, row_ok, pos, N, 1.0, R, S, L)
     wr, wim = _load_cols2(go_ptr, rows, row_ok, pos, N, 0.0, R, S, L)
