@@ -707,6 +707,52 @@ def stage_seq(out: dict, path: Path) -> None:
     _save(out, path)
 
 
+NCU_CASES = [  # (name, partial config, B, N, scalar)
+    ("N1024_halo", {}, 16384, 1024, False),
+    ("N1024_seq2", {"seq": 2}, 16384, 1024, False),
+    ("N1024_L32", {"L": 32}, 16384, 1024, False),
+    ("N4096_default", {}, 4096, 4096, False),
+    ("N4096_default_scalar", {}, 4096, 4096, True),
+]
+NCU_SECTIONS = ("WarpStateStats", "SchedulerStats", "Occupancy", "LaunchStats", "SpeedOfLight")
+if DEV == "cpu":
+    NCU_CASES = [("cpu", {}, 2, 64, False)]
+
+
+def stage_ncu(out: dict, path: Path) -> None:
+    """Nsight Compute on one forward launch per NCU_CASES entry (warp stall reasons, issue activity, occupancy,
+    memory throughput), ``--clock-control none``; the raw CSV of each is kept in the JSON."""
+    import shutil
+    import subprocess
+
+    ncu = shutil.which("ncu") or next((str(p) for p in Path("/opt/nvidia").glob("nsight-compute/*/ncu")), None)
+    rows = []
+    for name, cfg, b, n, sc in NCU_CASES:
+        target = [sys.executable, str(ROOT / "bench" / "triton_fused_ncu.py"), "--batch", str(b), "--n", str(n),
+                  "--config", json.dumps(cfg)] + (["--scalar"] if sc else [])
+        if ncu is None or DEV == "cpu":  # no profiler: run the target alone (checks that it works)
+            proc = subprocess.run(target, capture_output=True, text=True, timeout=600)
+            rows.append({"name": name, "error": "ncu not found" if ncu is None else "cpu dry run",
+                         "target_stdout": proc.stdout[-2000:], "rc": proc.returncode})
+            continue
+        cmd = [ncu, "--clock-control", "none", "--csv", "--page", "details", "-k", "regex:_fwd_(fast|seq2)",
+               "--launch-skip", "1", "--launch-count", "1"]
+        for sec in NCU_SECTIONS:
+            cmd += ["--section", sec]
+        t0 = time.time()
+        try:
+            proc = subprocess.run(cmd + target, capture_output=True, text=True, timeout=300)
+            rows.append({"name": name, "cfg": cfg, "B": b, "N": n, "scalar": sc, "rc": proc.returncode,
+                         "csv": proc.stdout[-60000:], "stderr": proc.stderr[-2000:], "s": time.time() - t0})
+            print(f"ncu {name}: rc {proc.returncode}, {time.time() - t0:.0f}s", flush=True)
+        except subprocess.TimeoutExpired:
+            rows.append({"name": name, "error": "ncu timed out after 300 s"})
+        out["ncu"] = rows
+        _save(out, path)
+    out["ncu"] = rows
+    _save(out, path)
+
+
 def _graph_ms(fn) -> float:
     if DEV == "cpu":
         return math.nan
@@ -889,6 +935,8 @@ def main() -> None:
                     stage_store(out, path)
                 elif st == "seq":
                     stage_seq(out, path)
+                elif st == "ncu":
+                    stage_ncu(out, path)
             except Exception as exc:
                 import traceback
 
