@@ -42,6 +42,11 @@ def _inputs(batch: int, n: int, scalar: bool, dtype=torch.float32, seed: int = 0
     return a, k, zz
 
 
+def _pct_copy(b: int, n: int, scalar: bool, ms: float, copy_gbps: float) -> float:
+    """Ideal forward bytes (a 4 B + k 4 B unless scalar + G 8 B per element) over ``ms``, in % of copy bandwidth."""
+    return 100 * b * n * (12 if scalar else 16) / ms / 1e6 / copy_gbps
+
+
 def _median_ms(fn, rep: int = 60) -> float:
     if DEV == "cpu":
         t0 = time.perf_counter()
@@ -383,9 +388,8 @@ def stage_issue(out: dict, winners: dict, path: Path) -> None:
                     out.setdefault("errors", []).append(f"issue {c} B{b} N{n}: {exc}"[:400])
                     continue
                 r["default"] = c == uniq[0]
-                nbytes = b * n * (12 if sc else 16)
-                r["GBps"] = nbytes / r["ms"] / 1e6
-                r["pct_copy"] = 100 * r["GBps"] / bw
+                r["pct_copy"] = _pct_copy(b, n, sc, r["ms"], bw)
+                r["GBps"] = r["pct_copy"] * bw / 100
                 rows.append(r)
                 if best is None or r["ms"] < best["ms"]:
                     best = r
@@ -544,16 +548,14 @@ def stage_sweep2(out: dict, path: Path) -> None:
                 out.setdefault("errors", []).append(f"sweep {c} B{b} N{n}: {exc}"[:300])
         best = min(res, key=lambda kk: res[kk])
         entry = cache.get(tuning.key(tuning.gpu_name(), torch.float32, False, b, n), {})
-        chosen = None
-        if entry:  # the swept config that launches what the tuner chose (distinct() kept one of each launch)
-            same = tuning.launch_of(entry["config"], b, n)
-            chosen = next((json.dumps(c, sort_keys=True) for c in space if tuning.launch_of(c, b, n) == same), None)
-        within = 100 * (res.get(chosen, math.inf) / res[best] - 1) if chosen else math.nan
+        # the sweep's time of the config that launches what the tuner chose (distinct() kept one per launch)
+        mine = tuning.time_of(entry["config"], res, b, n) if entry else math.nan
+        within = 100 * (mine / res[best] - 1)
         rows.append({"B": b, "N": n, "sweep": res, "best": json.loads(best), "best_ms": res[best],
-                     "tuned": entry.get("config"), "tuned_in_sweep_ms": res.get(chosen), "within_pct": within,
+                     "tuned": entry.get("config"), "tuned_in_sweep_ms": mine, "within_pct": within,
                      "searched": entry.get("searched"), "space": len(space)})
         print(f"sweep B{b} N{n}: exhaustive best {res[best] * 1e3:.1f} us {best}; tuner's choice "
-              f"{(res.get(chosen) or math.nan) * 1e3:.1f} us ({within:+.1f}%), searched {entry.get('searched')}/"
+              f"{mine * 1e3:.1f} us ({within:+.1f}%), searched {entry.get('searched')}/"
               f"{len(space)}", flush=True)
         out["sweep2"] = rows  # saved shape by shape: a cut-off run keeps what it measured
         _save(out, path)
@@ -601,9 +603,9 @@ def stage_final(out: dict, path: Path) -> None:
             step = _train_step(a, k, z, fc, bc, gout)
             step()
             ms_fb = _median_ms(step, rep=100)
-            nbytes = b * n * (12 if sc else 16)
+            pct = _pct_copy(b, n, sc, ms, bw["copy_GBps"])
             r = {"B": b, "N": n, "scalar": sc, "cfg": fc.to_dict(), "bwd_cfg": bc.to_dict(), "ms": ms,
-                 "ms_graph": ms_graph, "GBps": nbytes / ms / 1e6, "pct_copy": 100 * nbytes / ms / 1e6 / bw["copy_GBps"],
+                 "ms_graph": ms_graph, "GBps": pct * bw["copy_GBps"] / 100, "pct_copy": pct,
                  "fwdbwd_ms": ms_fb, "fwdbwd_ratio": ms_fb / ms, "flagged": int(fl.sum())}
             rows.append(r)
             print(f"FINAL B{b:>6} N{n:>6} {'scalar' if sc else 'k     '} fwd {ms * 1e3:7.1f} us "
@@ -697,9 +699,8 @@ def stage_seq(out: dict, path: Path) -> None:
                 except Exception as exc:
                     out.setdefault("errors", []).append(f"seq {name} B{b} N{n}: {exc}"[:300])
                     continue
-                nbytes = b * n * (12 if sc else 16)
                 r = {"B": b, "N": n, "scalar": sc, "name": name, "cfg": cfg, "ms": ms, "graph_ms": gms,
-                     "pct_copy": 100 * nbytes / ms / 1e6 / bw, "flagged": int(fl.sum())}
+                     "pct_copy": _pct_copy(b, n, sc, ms, bw), "flagged": int(fl.sum())}
                 rows.append(r)
                 print(f"SEQ B{b:>6} N{n:>5} {'scalar' if sc else 'k     '} {name:20s} {ms * 1e3:7.1f} us "
                       f"(graph {gms * 1e3:6.1f}) {r['pct_copy']:5.1f}% flagged {r['flagged']}", flush=True)
@@ -801,7 +802,7 @@ def stage_store(out: dict, path: Path) -> None:
                     ms = _median_ms(lambda: tf.forward(a, k, z, config=c))
                     gms = _graph_ms(lambda: tf.forward(a, k, z, config=c)) if b * n < (1 << 22) else math.nan
                     r = {"B": b, "N": n, "scalar": sc, "cfg": c.to_dict(), "ms": ms, "graph_ms": gms,
-                         "pct_copy": 100 * b * n * (12 if sc else 16) / ms / 1e6 / bw["copy_GBps"],
+                         "pct_copy": _pct_copy(b, n, sc, ms, bw["copy_GBps"]),
                          "flagged": int(fl.sum())}
                 except Exception as exc:
                     r = {"B": b, "N": n, "scalar": sc, "cfg": c.to_dict(), "error": str(exc)[:300]}

@@ -203,6 +203,14 @@ def distinct(configs: Iterable[dict[str, int]], batch: int, n: int) -> list[dict
     return out
 
 
+def time_of(cfg: dict[str, int], results: dict[str, float], batch: int, n: int) -> float:
+    """The time in ``results`` (config JSON -> ms) of the config that launches what ``cfg`` launches for this
+    (batch, n); inf when none does (e.g. ``cfg`` from a tuner entry, ``results`` from :func:`exhaustive`, which
+    keeps one config per launch)."""
+    same = launch_of(cfg, batch, n)
+    return next((ms for kk, ms in results.items() if launch_of(json.loads(kk), batch, n) == same), math.inf)
+
+
 def bwd_space() -> list[dict[str, int]]:
     """Every backward config the tuner measures, as full ``BwdConfig`` dicts (so the default is found in it)."""
     from kernels.triton_fused import BwdConfig

@@ -341,6 +341,41 @@ def _load_tile(a_ptr, k_ptr, z_ptr, rows, row_ok, pos, N,
 
 
 @triton.jit
+def _full_pass(acols, kcols, ai, seg2, kl, akl, pr, pi_, qr, qi, lcr, lci, lcd, ecr, eci, ecd,
+               S: tl.constexpr, L: tl.constexpr, H: tl.constexpr, CARRY: tl.constexpr):
+    """One full pass of a tile in both directions from the previous pass's outgoing carries (``pr + i pi_``:
+    L leaving each segment, ``qr + i qi``: 1/E at each segment's first position), with the incoming tile
+    carries injected when CARRY (see :func:`_solve_tile`), and its a-posteriori error.
+
+    The error of G at a segment's first (last) position is <= 2 |dL| |G| (2 |dR| |G|), dL (dR) being the change
+    of the carry it started from between the previous pass and this one. Returns (G re / im columns, L re / im
+    columns, incoming R of every segment's last position (re, im), this pass's outgoing carries (L re, im; 1/E re,
+    im), their change in 1/E [R, S], the contraction of each segment forwards and backwards [R, S], |G|^2 at
+    each segment's first and last position [R, S], squared error bound per segment [R, S] (0 in the H halo
+    segments each side))."""
+    c1r, c1i = _shift_prev2(pr, pi_, seg2)
+    e1r, e1i = _shift_next2(qr, qi, seg2, S)
+    if CARRY:
+        c1r = tl.where(seg2 == 0, lcr[:, None], c1r)
+        c1i = tl.where(seg2 == 0, lci[:, None], c1i)
+        e1r = tl.where(seg2 == S - 1, ecr[:, None], e1r)
+        e1i = tl.where(seg2 == S - 1, eci[:, None], e1i)
+    lsr, lsi, p2r, p2i, pif = _fwd_full(acols, kcols, ai, c1r, c1i, L)
+    rinr = kl * e1r
+    rini = kl * e1i
+    gr, gi, q2r, q2i, pib, g2f, g2l = _bwd_full(acols, kcols, ai, lsr, lsi, rinr, rini, L)
+    dqs = tl.abs(q2r - qr) + tl.abs(q2i - qi)
+    dfp = _shift_prev(tl.abs(p2r - pr) + tl.abs(p2i - pi_), seg2)
+    db = akl * _shift_next(dqs, seg2, S)
+    if CARRY:
+        dfp = tl.where(seg2 == 0, lcd[:, None], dfp)
+        db = tl.where(seg2 == S - 1, akl * ecd[:, None], db)
+    core = (seg2 >= H) & (seg2 < S - H)  # the halo segments' G is not kept
+    err = tl.where(core, 4.0 * (dfp * dfp * g2f + db * db * g2l), 0.0)
+    return gr, gi, lsr, lsi, rinr, rini, p2r, p2i, q2r, q2i, dqs, pif, pib, g2f, g2l, err
+
+
+@triton.jit
 def _solve_tile(acols, kcols, ai, seg2, tol, lcr, lci, lcd, ecr, eci, ecd,
                 R: tl.constexpr, S: tl.constexpr, L: tl.constexpr, H: tl.constexpr, M1: tl.constexpr,
                 MAXPASS: tl.constexpr, CARRY: tl.constexpr):
@@ -362,54 +397,15 @@ def _solve_tile(acols, kcols, ai, seg2, tol, lcr, lci, lcd, ecr, eci, ecd,
     # pass 1 (partial, from guesses) in both directions, then pass 2 (full) from the pass-1 carries
     p1r, p1i, pip = _fwd_partial(acols, kcols, ai, R, S, L, M1)
     q1r, q1i = _bwd_partial(acols, kcols, ai, R, S, M1)
-    c1r, c1i = _shift_prev2(p1r, p1i, seg2)
-    e1r, e1i = _shift_next2(q1r, q1i, seg2, S)
-    if CARRY:
-        c1r = tl.where(seg2 == 0, lcr[:, None], c1r)
-        c1i = tl.where(seg2 == 0, lci[:, None], c1i)
-        e1r = tl.where(seg2 == S - 1, ecr[:, None], e1r)
-        e1i = tl.where(seg2 == S - 1, eci[:, None], e1i)
-    lsr, lsi, p2r, p2i, pif = _fwd_full(acols, kcols, ai, c1r, c1i, L)
-    rinr = kl * e1r
-    rini = kl * e1i
-    gr, gi, q2r, q2i, pib, g2f, g2l = _bwd_full(acols, kcols, ai, lsr, lsi, rinr, rini, L)
-
-    # a-posteriori bound: the error of G at a segment's first (last) position is <= 2 |dL| |G| (2 |dR| |G|)
-    core = (seg2 >= H) & (seg2 < S - H)
-    dqs = tl.abs(q2r - q1r) + tl.abs(q2i - q1i)
-    dfp = _shift_prev(tl.abs(p2r - p1r) + tl.abs(p2i - p1i), seg2)
-    db = akl * _shift_next(dqs, seg2, S)
-    if CARRY:
-        dfp = tl.where(seg2 == 0, lcd[:, None], dfp)
-        db = tl.where(seg2 == S - 1, akl * ecd[:, None], db)
-    err = tl.where(core, 4.0 * (dfp * dfp * g2f + db * db * g2l), 0.0)
+    gr, gi, lsr, lsi, rinr, rini, p2r, p2i, q2r, q2i, dqs, pif, pib, g2f, g2l, err = _full_pass(
+        acols, kcols, ai, seg2, kl, akl, p1r, p1i, q1r, q1i, lcr, lci, lcd, ecr, eci, ecd, S, L, H, CARRY)
     pimax = tl.maximum(pif, pib)
     ok = ((tl.max(err) <= tol * tol) & (tl.max(pimax) <= 0.5)).to(tl.int32)
     if MAXPASS > 2:
         npass = 2
-        while (ok == 0) & (npass < MAXPASS):
-            c1r, c1i = _shift_prev2(p2r, p2i, seg2)
-            e1r, e1i = _shift_next2(q2r, q2i, seg2, S)
-            if CARRY:
-                c1r = tl.where(seg2 == 0, lcr[:, None], c1r)
-                c1i = tl.where(seg2 == 0, lci[:, None], c1i)
-                e1r = tl.where(seg2 == S - 1, ecr[:, None], e1r)
-                e1i = tl.where(seg2 == S - 1, eci[:, None], e1i)
-            lsr, lsi, n2r, n2i, pif = _fwd_full(acols, kcols, ai, c1r, c1i, L)
-            rinr = kl * e1r
-            rini = kl * e1i
-            gr, gi, m2r, m2i, pib, g2f, g2l = _bwd_full(acols, kcols, ai, lsr, lsi, rinr, rini, L)
-            dqs = tl.abs(m2r - q2r) + tl.abs(m2i - q2i)
-            dfp = _shift_prev(tl.abs(n2r - p2r) + tl.abs(n2i - p2i), seg2)
-            db = akl * _shift_next(dqs, seg2, S)
-            if CARRY:
-                dfp = tl.where(seg2 == 0, lcd[:, None], dfp)
-                db = tl.where(seg2 == S - 1, akl * ecd[:, None], db)
-            p2r = n2r
-            p2i = n2i
-            q2r = m2r
-            q2i = m2i
-            err = tl.where(core, 4.0 * (dfp * dfp * g2f + db * db * g2l), 0.0)
+        while (ok == 0) & (npass < MAXPASS):  # more full passes, each from the previous pass's carries
+            gr, gi, lsr, lsi, rinr, rini, p2r, p2i, q2r, q2i, dqs, pif, pib, g2f, g2l, err = _full_pass(
+                acols, kcols, ai, seg2, kl, akl, p2r, p2i, q2r, q2i, lcr, lci, lcd, ecr, eci, ecd, S, L, H, CARRY)
             pimax = tl.maximum(pif, pib)
             ok = ((tl.max(err) <= tol * tol) & (tl.max(pimax) <= 0.5)).to(tl.int32)
             npass += 1

@@ -54,15 +54,14 @@ def run(args: argparse.Namespace) -> int:
     from rich.table import Table
 
     from bkbench.console import make_console
-    from bkbench.runner import missing_cases, plan, resolve_device, run_suite, select_impls
-    from bkbench.suites import estimate_seconds, load_suite
+    from bkbench.runner import resolve_device, run_suite, selected_cases
+    from bkbench.suites import estimate_seconds
 
     console = make_console()
     if args.dry_run:
         dev = resolve_device(args.device, require=False)  # a GPU run can be planned on any machine
-        cases = select_impls(plan(args.suite, dev, args.shard, args.group, args.plugin), args.impl, args.skip_impl)
-        if args.missing:  # what --missing would run: leave out what the database already holds
-            cases = missing_cases(cases, load_suite(args.suite).name, dev, args.db)
+        cases = selected_cases(args.suite, dev, shard_spec=args.shard, groups=args.group, plugins=args.plugin,
+                               impls=args.impl, skip_impls=args.skip_impl, missing=args.missing, db=args.db)
         table = Table(title=f"{args.suite}: {len(cases)} cases, planning estimate ~{estimate_seconds(cases):.0f} s")
         for col in ("group", "impl", "kind", "case", "mode", "timing", "options", "note"):
             table.add_column(col)

@@ -22,7 +22,6 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     import json
-    import math
 
     import torch
     from rich.table import Table
@@ -63,7 +62,7 @@ def run(args: argparse.Namespace) -> int:
         if args.exhaustive:
             ex = tuning.exhaustive(p, budget_s=args.budget)
             best = min(ex.values())
-            mine = ex.get(json.dumps(entry["config"], sort_keys=True), math.inf)
+            mine = tuning.time_of(entry["config"], ex, p.batch, p.n)
             within = f"{100 * (mine / best - 1):+.1f}%"
         table.add_row(tuning.bucket(p.batch, p.n), f"{p.batch}x{p.n}", "scalar" if p.uniform else "k",
                       json.dumps(entry["config"], sort_keys=True), f"{entry['ms'] * 1e3:.1f}",

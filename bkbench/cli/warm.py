@@ -23,15 +23,13 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from bkbench.console import make_console
-    from bkbench.runner import missing_cases, plan, resolve_device, select_impls
-    from bkbench.suites import load_suite
+    from bkbench.runner import resolve_device, selected_cases
     from bkbench.warm import representatives, warm
 
     console = make_console()
     dev = resolve_device(args.device)
-    cases = select_impls(plan(args.suite, dev, None, args.group, args.plugin), args.impl, args.skip_impl)
-    if args.missing:
-        cases = missing_cases(cases, load_suite(args.suite).name, dev, args.db)
+    cases = selected_cases(args.suite, dev, groups=args.group, plugins=args.plugin, impls=args.impl,
+                           skip_impls=args.skip_impl, missing=args.missing, db=args.db)
     reps = representatives(cases)
     console.print(f"warm {args.suite} on {dev}: {len(cases)} cases -> {len(reps)} distinct kernels to compile, "
                   f"{args.jobs} at a time")
