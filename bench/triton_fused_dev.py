@@ -603,15 +603,19 @@ def stage_final(out: dict, path: Path) -> None:
             step = _train_step(a, k, z, fc, bc, gout)
             step()
             ms_fb = _median_ms(step, rep=100)
+            gfb = _graph_ms(step)  # GPU time of forward + backward (the host's autograd path replayed away)
+            host_us = _host_us(lambda: tf.forward(a, k, z, config=fc)) if b * n <= (1 << 20) else math.nan
             pct = _pct_copy(b, n, sc, ms, bw["copy_GBps"])
             r = {"B": b, "N": n, "scalar": sc, "cfg": fc.to_dict(), "bwd_cfg": bc.to_dict(), "ms": ms,
                  "ms_graph": ms_graph, "GBps": pct * bw["copy_GBps"] / 100, "pct_copy": pct,
-                 "fwdbwd_ms": ms_fb, "fwdbwd_ratio": ms_fb / ms, "flagged": int(fl.sum())}
+                 "fwdbwd_ms": ms_fb, "fwdbwd_ratio": ms_fb / ms, "graph_fwdbwd_ms": gfb,
+                 "graph_ratio": gfb / ms_graph if ms_graph == ms_graph and ms_graph > 0 else math.nan,
+                 "host_us_per_call": host_us, "flagged": int(fl.sum())}
             rows.append(r)
             print(f"FINAL B{b:>6} N{n:>6} {'scalar' if sc else 'k     '} fwd {ms * 1e3:7.1f} us "
                   f"(graph {ms_graph * 1e3:6.1f}) {r['GBps']:6.0f} GB/s {r['pct_copy']:5.1f}% | "
-                  f"fwd+bwd {ms_fb * 1e3:7.1f} us x{r['fwdbwd_ratio']:.2f}"
-                  f" | flagged {r['flagged']}", flush=True)
+                  f"fwd+bwd {ms_fb * 1e3:7.1f} us x{r['fwdbwd_ratio']:.2f} graph {gfb * 1e3:7.1f} "
+                  f"x{r['graph_ratio']:.2f} | host {host_us:5.1f} us/call | flagged {r['flagged']}", flush=True)
     out["final"] = rows
     _save(out, path)
 
@@ -752,6 +756,20 @@ def stage_ncu(out: dict, path: Path) -> None:
         _save(out, path)
     out["ncu"] = rows
     _save(out, path)
+
+
+def _host_us(fn, calls: int = 300) -> float:
+    """Back-to-back calls without an L2 flush, one synchronize at the end: microseconds per call (for a small
+    problem this is the host's launch path, since the GPU finishes each call before the next is issued)."""
+    if DEV == "cpu":
+        return math.nan
+    fn()
+    torch.cuda.synchronize()
+    t0 = time.perf_counter()
+    for _ in range(calls):
+        fn()
+    torch.cuda.synchronize()
+    return (time.perf_counter() - t0) / calls * 1e6
 
 
 def _graph_ms(fn) -> float:
