@@ -1,12 +1,19 @@
-"""Rebuild ``bkbench/data/tuned_h100.json`` from measured sweep files (``bench/triton_fused_dev.py`` stage
-``store``): per (coupling, shape bucket) the fastest forward config measured, and the fastest backward config
-at the nearest measured N. Every entry names the file and row it came from; nothing is estimated. Each entry
-also carries the time of the built-in default configuration at the same shape (``default_ms``,
-``bwd_default_ms``: the report's tuned-vs-default table) and of run 1's default (seg 64 / 2 warps,
-``run1_default_ms``) when the sweeps measured them.
+"""Rebuild ``bkbench/data/tuned_h100.json`` from measured files of ``bench/triton_fused_dev.py``: per (coupling,
+shape bucket) the fastest forward config measured, and the fastest backward config at the nearest measured N.
+Every entry names the file it came from; nothing is estimated. Each entry also carries the time of the built-in
+default configuration at the same shape (``default_ms``, ``bwd_default_ms``: the report's tuned-vs-default
+table) when the files measured it.
 
-    python3 bench/triton_fused_table.py reports/triton_fused/run2/store_sweep.json \
-        reports/triton_fused/run2/tile_sweep.json
+Forward rows are read from the stages ``store`` (``store_fwd``), ``seq``, ``final`` and ``sweep2``, and from tuner
+caches (``tuned_triton_fused.json``: the staged tuner's winners and their default's time); backward rows from
+``store_bwd`` and the caches. Only a bucket's own shape counts (N a power of two, B*N the bucket's element
+count): the N = 768 / 520 rows of stage ``seq`` are diagnostics. Below 2^24 elements an eager call is bound by
+the host's launch path, so those buckets are ranked by CUDA-graph replay time (rows without one are skipped
+there). Two-tile (``seq = 2``) rows are skipped: that kernel is opt-in (it loses at N < 1024,
+and a bucket's entry applies to every N in it). Flagged rows (chains recomputed by the exact kernel) are skipped.
+
+    python3 bench/triton_fused_table.py reports/triton_fused/run4/call1_seq_gate_final.json \
+        reports/triton_fused/run4/call2_tuned_cache.json reports/triton_fused/run4/call3_final_sweep.json
 """
 
 from __future__ import annotations
@@ -18,6 +25,59 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+GPU = "NVIDIA H100 80GB HBM3"
+
+
+def _cfg_key(cfg: dict) -> str:
+    from kernels.triton_fused import FusedConfig
+
+    return json.dumps(FusedConfig.from_dict(cfg).to_dict(), sort_keys=True)
+
+
+def forward_rows(d: dict) -> list[dict]:
+    """(B, N, scalar, cfg, ms) of every unflagged forward timing in one dev-script JSON or tuner cache."""
+    rows = []
+    for r in d.get("store_fwd", []) + d.get("seq", []) + d.get("final", []):
+        if "ms" in r and not r.get("flagged"):
+            gms = r.get("graph_ms", r.get("ms_graph"))
+            rows.append({"B": r["B"], "N": r["N"], "scalar": r["scalar"], "cfg": r["cfg"], "ms": r["ms"],
+                         "graph_ms": gms if gms is not None and math.isfinite(gms) else None})
+    for r in d.get("sweep2", []):
+        rows += [{"B": r["B"], "N": r["N"], "scalar": False, "cfg": json.loads(c), "ms": ms}
+                 for c, ms in r["sweep"].items() if math.isfinite(ms)]
+    for key, e in d.get("entries", {}).items():  # a tuner cache: gpu|dtype|coupling|N{n}_E{elements}
+        _, dtype, coupling, bucket = key.split("|")
+        n, el = (int(x[1:]) for x in bucket.split("_"))
+        if dtype != "float32" or not e.get("searched"):
+            continue
+        rows.append({"B": el // n, "N": n, "scalar": coupling == "scalar", "cfg": e["config"], "ms": e["ms"]})
+        if e.get("default_ms"):
+            from kernels.triton_fused import FusedConfig
+
+            rows.append({"B": el // n, "N": n, "scalar": coupling == "scalar", "cfg": FusedConfig().to_dict(),
+                         "ms": e["default_ms"]})
+    def own_shape(r):
+        return r["N"] & (r["N"] - 1) == 0 and (r["B"] * r["N"]) & (r["B"] * r["N"] - 1) == 0
+
+    return [r for r in rows if r["cfg"].get("seq", 1) == 1 and own_shape(r)]
+
+
+def rank_time(r: dict) -> float:
+    """The time a bucket is ranked by: eager from 2^24 elements up, CUDA-graph replay below (inf: not ranked)."""
+    if r["B"] * r["N"] >= 1 << 24:
+        return r["ms"]
+    return r.get("graph_ms") or math.inf
+
+
+def backward_rows(d: dict) -> list[dict]:
+    rows = [{"B": r["B"], "N": r["N"], "cfg": r["cfg"], "ms": r["ms"]} for r in d.get("store_bwd", []) if "ms" in r]
+    for key, e in d.get("entries", {}).items():
+        _, dtype, coupling, bucket = key.split("|")
+        n, el = (int(x[1:]) for x in bucket.split("_"))
+        if dtype == "float32" and e.get("bwd_ms") and e.get("bwd_config"):
+            rows.append({"B": el // n, "N": n, "cfg": e["bwd_config"], "ms": e["bwd_ms"],
+                         "default_ms": e.get("bwd_default_ms")})
+    return rows
 
 
 def main(paths: list[str]) -> None:
@@ -26,55 +86,60 @@ def main(paths: list[str]) -> None:
     from bkbench import tuning
     from kernels.triton_fused import BwdConfig, FusedConfig
 
-    dflt, bdflt = FusedConfig().to_dict(), BwdConfig().to_dict()
-    run1 = {**dflt, "seg": 64, "warps": 2}
-
-    gpu = "NVIDIA H100 80GB HBM3"
+    dflt = _cfg_key(FusedConfig().to_dict())
+    bdflt = BwdConfig().to_dict()
     fwd: dict[str, dict] = {}
     bwd: list[dict] = []
     timed: dict[tuple, float] = {}  # (B, N, scalar, config json) -> fastest time over the files
+    envs = []
     for p in paths:
         d = json.load(open(p))
         env = d.get("environment", {})
-        for r in d.get("store_fwd", []):
-            if "ms" not in r or r.get("flagged"):
+        if env:
+            envs.append(env)
+        src = str(Path(p).resolve().relative_to(ROOT))
+        for r in forward_rows(d):
+            t = rank_time(r)
+            if not math.isfinite(t):
                 continue
-            ck = (r["B"], r["N"], r["scalar"], json.dumps(r["cfg"], sort_keys=True))
-            timed[ck] = min(timed.get(ck, math.inf), r["ms"])
-            kk = tuning.key(gpu, torch.float32, r["scalar"], r["B"], r["N"])
-            if kk not in fwd or r["ms"] < fwd[kk]["ms"]:
-                fwd[kk] = {**r, "file": str(Path(p).resolve().relative_to(ROOT)), "env": env}
-        bwd += [{**r, "file": str(Path(p).resolve().relative_to(ROOT))} for r in d.get("store_bwd", []) if "ms" in r]
-    path = tuning.DATA_DIR / tuning.PACKAGED[gpu]
+            ck = (r["B"], r["N"], r["scalar"], _cfg_key(r["cfg"]))
+            timed[ck] = min(timed.get(ck, math.inf), t)
+            kk = tuning.key(GPU, torch.float32, r["scalar"], r["B"], r["N"])
+            if kk not in fwd or t < rank_time(fwd[kk]):
+                fwd[kk] = {**r, "file": src}
+        bwd += [{**r, "file": src} for r in backward_rows(d)]
+    env = envs[-1] if envs else {}
+    path = tuning.DATA_DIR / tuning.PACKAGED[GPU]
     old = json.load(open(path))
     entries = {}
     for kk, r in sorted(fwd.items()):
         near = min({b["N"] for b in bwd}, key=lambda m: abs(math.log2(m) - math.log2(r["N"])))
         bb = min((b for b in bwd if b["N"] == near), key=lambda b: b["ms"])
-        def at(cfg, r=r):
-            return timed.get((r["B"], r["N"], r["scalar"], json.dumps(cfg, sort_keys=True)))
-
-        bd = [b["ms"] for b in bwd if b["N"] == near and b["cfg"] == bdflt]
-        extra = {k: v for k, v in (("default_ms", at(dflt)), ("run1_default_ms", at(run1)),
-                                   ("bwd_default_ms", min(bd) if bd else None)) if v is not None}
+        bd = [b.get("default_ms") or (b["ms"] if b["cfg"] == bdflt else None) for b in bwd if b["N"] == near]
+        bd = [x for x in bd if x]
+        dms = timed.get((r["B"], r["N"], r["scalar"], dflt))  # ranked time (graph below 2^24 elements)
+        extra = {k: v for k, v in (("default_ms", dms), ("bwd_default_ms", min(bd) if bd else None)) if v is not None}
         entries[kk] = {
-            "config": r["cfg"], "ms": r["ms"], "bwd_config": bb["cfg"], "bwd_ms": bb["ms"], **extra,
-            "source": f"fastest forward measured at B={r['B']} N={r['N']} in {r['file']} (tile/store sweep, not the "
-                      f"staged tuner); backward: fastest at B={bb['B']} N={bb['N']} in {bb['file']}",
-            "torch": r["env"].get("torch"), "triton": r["env"].get("triton"),
+            "config": FusedConfig.from_dict(r["cfg"]).to_dict(), "ms": r["ms"],
+            **({"graph_ms": r["graph_ms"]} if r.get("graph_ms") else {}), "bwd_config": bb["cfg"],
+            "bwd_ms": bb["ms"], **extra,
+            "source": f"fastest forward measured at B={r['B']} N={r['N']} in {r['file']}"
+                      f"{'' if r['B'] * r['N'] >= 1 << 24 else ' (ranked by CUDA-graph time)'}; backward: fastest at "
+                      f"B={bb['B']} N={bb['N']} in {bb['file']}",
+            "torch": env.get("torch"), "triton": env.get("triton"),
         }
     old["entries"] = entries
-    old["note"] = ("Committed default table for triton_fused on the H100: measured sweeps of H100 run 2 "
-                   "(reports/triton_fused/run2/), rebuilt by bench/triton_fused_table.py.")
+    old["note"] = ("Committed default table for triton_fused on the H100: the fastest measured forward per bucket "
+                   "over the files " + ", ".join(paths) + "; rebuilt by bench/triton_fused_table.py.")
     with open(path, "w") as f:
         json.dump(old, f, indent=1, sort_keys=True)
         f.write("\n")
     for kk, e in entries.items():
         c, b = e["config"], e["bwd_config"]
-        print(f"{kk}: seg {c['seg']} w{c['warps']} L{c['L']} store {c['store']} {e['ms'] * 1e3:.1f} us (default "
-              f"{e.get('default_ms', math.nan) * 1e3:.1f}, run 1 default "
-              f"{e.get('run1_default_ms', math.nan) * 1e3:.1f})"
-              f" | bwd seg {b['seg']} L{b['L']} w{b['warps']} {e['bwd_ms'] * 1e3:.1f} us")
+        print(f"{kk}: seg {c['seg']} w{c['warps']} L{c['L']} M1 {c['M1']} store {c['store']} {e['ms'] * 1e3:.1f} us, "
+              f"graph {e.get('graph_ms', math.nan) * 1e3:.1f} "
+              f"(default {e.get('default_ms', math.nan) * 1e3:.1f}) | bwd seg {b['seg']} L{b['L']} w{b['warps']} "
+              f"lin_exact {b.get('lin_exact')} {e['bwd_ms'] * 1e3:.1f} us")
 
 
 if __name__ == "__main__":

@@ -150,31 +150,63 @@ def store_cols(ptr, cols, cols_im, rows, row_ok, start, N, seg1, H: tl.constexpr
 
 
 @triton.jit
-def _shift_prev(x, seg2):
+def _shift_comb1(av, ap, asg, bv, bp, bsg):
+    """Monoid of a range: (last value, value before it, single?); scanned it yields the previous value."""
+    return bv, tl.where(bsg != 0, av, bp), bsg * 0
+
+
+@triton.jit
+def _shift_comb2(av, aw, ap, aq, asg, bv, bw, bp, bq, bsg):
+    return bv, bw, tl.where(bsg != 0, av, bp), tl.where(bsg != 0, aw, bq), bsg * 0
+
+
+@triton.jit
+def _shift_prev(x, seg2, GATHER: tl.constexpr):
     """y[:, s] = x[:, s-1], y[:, 0] = 0 (x: [R, S], seg2: [1, S] segment index).
 
-    ``tl.gather`` along the segment axis: within one warp Triton lowers it to one shuffle per register (an
-    earlier version shifted with an associative scan, five shuffle levels per value: 30 % of the one-warp
-    forward kernel's instructions); across warps it goes through shared memory."""
-    idx = tl.maximum(seg2 - 1, 0) + tl.zeros(x.shape, tl.int32)
-    return tl.where(seg2 == 0, 0.0, tl.gather(x, idx, 1))
+    GATHER (one-warp tiles): ``tl.gather`` along the segment axis, which Triton lowers to one shuffle per
+    register when the axis lies in one warp (the scan below was 30 % of the one-warp forward kernel's
+    instructions). Otherwise a scan of the (last, previous, single) monoid: it keeps the tile's layout, where a
+    gather across warps makes Triton replicate the tile in every warp (2-25x slower, measured)."""
+    if GATHER:
+        idx = tl.maximum(seg2 - 1, 0) + tl.zeros(x.shape, tl.int32)
+        return tl.where(seg2 == 0, 0.0, tl.gather(x, idx, 1))
+    else:
+        one = tl.full(x.shape, 1, tl.int32)
+        v, p, f = tl.associative_scan((x, x * 0.0, one), 1, _shift_comb1)
+        return p
 
 
 @triton.jit
-def _shift_next(x, seg2, S: tl.constexpr):
+def _shift_next(x, seg2, S: tl.constexpr, GATHER: tl.constexpr):
     """y[:, s] = x[:, s+1], y[:, S-1] = 0."""
-    idx = tl.minimum(seg2 + 1, S - 1) + tl.zeros(x.shape, tl.int32)
-    return tl.where(seg2 == S - 1, 0.0, tl.gather(x, idx, 1))
+    if GATHER:
+        idx = tl.minimum(seg2 + 1, S - 1) + tl.zeros(x.shape, tl.int32)
+        return tl.where(seg2 == S - 1, 0.0, tl.gather(x, idx, 1))
+    else:
+        one = tl.full(x.shape, 1, tl.int32)
+        v, p, f = tl.associative_scan((x, x * 0.0, one), 1, _shift_comb1, reverse=True)
+        return p
 
 
 @triton.jit
-def _shift_prev2(x, y, seg2):
-    return _shift_prev(x, seg2), _shift_prev(y, seg2)
+def _shift_prev2(x, y, seg2, GATHER: tl.constexpr):
+    if GATHER:
+        return _shift_prev(x, seg2, True), _shift_prev(y, seg2, True)
+    else:
+        one = tl.full(x.shape, 1, tl.int32)
+        v, w, p, q, f = tl.associative_scan((x, y, x * 0.0, y * 0.0, one), 1, _shift_comb2)
+        return p, q
 
 
 @triton.jit
-def _shift_next2(x, y, seg2, S: tl.constexpr):
-    return _shift_next(x, seg2, S), _shift_next(y, seg2, S)
+def _shift_next2(x, y, seg2, S: tl.constexpr, GATHER: tl.constexpr):
+    if GATHER:
+        return _shift_next(x, seg2, S, True), _shift_next(y, seg2, S, True)
+    else:
+        one = tl.full(x.shape, 1, tl.int32)
+        v, w, p, q, f = tl.associative_scan((x, y, x * 0.0, y * 0.0, one), 1, _shift_comb2, reverse=True)
+        return p, q
 
 
 @triton.jit
@@ -327,7 +359,7 @@ def _load_tile(a_ptr, k_ptr, z_ptr, rows, row_ok, pos, N,
 
 @triton.jit
 def _full_pass(acols, kcols, ai, seg2, kl, akl, pr, pi_, qr, qi, lcr, lci, lcd, ecr, eci, ecd,
-               S: tl.constexpr, L: tl.constexpr, H: tl.constexpr, CARRY: tl.constexpr):
+               S: tl.constexpr, L: tl.constexpr, H: tl.constexpr, CARRY: tl.constexpr, GATHER: tl.constexpr):
     """One full pass of a tile in both directions from the previous pass's outgoing carries (``pr + i pi_``:
     L leaving each segment, ``qr + i qi``: 1/E at each segment's first position), with the incoming tile
     carries injected when CARRY (see :func:`_solve_tile`), and its a-posteriori error.
@@ -338,8 +370,8 @@ def _full_pass(acols, kcols, ai, seg2, kl, akl, pr, pi_, qr, qi, lcr, lci, lcd, 
     im), their change in 1/E [R, S], the contraction of each segment forwards and backwards [R, S], |G|^2 at
     each segment's first and last position [R, S], squared error bound per segment [R, S] (0 in the H halo
     segments each side))."""
-    c1r, c1i = _shift_prev2(pr, pi_, seg2)
-    e1r, e1i = _shift_next2(qr, qi, seg2, S)
+    c1r, c1i = _shift_prev2(pr, pi_, seg2, GATHER)
+    e1r, e1i = _shift_next2(qr, qi, seg2, S, GATHER)
     if CARRY:
         c1r = tl.where(seg2 == 0, lcr[:, None], c1r)
         c1i = tl.where(seg2 == 0, lci[:, None], c1i)
@@ -350,8 +382,8 @@ def _full_pass(acols, kcols, ai, seg2, kl, akl, pr, pi_, qr, qi, lcr, lci, lcd, 
     rini = kl * e1i
     gr, gi, q2r, q2i, pib, g2f, g2l = _bwd_full(acols, kcols, ai, lsr, lsi, rinr, rini, L)
     dqs = tl.abs(q2r - qr) + tl.abs(q2i - qi)
-    dfp = _shift_prev(tl.abs(p2r - pr) + tl.abs(p2i - pi_), seg2)
-    db = akl * _shift_next(dqs, seg2, S)
+    dfp = _shift_prev(tl.abs(p2r - pr) + tl.abs(p2i - pi_), seg2, GATHER)
+    db = akl * _shift_next(dqs, seg2, S, GATHER)
     if CARRY:
         dfp = tl.where(seg2 == 0, lcd[:, None], dfp)
         db = tl.where(seg2 == S - 1, akl * ecd[:, None], db)
@@ -363,7 +395,7 @@ def _full_pass(acols, kcols, ai, seg2, kl, akl, pr, pi_, qr, qi, lcr, lci, lcd, 
 @triton.jit
 def _solve_tile(acols, kcols, ai, seg2, tol, lcr, lci, lcd, ecr, eci, ecd,
                 R: tl.constexpr, S: tl.constexpr, L: tl.constexpr, H: tl.constexpr, M1: tl.constexpr,
-                MAXPASS: tl.constexpr, CARRY: tl.constexpr):
+                MAXPASS: tl.constexpr, CARRY: tl.constexpr, GATHER: tl.constexpr):
     """The division passes of one loaded tile: G columns, the per-row verdict and the outgoing carries.
 
     Segments hand their carries to each other (pass 1 from guesses, pass 2 from the pass-1 carries, more
@@ -383,14 +415,15 @@ def _solve_tile(acols, kcols, ai, seg2, tol, lcr, lci, lcd, ecr, eci, ecd,
     p1r, p1i, pip = _fwd_partial(acols, kcols, ai, R, S, L, M1)
     q1r, q1i = _bwd_partial(acols, kcols, ai, R, S, M1)
     gr, gi, lsr, lsi, rinr, rini, p2r, p2i, q2r, q2i, dqs, pif, pib, g2f, g2l, err = _full_pass(
-        acols, kcols, ai, seg2, kl, akl, p1r, p1i, q1r, q1i, lcr, lci, lcd, ecr, eci, ecd, S, L, H, CARRY)
+        acols, kcols, ai, seg2, kl, akl, p1r, p1i, q1r, q1i, lcr, lci, lcd, ecr, eci, ecd, S, L, H, CARRY, GATHER)
     pimax = tl.maximum(pif, pib)
     ok = ((tl.max(err) <= tol * tol) & (tl.max(pimax) <= 0.5)).to(tl.int32)
     if MAXPASS > 2:
         npass = 2
         while (ok == 0) & (npass < MAXPASS):  # more full passes, each from the previous pass's carries
             gr, gi, lsr, lsi, rinr, rini, p2r, p2i, q2r, q2i, dqs, pif, pib, g2f, g2l, err = _full_pass(
-                acols, kcols, ai, seg2, kl, akl, p2r, p2i, q2r, q2i, lcr, lci, lcd, ecr, eci, ecd, S, L, H, CARRY)
+                acols, kcols, ai, seg2, kl, akl, p2r, p2i, q2r, q2i, lcr, lci, lcd, ecr, eci, ecd, S, L, H, CARRY,
+                GATHER)
             pimax = tl.maximum(pif, pib)
             ok = ((tl.max(err) <= tol * tol) & (tl.max(pimax) <= 0.5)).to(tl.int32)
             npass += 1
@@ -414,16 +447,18 @@ def _solve_tile(acols, kcols, ai, seg2, tol, lcr, lci, lcd, ecr, eci, ecd,
 def _fwd_fast_kernel(a_ptr, k_ptr, z_ptr, g_ptr, flag_ptr,
                      B, N, NCH, CORE, tol,
                      R: tl.constexpr, S: tl.constexpr, L: tl.constexpr, H: tl.constexpr,
-                     M1: tl.constexpr, MAXPASS: tl.constexpr, K_SCALAR: tl.constexpr, STORE: tl.constexpr = 0):
+                     M1: tl.constexpr, MAXPASS: tl.constexpr, K_SCALAR: tl.constexpr, STORE: tl.constexpr = 0,
+                     GATHER: tl.constexpr = False):
     """G for a tile of R chains x one chunk (CORE positions, plus H halo segments each side).
 
     a: (B, N) float32/bf16/fp16; k: (B, N-1) same dtype (or one value when K_SCALAR); z: (B, 2) float32
     (complex64 viewed as float); g: (B, N, 2) float32 (complex64 viewed as float); flag: (B, NCH) int32,
-    set to 1 for a chain whose carries did not converge to ``tol`` (the exact kernel then redoes it)."""
+    set to 1 for a chain whose carries did not converge to ``tol`` (the exact kernel then redoes it).
+    GATHER: shift carries between segments with ``tl.gather`` (one-warp tiles; see :func:`_shift_prev`)."""
     j, rows, row_ok, start, seg1, seg2, pos = _tile_coords(B, NCH, CORE, R, S, L, H)
     acols, kcols, ai, m = _load_tile(a_ptr, k_ptr, z_ptr, rows, row_ok, pos, N, R, S, L, K_SCALAR)
     gr, gi, bad, q2r, q2i, dqs = _solve_tile(acols, kcols, ai, seg2, tol, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0,
-                                             R, S, L, H, M1, MAXPASS, False)
+                                             R, S, L, H, M1, MAXPASS, False, GATHER)
     tl.store(flag_ptr + tl.where(row_ok, rows, 0) * NCH + j, bad.to(tl.int32), mask=row_ok)
     # write G as interleaved (re, im) pairs
     store_cols(g_ptr, gr, gi, rows, row_ok, start, N, seg1, H, R, S, L, True, STORE)
@@ -433,7 +468,8 @@ def _fwd_fast_kernel(a_ptr, k_ptr, z_ptr, g_ptr, flag_ptr,
 def _fwd_seq2_kernel(a_ptr, k_ptr, z_ptr, g_ptr, flag_ptr,
                      B, N, tol,
                      R: tl.constexpr, S: tl.constexpr, L: tl.constexpr,
-                     M1: tl.constexpr, MAXPASS: tl.constexpr, K_SCALAR: tl.constexpr, STORE: tl.constexpr = 0):
+                     M1: tl.constexpr, MAXPASS: tl.constexpr, K_SCALAR: tl.constexpr, STORE: tl.constexpr = 0,
+                     GATHER: tl.constexpr = False):
     """G for R chains of S*L < N <= 2*S*L positions: two tiles (A = the first S*L positions, B = the rest)
     handled one after the other by the same program, with exact carries between them and no halo.
 
@@ -464,7 +500,7 @@ def _fwd_seq2_kernel(a_ptr, k_ptr, z_ptr, g_ptr, flag_ptr,
     # 2. B from the A carry: G of B, and the 1/E carry at its first position
     acols, kcols, ai, m = _load_tile(a_ptr, k_ptr, z_ptr, rows, row_ok, T + pos, N, R, S, L, K_SCALAR)
     gr, gi, bad_b, q2r, q2i, dqs = _solve_tile(acols, kcols, ai, seg2, tol, lcr, lci, lcd, zero, zero, zero,
-                                               R, S, L, 0, M1, MAXPASS, True)
+                                               R, S, L, 0, M1, MAXPASS, True, GATHER)
     store_cols(g_ptr, gr, gi, rows, row_ok, T, N, seg1, 0, R, S, L, True, STORE)
     ecr = _at_seg(q2r, seg2, 0)
     eci = _at_seg(q2i, seg2, 0)
@@ -475,7 +511,7 @@ def _fwd_seq2_kernel(a_ptr, k_ptr, z_ptr, g_ptr, flag_ptr,
     tl.debug_barrier()
     acols, kcols, ai, m = _load_tile(a_ptr, k_ptr, z_ptr, rows, row_ok, pos, N, R, S, L, K_SCALAR)
     gr, gi, bad_a, q2r, q2i, dqs = _solve_tile(acols, kcols, ai, seg2, tol, zero, zero, zero, ecr, eci, ecd,
-                                               R, S, L, 0, M1, MAXPASS, True)
+                                               R, S, L, 0, M1, MAXPASS, True, GATHER)
     store_cols(g_ptr, gr, gi, rows, row_ok, 0, N, seg1, 0, R, S, L, True, STORE)
     tl.store(flag_ptr + tl.where(row_ok, rows, 0), (bad_a | bad_b).to(tl.int32), mask=row_ok)
 
@@ -633,10 +669,10 @@ def _fwd_carries(acols, kcols, ai, seg2, v0r, v0i, v1r, v1i, S: tl.constexpr, L:
     o0i = _last_seg(w0i, seg2, S)
     o1r = _last_seg(w1r, seg2, S)
     o1i = _last_seg(w1i, seg2, S)
-    s0r = tl.where(seg2 == 0, v0r, _shift_prev(w0r, seg2))
-    s0i = tl.where(seg2 == 0, v0i, _shift_prev(w0i, seg2))
-    s1r = tl.where(seg2 == 0, v1r, _shift_prev(w1r, seg2))
-    s1i = tl.where(seg2 == 0, v1i, _shift_prev(w1i, seg2))
+    s0r = tl.where(seg2 == 0, v0r, _shift_prev(w0r, seg2, False))
+    s0i = tl.where(seg2 == 0, v0i, _shift_prev(w0i, seg2, False))
+    s1r = tl.where(seg2 == 0, v1r, _shift_prev(w1r, seg2, False))
+    s1i = tl.where(seg2 == 0, v1i, _shift_prev(w1i, seg2, False))
     lr, li = _cdiv(s1r, s1i, s0r, s0i)
     return lr, li, o0r, o0i, o1r, o1i
 
@@ -651,10 +687,10 @@ def _bwd_carries(acols, kcols, ai, seg2, u0r, u0i, u1r, u1i, S: tl.constexpr, L:
     o0i = _first_seg(w0i, seg2)
     o1r = _first_seg(w1r, seg2)
     o1i = _first_seg(w1i, seg2)
-    s0r = tl.where(seg2 == S - 1, u0r, _shift_next(w0r, seg2, S))
-    s0i = tl.where(seg2 == S - 1, u0i, _shift_next(w0i, seg2, S))
-    s1r = tl.where(seg2 == S - 1, u1r, _shift_next(w1r, seg2, S))
-    s1i = tl.where(seg2 == S - 1, u1i, _shift_next(w1i, seg2, S))
+    s0r = tl.where(seg2 == S - 1, u0r, _shift_next(w0r, seg2, S, False))
+    s0i = tl.where(seg2 == S - 1, u0i, _shift_next(w0i, seg2, S, False))
+    s1r = tl.where(seg2 == S - 1, u1r, _shift_next(w1r, seg2, S, False))
+    s1i = tl.where(seg2 == S - 1, u1i, _shift_next(w1i, seg2, S, False))
     qr, qi = _cdiv(s1r, s1i, s0r, s0i)  # phi_{e+2} / phi_{e+1} = 1 / E_{e+1}
     kl = kcols[L - 1]
     return kl * qr, kl * qi, o0r, o0i, o1r, o1i
@@ -748,7 +784,7 @@ def _load_cols2(ptr, rows, row_ok, pos, N, pad,
 
 @triton.jit
 def _grad_core(acols, kcols, ai, lsr, lsi, gr, gi, wr, wi, h0r, h0i, t0r, t0i, seg2,
-               S: tl.constexpr, L: tl.constexpr, LIN_EXACT: tl.constexpr):
+               S: tl.constexpr, L: tl.constexpr, LIN_EXACT: tl.constexpr, GATHER: tl.constexpr):
     """The two linear recurrences and S_j for a tile, given the carries entering it.
 
     F_j = w_j + H_{j-1}, H_j = h_j F_j (h_j = k_j / D_j^2);  R_j = w_j + k_j T_{j+1}, T_j = e_j R_j
@@ -825,10 +861,10 @@ def _grad_core(acols, kcols, ai, lsr, lsi, gr, gi, wr, wi, h0r, h0i, t0r, t0i, s
         outi = bi
         o2r = cr
         o2i = ci
-    hinr, hini = _shift_prev2(outr, outi, seg2)
+    hinr, hini = _shift_prev2(outr, outi, seg2, GATHER)
     hinr = tl.where(seg2 == 0, h0r, hinr)
     hini = tl.where(seg2 == 0, h0i, hini)
-    tinr, tini = _shift_next2(o2r, o2i, seg2, S)
+    tinr, tini = _shift_next2(o2r, o2i, seg2, S, GATHER)
     tinr = tl.where(seg2 == S - 1, t0r, tinr)
     tini = tl.where(seg2 == S - 1, t0i, tini)
     # final passes: F forward (stored), then R backward with S_j
@@ -880,11 +916,12 @@ def _bwd_fast_kernel(a_ptr, k_ptr, z_ptr, g_ptr, go_ptr, o_ptr, flag_ptr,
                      B, N, NCH, CORE, tol, gtol,
                      R: tl.constexpr, S: tl.constexpr, L: tl.constexpr, H: tl.constexpr,
                      M1: tl.constexpr, MAXPASS: tl.constexpr, K_SCALAR: tl.constexpr, NEED_S: tl.constexpr,
-                     LIN_EXACT: tl.constexpr, STORE: tl.constexpr = 0):
+                     LIN_EXACT: tl.constexpr, STORE: tl.constexpr = 0, GATHER: tl.constexpr = False):
     """Vector-Jacobian product of G for a tile (layout as ``_fwd_fast_kernel``).
 
     g: saved G (B, N, 2) float32; go: grad of G (B, N, 2) float32; o: grad_a (B, N) float32, or S (B, N, 2)
-    float32 when NEED_S (grad_z needed). flag (B, NCH) int32: 1 where the carries did not converge."""
+    float32 when NEED_S (grad_z needed). flag (B, NCH) int32: 1 where the carries did not converge.
+    GATHER: as in ``_fwd_fast_kernel``."""
     j, rows, row_ok, start, seg1, seg2, pos = _tile_coords(B, NCH, CORE, R, S, L, H)
     acols, kcols, ai, m = _load_tile(a_ptr, k_ptr, z_ptr, rows, row_ok, pos, N, R, S, L, K_SCALAR)
     gr, gi = _load_cols2(g_ptr, rows, row_ok, pos, N, 1.0, R, S, L)
@@ -895,19 +932,19 @@ def _bwd_fast_kernel(a_ptr, k_ptr, z_ptr, g_ptr, go_ptr, o_ptr, flag_ptr,
 
     # forward pivots (left self-energies) by the same two-pass scheme, checked against |G|
     p1r, p1i, pip = _fwd_partial(acols, kcols, ai, R, S, L, M1)
-    c1r, c1i = _shift_prev2(p1r, p1i, seg2)
+    c1r, c1i = _shift_prev2(p1r, p1i, seg2, GATHER)
     lsr, lsi, p2r, p2i, pif = _fwd_full(acols, kcols, ai, c1r, c1i, L)
     g2f = gr[0] * gr[0] + gi[0] * gi[0]
     core = (seg2 >= H) & (seg2 < S - H)
-    dfp = _shift_prev(tl.abs(p2r - p1r) + tl.abs(p2i - p1i), seg2)
+    dfp = _shift_prev(tl.abs(p2r - p1r) + tl.abs(p2i - p1i), seg2, GATHER)
     err = tl.where(core, 4.0 * dfp * dfp * g2f, 0.0)
     ok = ((tl.max(err) <= tol * tol) & (tl.max(pif) <= 0.5)).to(tl.int32)
     if MAXPASS > 2:
         npass = 2
         while (ok == 0) & (npass < MAXPASS):
-            c1r, c1i = _shift_prev2(p2r, p2i, seg2)
+            c1r, c1i = _shift_prev2(p2r, p2i, seg2, GATHER)
             lsr, lsi, n2r, n2i, pif = _fwd_full(acols, kcols, ai, c1r, c1i, L)
-            dfp = _shift_prev(tl.abs(n2r - p2r) + tl.abs(n2i - p2i), seg2)
+            dfp = _shift_prev(tl.abs(n2r - p2r) + tl.abs(n2i - p2i), seg2, GATHER)
             p2r = n2r
             p2i = n2i
             err = tl.where(core, 4.0 * dfp * dfp * g2f, 0.0)
@@ -918,7 +955,7 @@ def _bwd_fast_kernel(a_ptr, k_ptr, z_ptr, g_ptr, go_ptr, o_ptr, flag_ptr,
 
     zero = tl.zeros([R, 1], tl.float32)
     ssr, ssi, ho_r, ho_i, to_r, to_i, cf, cb = _grad_core(acols, kcols, ai, lsr, lsi, gr, gi, wr, wi,
-                                                          zero, zero, zero, zero, seg2, S, L, LIN_EXACT)
+                                                          zero, zero, zero, zero, seg2, S, L, LIN_EXACT, GATHER)
     if not LIN_EXACT:
         bad = bad | (tl.max(tl.maximum(cf, cb), axis=1) > gtol)
     if H > 0:
@@ -980,7 +1017,7 @@ def _bwd_exact_kernel(a_ptr, k_ptr, z_ptr, g_ptr, go_ptr, o_ptr, flag_ptr, carry
                 lr, li, v0r, v0i, v1r, v1i = _fwd_carries(acols, kcols, ai, seg2, v0r, v0i, v1r, v1i, S, L)
                 lsr, lsi, o1, o2, o3 = _fwd_full(acols, kcols, ai, lr, li, L)
                 ssr, ssi, hr1, hi1, tr1, ti1, cf, cb = _grad_core(acols, kcols, ai, lsr, lsi, gr, gi, wr, wi,
-                                                                  h_r, h_i, zero, zero, seg2, S, L, True)
+                                                                  h_r, h_i, zero, zero, seg2, S, L, True, False)
                 h_r = hr1[:, None]
                 h_i = hi1[:, None]
                 c += 1
@@ -1004,7 +1041,7 @@ def _bwd_exact_kernel(a_ptr, k_ptr, z_ptr, g_ptr, go_ptr, o_ptr, flag_ptr, carry
                 lr, li, o0, o1, o2, o3 = _fwd_carries(acols, kcols, ai, seg2, w0r, w0i, w1r, w1i, S, L)
                 lsr, lsi, o4, o5, o6 = _fwd_full(acols, kcols, ai, lr, li, L)
                 ssr, ssi, hr1, hi1, tr1, ti1, cf, cb = _grad_core(acols, kcols, ai, lsr, lsi, gr, gi, wr, wi,
-                                                                  hcr, hci, t_r, t_i, seg2, S, L, True)
+                                                                  hcr, hci, t_r, t_i, seg2, S, L, True, False)
                 t_r = tr1[:, None]
                 t_i = ti1[:, None]
                 _store_s(o_ptr, ssr, ssi, rows, row_ok, c * T, N, seg1, 0, 1, S, L, NEED_S, 0)

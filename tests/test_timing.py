@@ -334,6 +334,44 @@ def test_bk_fwd_bwd_does_not_accumulate_grad():
     assert wl.model.flops == 2 * 28 * 6 * 300
 
 
+def test_bk_bf16_gradient_tolerance_covers_the_rounding_of_grad_a_and_no_more():
+    """grad_a of a bf16 leaf comes back in bf16: the check allows its unit roundoff (2^-8) on top of the float32
+    tolerance, so an exact implementation passes and a gradient off by 1 % still fails."""
+    from bkbench.accuracy import grad_tolerance
+    from bkbench.registry import Registry, default_registry
+    from bkbench.workloads import prepare
+
+    assert grad_tolerance(torch.bfloat16) == pytest.approx(1e-3 + 2.0**-8)
+    assert grad_tolerance(torch.float16) == pytest.approx(1e-3 + 2.0**-11)
+    assert grad_tolerance(torch.float32) == 1e-3
+    thomas = default_registry().get("thomas")
+    reg = Registry()
+
+    @reg.register("bf16_native", kind="bk", devices=("cpu",), dtypes=(torch.bfloat16,), differentiable=True)
+    def bf16_native(a, k, z):  # takes the bf16 leaf itself, as triton_fused does on the GPU
+        assert a.dtype == torch.bfloat16
+        return thomas.fn(a.float(), k.float(), z)
+
+    class _Scaled(torch.autograd.Function):  # the right G, a gradient 1 % too large
+        @staticmethod
+        def forward(ctx, g):
+            return g.clone()
+
+        @staticmethod
+        def backward(ctx, grad):
+            return grad * 1.01
+
+    @reg.register("grad_off", kind="bk", devices=("cpu",), dtypes=(torch.bfloat16,), differentiable=True)
+    def grad_off(a, k, z):
+        return _Scaled.apply(bf16_native(a, k, z))
+
+    for n in (40, 300):  # dense autograd and O(N) recurrence references
+        chk = prepare(_spec(impl="bf16_native", mode="fwd+bwd", n=n, dtype="bfloat16"), reg).check()
+        assert chk.passed and 1e-3 < chk.rel_err <= grad_tolerance(torch.bfloat16), chk
+    chk = prepare(_spec(impl="grad_off", mode="fwd+bwd", dtype="bfloat16"), reg).check()
+    assert not chk.passed and "gradient error" in chk.detail, chk
+
+
 def test_bk_workload_skips_and_flags_wrong_results():
     from bkbench.registry import Registry, default_registry
     from bkbench.workloads import Skip, prepare

@@ -317,37 +317,42 @@ def plot_energy(an: Analysis, pal: Palette, out_dir: Path) -> Figure | None:
     e = e[e["sparsity"] == 0]
     if e.empty:
         return None
-    fig, axes = plt.subplots(1, 2, figsize=(13, 4.8))
+    # one row of panels per (batch, width): the per-element and per-token figures of different shapes are not
+    # one series (a line through them would join unrelated cases)
+    shapes = sorted({(int(b), int(d)) for b, d in zip(e["batch"], e["d"])})
+    fig, axes = plt.subplots(len(shapes), 2, figsize=(13, 1.0 + 3.8 * len(shapes)), squeeze=False)
     handles = {}
-    for (impl, kind, variant, dtype, mode), g in e.groupby(["impl", "kind", "variant", "dtype", "mode"]):
-        g = g.sort_values("n")
-        col = pal(impl)
-        mk = KIND_MARKER.get(kind, "D")
-        lab = f"{impl}{f' [{variant}]' if variant else ''} {short_dtype(dtype)} {mode}"
-        for ax, tot, dyn in ((axes[0], "j_per_element", "dyn_j_per_element"), (axes[1], "j_per_token",
-                                                                                 "dyn_j_per_token")):
-            ax.plot(g["n"], g[tot], color=col, marker=mk, linestyle="-" if mode == "fwd" else "-.")
-            if g[dyn].notna().any():
-                ax.plot(g["n"], g[dyn], color=col, marker=mk, linestyle=":", fillstyle="none")
-            cap = g[g["capped"]]
-            if len(cap):
-                ax.plot(cap["n"], cap[tot], linestyle="none", marker="o", markersize=13, markerfacecolor="none",
-                        markeredgecolor="red", markeredgewidth=2)
-        handles[lab] = Line2D([], [], color=col, marker=mk, linestyle="-" if mode == "fwd" else "-.", label=lab)
+    for row, (bb, dd) in enumerate(shapes):
+        es = e[(e["batch"] == bb) & (e["d"] == dd)]
+        for (impl, kind, variant, dtype, mode), g in es.groupby(["impl", "kind", "variant", "dtype", "mode"]):
+            g = g.sort_values("n")
+            col = pal(impl)
+            mk = KIND_MARKER.get(kind, "D")
+            lab = f"{impl}{f' [{variant}]' if variant else ''} {short_dtype(dtype)} {mode}"
+            for ax, tot, dyn in ((axes[row][0], "j_per_element", "dyn_j_per_element"),
+                                 (axes[row][1], "j_per_token", "dyn_j_per_token")):
+                ax.plot(g["n"], g[tot], color=col, marker=mk, linestyle="-" if mode == "fwd" else "-.")
+                if g[dyn].notna().any():
+                    ax.plot(g["n"], g[dyn], color=col, marker=mk, linestyle=":", fillstyle="none")
+                cap = g[g["capped"]]
+                if len(cap):
+                    ax.plot(cap["n"], cap[tot], linestyle="none", marker="o", markersize=13, markerfacecolor="none",
+                            markeredgecolor="red", markeredgewidth=2)
+            handles[lab] = Line2D([], [], color=col, marker=mk, linestyle="-" if mode == "fwd" else "-.", label=lab)
+        for ax, what in ((axes[row][0], "energy per element (J)"), (axes[row][1], "energy per token (J)")):
+            ax.set_xscale("log", base=2)
+            ax.set_yscale("log")
+            _size_axis(ax, e["n"].to_numpy())
+            ax.set_xlabel("sequence length N")
+            ax.set_ylabel(what)
+            _grid(ax)
+        axes[row][0].set_title(f"B = {bb}, d = {dd}: J / element (one chain position; B·d·N per call)", fontsize=10)
+        axes[row][1].set_title(f"B = {bb}, d = {dd}: J / token (B·N tokens per call)", fontsize=10)
     handles["dotted, hollow: dynamic (idle-subtracted)"] = Line2D([], [], color="grey", linestyle=":", marker="o",
                                                                   fillstyle="none")
     if e["capped"].any():
         handles["red ring: power-capped trial"] = Line2D([], [], linestyle="none", marker="o", markersize=10,
                                                          markerfacecolor="none", markeredgecolor="red")
-    for ax, what in ((axes[0], "energy per element (J)"), (axes[1], "energy per token (J)")):
-        ax.set_xscale("log", base=2)
-        ax.set_yscale("log")
-        _size_axis(ax, e["n"].to_numpy())
-        ax.set_xlabel("sequence length N")
-        ax.set_ylabel(what)
-        _grid(ax)
-    axes[0].set_title("J / element (element = one chain position; B·d·N per call)", fontsize=10)
-    axes[1].set_title("J / token (B·N tokens per call)", fontsize=10)
     _legend_below(fig, list(handles.values()), list(handles), ncol=3)
     name = _save(fig, out_dir, "energy.png")
     return Figure(name, "Energy", "Solid: total energy per call divided by elements/tokens; dotted: dynamic "
