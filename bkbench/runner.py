@@ -262,22 +262,36 @@ def select_impls(cases: list[CaseSpec], impls: Sequence[str] | None = None,
 def selected_cases(suite: str, device: str, *, shard_spec: str | None = None, groups: Sequence[str] | None = None,
                    plugins: Sequence[str] = (), impls: Sequence[str] | None = None,
                    skip_impls: Sequence[str] | None = None, missing: bool = False,
-                   db: str | Path | None = None) -> list[CaseSpec]:
+                   db: str | Path | None = None, retry: Sequence[str] = ()) -> list[CaseSpec]:
     """The cases a run with these selections would consider (``bkbench run --dry-run``, ``bkbench warm``):
-    the plan, its implementation selection, and with ``missing`` only what the database ``db`` lacks."""
+    the plan, its implementation selection, and with ``missing`` only what the database ``db`` lacks (rows
+    whose status is in ``retry`` count as lacking)."""
     cases = select_impls(plan(suite, device, shard_spec, groups, plugins), impls, skip_impls)
-    return missing_cases(cases, load_suite(suite).name, device, db) if missing else cases
+    return missing_cases(cases, load_suite(suite).name, device, db, retry) if missing else cases
 
 
-def missing_cases(cases: list[CaseSpec], suite_name: str, device: str, db: str | Path | None) -> list[CaseSpec]:
+def missing_cases(cases: list[CaseSpec], suite_name: str, device: str, db: str | Path | None,
+                  retry: Sequence[str] = ()) -> list[CaseSpec]:
     """The ``cases`` that no run of ``suite_name`` on ``device`` in the database ``db`` holds (what
-    ``--missing`` runs; a timeout row does not count). All of them when the database does not exist yet."""
+    ``--missing`` runs; a timeout row does not count, nor a row whose status is in ``retry``). All of them when
+    the database does not exist yet."""
     path = Path(db) if db else default_path()
     if not path.exists():
         return list(cases)
     with Store(path) as store:
-        held = store.stored_case_ids(suite_name, device)
+        held = store.stored_case_ids(suite_name, device, _not_held(retry))
     return [c for c in cases if c.case_id not in held]
+
+
+RETRY_STATUSES = ("incorrect", "crash", "oom", "skipped")
+
+
+def _not_held(retry: Sequence[str]) -> tuple[str, ...]:
+    """Row statuses that do not count as holding a case for ``--missing``: timeout, plus ``retry``."""
+    bad = sorted(set(retry) - set(RETRY_STATUSES))
+    if bad:
+        raise ValueError(f"retry: {bad} are not statuses that can be retried; choose from {list(RETRY_STATUSES)}")
+    return ("timeout", *retry)
 
 
 def resolve_device(device: str, require: bool = True) -> str:
@@ -339,12 +353,13 @@ def run_suite(
     impls: Sequence[str] | None = None,
     skip_impls: Sequence[str] | None = None,
     missing: bool = False,
+    retry: Sequence[str] = (),
 ) -> RunSummary:
     """Run ``suite`` (name or :class:`Suite`) and store every case. See the module docstring.
 
     ``impls`` / ``skip_impls`` select implementations; ``missing`` runs only the cases that no run of this
-    suite on this device in the database holds a row for (a ``timeout`` row does not count), whatever shard or
-    group stored them."""
+    suite on this device in the database holds a row for (a ``timeout`` row does not count, nor a row whose status
+    is in ``retry``, e.g. ``incorrect`` after a fix), whatever shard or group stored them."""
     from bkbench.console import make_console
 
     t_start = time.monotonic()
@@ -353,16 +368,19 @@ def run_suite(
     s = load_suite(suite) if isinstance(suite, str) else suite
     if devices and dev != "cuda":
         raise ValueError("devices: --devices shards across GPUs; it needs --device cuda (or auto on a GPU host)")
+    if retry and not missing:
+        raise ValueError("retry: re-runs stored cases of a status only together with --missing")
+    not_held = _not_held(retry)
     cases = select_impls(plan(s, dev, shard_spec, groups, plugins), impls, skip_impls)
     selection = {k: v for k, v in (("impls", sorted(impls or [])), ("skip_impls", sorted(skip_impls or [])),
-                                   ("missing", missing)) if v}
+                                   ("missing", missing), ("retry", sorted(retry))) if v}
     if timeout_s is not None:
         cases = [replace(c, timeout_s=float(timeout_s)) for c in cases]
     run_label = label or " ".join(x for x in (f"shard {shard_spec}" if shard_spec else "",
                                                f"groups {','.join(groups)}" if groups else "") if x)
     store = Store(db)
     prior = _find_resumable(store, s.name, dev, run_label, shard_spec, groups, selection) if resume else None
-    stored_elsewhere = store.stored_case_ids(s.name, dev) if missing else set()
+    stored_elsewhere = store.stored_case_ids(s.name, dev, not_held) if missing else set()
     if missing and prior is None and all(c.case_id in stored_elsewhere for c in cases):
         # nothing to fill in: say so, and leave no empty run behind (run_id 0 = no run was opened)
         console.print(f"suite {s.name!r} on {dev}: every one of the {len(cases)} planned cases is already stored "

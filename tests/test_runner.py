@@ -466,6 +466,25 @@ def test_impl_selection_and_missing_fill_in_across_runs(tmp_path):
     with Store(db) as store:
         assert len(store.runs()) == n_runs  # nothing missing: no empty run is recorded
 
+    # --retry incorrect: a case whose stored row is incorrect (e.g. a check fixed since) runs again; the row stays
+    from bkbench.runner import missing_cases
+
+    victim = cases[0].case_id
+    with Store(db) as store:
+        store.conn.execute("UPDATE results SET status = 'incorrect' WHERE case_id = ?", (victim,))
+        store.conn.commit()
+    assert missing_cases(cases, "fill", "cpu", db) == []
+    assert [c.case_id for c in missing_cases(cases, "fill", "cpu", db, ["incorrect"])] == [victim]
+    with pytest.raises(ValueError, match="retry: re-runs stored cases of a status only together with --missing"):
+        run_suite(str(suite), retry=["incorrect"], **common)
+    with pytest.raises(ValueError, match="retry: \\['timeout'\\] are not statuses"):
+        run_suite(str(suite), missing=True, retry=["timeout"], **common)
+    redo = run_suite(str(suite), missing=True, retry=["incorrect"], **common)
+    assert redo.executed == 1 and redo.already_done == len(cases) - 1
+    with Store(db) as store:
+        rows = [r for r in store.results() if r["case_id"] == victim]
+    assert sorted(r["status"] for r in rows) == ["incorrect", "ok"]
+
 
 def test_warm_compiles_one_case_per_kernel_and_reports_failures(tmp_path, planted):
     """bkbench warm: one process per distinct (impl, mode, dtype, shape but N, options), at the smallest N;

@@ -38,6 +38,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--missing", action="store_true",
                    help="run only the cases no run of this suite/device in the database holds (any shard or "
                         "group; a timeout row does not count, so a longer --timeout retries it)")
+    p.add_argument("--retry", action="append", default=[], choices=("incorrect", "crash", "oom", "skipped"),
+                   help="with --missing: a stored row of this status does not count either, so the case runs "
+                        "again (e.g. incorrect after a fix; repeatable); the old rows are kept")
     p.add_argument("--plugin", action="append", default=[], metavar="MODULE",
                    help="also register the implementations of this importable module (repeatable)")
     p.add_argument("--timeout", type=float, default=None, metavar="S",
@@ -61,7 +64,8 @@ def run(args: argparse.Namespace) -> int:
     if args.dry_run:
         dev = resolve_device(args.device, require=False)  # a GPU run can be planned on any machine
         cases = selected_cases(args.suite, dev, shard_spec=args.shard, groups=args.group, plugins=args.plugin,
-                               impls=args.impl, skip_impls=args.skip_impl, missing=args.missing, db=args.db)
+                               impls=args.impl, skip_impls=args.skip_impl, missing=args.missing, db=args.db,
+                               retry=args.retry)
         table = Table(title=f"{args.suite}: {len(cases)} cases, planning estimate ~{estimate_seconds(cases):.0f} s")
         for col in ("group", "impl", "kind", "case", "mode", "timing", "options", "note"):
             table.add_column(col)
@@ -74,7 +78,7 @@ def run(args: argparse.Namespace) -> int:
         args.suite, device=args.device, db=args.db, resume=args.resume, devices=args.devices, shard_spec=args.shard,
         groups=args.group, plugins=args.plugin, timeout_s=args.timeout, label=args.label,
         progress=not args.no_progress, console=console, log_dir=args.log_dir, impls=args.impl,
-        skip_impls=args.skip_impl, missing=args.missing,
+        skip_impls=args.skip_impl, missing=args.missing, retry=args.retry,
     )
     if summary.run_id == 0:  # --missing with nothing missing: no run was opened
         return 0

@@ -15,6 +15,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--impl", action="append", default=None, metavar="NAME", help="only this implementation")
     p.add_argument("--skip-impl", action="append", default=None, metavar="NAME", help="leave this one out")
     p.add_argument("--missing", action="store_true", help="only the cases the database does not hold yet")
+    p.add_argument("--retry", action="append", default=[], choices=("incorrect", "crash", "oom", "skipped"),
+                   help="with --missing: rows of this status count as not held (as in bkbench run)")
     p.add_argument("--plugin", action="append", default=[], metavar="MODULE")
     p.add_argument("--jobs", type=int, default=4, help="processes at a time (default 4)")
     p.add_argument("--timeout", type=float, default=600.0, metavar="S", help="per process (default 600 s)")
@@ -29,7 +31,8 @@ def run(args: argparse.Namespace) -> int:
     console = make_console()
     dev = resolve_device(args.device)
     cases = selected_cases(args.suite, dev, groups=args.group, plugins=args.plugin, impls=args.impl,
-                           skip_impls=args.skip_impl, missing=args.missing, db=args.db)
+                           skip_impls=args.skip_impl, missing=args.missing, db=args.db,
+                           retry=args.retry)
     reps = representatives(cases)
     console.print(f"warm {args.suite} on {dev}: {len(cases)} cases -> {len(reps)} distinct kernels to compile, "
                   f"{args.jobs} at a time")
