@@ -25,13 +25,28 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+
+from kernels.triton_fused import BwdConfig, FusedConfig  # noqa: E402  (after the path insert)
+
 GPU = "NVIDIA H100 80GB HBM3"
 
 
 def _cfg_key(cfg: dict) -> str:
-    from kernels.triton_fused import FusedConfig
-
     return json.dumps(FusedConfig.from_dict(cfg).to_dict(), sort_keys=True)
+
+
+def _tuner_entries(d: dict):
+    """(B, N, scalar, entry) of the float32 entries of a tuner cache (keys gpu|dtype|coupling|N{n}_E{elements})."""
+    for key, e in d.get("entries", {}).items():
+        _, dtype, coupling, bucket = key.split("|")
+        n, el = (int(x[1:]) for x in bucket.split("_"))
+        if dtype == "float32":
+            yield el // n, n, coupling == "scalar", e
+
+
+def _own_shape(r: dict) -> bool:
+    """N and B*N powers of two: the shape a bucket is named after (not a diagnostic shape inside it)."""
+    return r["N"] & (r["N"] - 1) == 0 and (r["B"] * r["N"]) & (r["B"] * r["N"] - 1) == 0
 
 
 def forward_rows(d: dict) -> list[dict]:
@@ -45,21 +60,12 @@ def forward_rows(d: dict) -> list[dict]:
     for r in d.get("sweep2", []):
         rows += [{"B": r["B"], "N": r["N"], "scalar": False, "cfg": json.loads(c), "ms": ms}
                  for c, ms in r["sweep"].items() if math.isfinite(ms)]
-    for key, e in d.get("entries", {}).items():  # a tuner cache: gpu|dtype|coupling|N{n}_E{elements}
-        _, dtype, coupling, bucket = key.split("|")
-        n, el = (int(x[1:]) for x in bucket.split("_"))
-        if dtype != "float32" or not e.get("searched"):
-            continue
-        rows.append({"B": el // n, "N": n, "scalar": coupling == "scalar", "cfg": e["config"], "ms": e["ms"]})
-        if e.get("default_ms"):
-            from kernels.triton_fused import FusedConfig
-
-            rows.append({"B": el // n, "N": n, "scalar": coupling == "scalar", "cfg": FusedConfig().to_dict(),
-                         "ms": e["default_ms"]})
-    def own_shape(r):
-        return r["N"] & (r["N"] - 1) == 0 and (r["B"] * r["N"]) & (r["B"] * r["N"] - 1) == 0
-
-    return [r for r in rows if r["cfg"].get("seq", 1) == 1 and own_shape(r)]
+    for b, n, sc, e in _tuner_entries(d):
+        if e.get("searched"):
+            rows.append({"B": b, "N": n, "scalar": sc, "cfg": e["config"], "ms": e["ms"]})
+            if e.get("default_ms"):
+                rows.append({"B": b, "N": n, "scalar": sc, "cfg": FusedConfig().to_dict(), "ms": e["default_ms"]})
+    return [r for r in rows if r["cfg"].get("seq", 1) == 1 and _own_shape(r)]
 
 
 def rank_time(r: dict) -> float:
@@ -71,11 +77,9 @@ def rank_time(r: dict) -> float:
 
 def backward_rows(d: dict) -> list[dict]:
     rows = [{"B": r["B"], "N": r["N"], "cfg": r["cfg"], "ms": r["ms"]} for r in d.get("store_bwd", []) if "ms" in r]
-    for key, e in d.get("entries", {}).items():
-        _, dtype, coupling, bucket = key.split("|")
-        n, el = (int(x[1:]) for x in bucket.split("_"))
-        if dtype == "float32" and e.get("bwd_ms") and e.get("bwd_config"):
-            rows.append({"B": el // n, "N": n, "cfg": e["bwd_config"], "ms": e["bwd_ms"],
+    for b, n, _, e in _tuner_entries(d):
+        if e.get("bwd_ms") and e.get("bwd_config"):
+            rows.append({"B": b, "N": n, "cfg": e["bwd_config"], "ms": e["bwd_ms"],
                          "default_ms": e.get("bwd_default_ms")})
     return rows
 
@@ -84,7 +88,6 @@ def main(paths: list[str]) -> None:
     import torch
 
     from bkbench import tuning
-    from kernels.triton_fused import BwdConfig, FusedConfig
 
     dflt = _cfg_key(FusedConfig().to_dict())
     bdflt = BwdConfig().to_dict()

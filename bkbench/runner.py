@@ -35,7 +35,7 @@ from pathlib import Path
 from typing import Any
 
 from bkbench.registry import Registry
-from bkbench.store import Store, default_path
+from bkbench.store import RETRY_STATUSES, Store, default_path
 from bkbench.suites import CaseSpec, Suite, default_device, load_suite, shard
 
 STARTUP_TIMEOUT_S = 300.0
@@ -281,9 +281,6 @@ def missing_cases(cases: list[CaseSpec], suite_name: str, device: str, db: str |
     with Store(path) as store:
         held = store.stored_case_ids(suite_name, device, _not_held(retry))
     return [c for c in cases if c.case_id not in held]
-
-
-RETRY_STATUSES = ("incorrect", "crash", "oom", "skipped")
 
 
 def _not_held(retry: Sequence[str]) -> tuple[str, ...]:

@@ -29,6 +29,8 @@ from pathlib import Path
 from typing import Any
 
 STATUSES = ("ok", "incorrect", "oom", "timeout", "crash", "skipped")
+# final statuses a ``--missing --retry`` run may re-run (a timeout row never holds a case; ok always does)
+RETRY_STATUSES = tuple(s for s in STATUSES if s not in ("ok", "timeout"))
 
 RESULT_COLUMNS: dict[str, str] = {
     # identity

@@ -156,6 +156,12 @@ class Plan:
     def programs(self, batch: int) -> int:
         return math.ceil(batch / self.R) * self.NCH
 
+    @property
+    def gather(self) -> bool:
+        """Shift carries between segments by ``tl.gather`` (one warp: shuffles) rather than a scan (the kernels'
+        ``GATHER``; across warps a gather replicates the tile)."""
+        return self.warps == 1
+
 
 def _pow2_at_least(x: int) -> int:
     return 1 << max(0, (x - 1).bit_length())
@@ -270,13 +276,13 @@ def forward(
         _core._fwd_seq2_kernel[(p.programs(batch),)](
             a, kk, zv, gv, flags, batch, n, float(tol),
             R=p.R, S=p.S, L=p.L, M1=p.M1, MAXPASS=p.maxpass, K_SCALAR=uniform, STORE=p.store,
-            GATHER=p.warps == 1, num_warps=p.warps, num_stages=p.stages, **_reg_cap(p),
+            GATHER=p.gather, num_warps=p.warps, num_stages=p.stages, **_reg_cap(p),
         )
     else:
         _core._fwd_fast_kernel[(p.programs(batch),)](
             a, kk, zv, gv, flags, batch, n, p.NCH, p.CORE, float(tol),
             R=p.R, S=p.S, L=p.L, H=p.H, M1=p.M1, MAXPASS=p.maxpass, K_SCALAR=uniform, STORE=p.store,
-            GATHER=p.warps == 1, num_warps=p.warps, num_stages=p.stages, **_reg_cap(p),
+            GATHER=p.gather, num_warps=p.warps, num_stages=p.stages, **_reg_cap(p),
         )
     nprog = _exact_programs(batch, a.device)
     maxch = math.ceil(n / (EXACT_S * EXACT_L))
@@ -323,7 +329,7 @@ def vjp(
         _core._bwd_fast_kernel[(p.programs(batch),)](
             a, kk, zv, gv, gg, ov, flags, batch, n, p.NCH, p.CORE, float(tol), float(gtol),
             R=p.R, S=p.S, L=p.L, H=p.H, M1=p.M1, MAXPASS=p.maxpass, K_SCALAR=uniform, NEED_S=need_s,
-            LIN_EXACT=bool(cfg.lin_exact), STORE=p.store, GATHER=p.warps == 1,
+            LIN_EXACT=bool(cfg.lin_exact), STORE=p.store, GATHER=p.gather,
             num_warps=p.warps, num_stages=p.stages,
         )
     nprog = _exact_programs(batch, a.device)

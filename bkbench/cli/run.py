@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from bkbench.store import default_path
+from bkbench.store import RETRY_STATUSES, default_path
 
 
 def _devices(text: str) -> list[int]:
@@ -38,7 +38,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--missing", action="store_true",
                    help="run only the cases no run of this suite/device in the database holds (any shard or "
                         "group; a timeout row does not count, so a longer --timeout retries it)")
-    p.add_argument("--retry", action="append", default=[], choices=("incorrect", "crash", "oom", "skipped"),
+    p.add_argument("--retry", action="append", default=[], choices=RETRY_STATUSES,
                    help="with --missing: a stored row of this status does not count either, so the case runs "
                         "again (e.g. incorrect after a fix; repeatable); the old rows are kept")
     p.add_argument("--plugin", action="append", default=[], metavar="MODULE",

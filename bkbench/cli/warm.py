@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 
+from bkbench.store import RETRY_STATUSES
+
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("warm", help="compile a suite's kernels (Triton cache) in parallel processes before a timed "
@@ -15,7 +17,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--impl", action="append", default=None, metavar="NAME", help="only this implementation")
     p.add_argument("--skip-impl", action="append", default=None, metavar="NAME", help="leave this one out")
     p.add_argument("--missing", action="store_true", help="only the cases the database does not hold yet")
-    p.add_argument("--retry", action="append", default=[], choices=("incorrect", "crash", "oom", "skipped"),
+    p.add_argument("--retry", action="append", default=[], choices=RETRY_STATUSES,
                    help="with --missing: rows of this status count as not held (as in bkbench run)")
     p.add_argument("--plugin", action="append", default=[], metavar="MODULE")
     p.add_argument("--jobs", type=int, default=4, help="processes at a time (default 4)")
