@@ -276,6 +276,8 @@ def stage_gradcheck(out: dict) -> None:
 
 
 SWEEP_SHAPES = [(16384, 1024), (4096, 4096), (256, 65536)]
+if os.environ.get("TF_SWEEP_SHAPES"):  # e.g. "256x65536": a subset, so one shape fits in a call
+    SWEEP_SHAPES = [tuple(int(v) for v in s.split("x")) for s in os.environ["TF_SWEEP_SHAPES"].split(",")]
 ISSUE_SHAPES = [(16384, 1024), (4096, 4096), (1024, 16384), (256, 65536), (8, 65536), (1024, 4096), (16384, 4096)]
 if DEV == "cpu":
     SWEEP_SHAPES = [(2, 64), (1, 300)]
@@ -479,7 +481,7 @@ FINAL_SHAPES = TUNE_SHAPES + [(1024, 4096), (16384, 4096)]
 TUNE_COUPLINGS = (False, True)
 TUNE_BWD = os.environ.get("TF_TUNE_BWD", "1") == "1"
 if os.environ.get("TF_TUNE_SHAPES") == "sweep":  # the tuner only where the exhaustive sweep checks it (k only)
-    TUNE_SHAPES = [(16384, 1024), (4096, 4096), (256, 65536)]
+    TUNE_SHAPES = list(SWEEP_SHAPES)
     TUNE_COUPLINGS = (False,)
 if DEV == "cpu":
     TUNE_SHAPES = [(2, 64), (1, 300)]
@@ -620,6 +622,59 @@ def stage_final(out: dict, path: Path) -> None:
     _save(out, path)
 
 
+def stage_bwdlin(out: dict, path: Path) -> None:
+    """The backward's cross-segment F/R carries, ``BwdConfig.lin_exact`` 1 (exact affine scans) against 2 (two
+    segments composed, bounded): backward alone and forward + backward under CUDA-graph replay, at every
+    FINAL_SHAPES x {k, scalar}, with the looked-up forward config and the looked-up backward tile."""
+    import dataclasses
+
+    from bkbench import tuning
+    from kernels import triton_fused as tf
+
+    tuning.clear_memo()
+    cases = []
+    for (b, n) in FINAL_SHAPES:
+        for sc in (False, True):
+            a, k, z = _inputs(b, n, sc)
+            fc, bc = tuning.lookup(a, k)
+            for lin in BWDLIN_MODES:
+                cases.append((b, n, sc, fc, dataclasses.replace(bc, lin_exact=lin)))
+    t0 = time.time()
+    errs = precompile([("fb", {**fc.to_dict(), "bwd": bc.to_dict()}, b, n, sc) for (b, n, sc, fc, bc) in cases])
+    print(f"bwdlin: compiled in {time.time() - t0:.0f}s ({len(errs)} errors)", flush=True)
+    rows = []
+    for (b, n, sc, fc, bc) in cases:
+        a, k, z = _inputs(b, n, sc)
+        g = tf.forward(a, k, z, config=fc)
+        gout = torch.randn(b, n, dtype=torch.complex64, device=DEV)
+        try:
+            s_ref = tf.vjp(a, k, z, g, gout, config=bc, force_exact=True)
+            got, fl = tf.vjp(a, k, z, g, gout, config=bc, return_flags=True)
+            err = float((got - s_ref).abs().max() / s_ref.abs().max())
+            bwd_ms = _median_ms(lambda: tf.vjp(a, k, z, g, gout, config=bc), rep=100)
+            bwd_graph = _graph_ms(lambda: tf.vjp(a, k, z, g, gout, config=bc))
+            fwd_graph = _graph_ms(lambda: tf.forward(a, k, z, config=fc))
+            a.requires_grad_(True)
+            fb_graph = _graph_ms(_train_step(a, k, z, fc, bc, gout))
+        except Exception as exc:
+            rows.append({"B": b, "N": n, "scalar": sc, "bwd_cfg": bc.to_dict(), "error": str(exc)[:300]})
+            continue
+        r = {"B": b, "N": n, "scalar": sc, "cfg": fc.to_dict(), "bwd_cfg": bc.to_dict(), "lin_exact": bc.lin_exact,
+             "bwd_ms": bwd_ms, "bwd_graph_ms": bwd_graph, "fwd_graph_ms": fwd_graph, "fwdbwd_graph_ms": fb_graph,
+             "graph_ratio": fb_graph / fwd_graph if fwd_graph > 0 else math.nan, "flagged": int(fl.sum()),
+             "err_vs_exact_kernel": err}
+        rows.append(r)
+        print(f"BWDLIN B{b:>6} N{n:>6} {'scalar' if sc else 'k     '} lin {bc.lin_exact} bwd {bwd_ms * 1e3:7.1f} us (graph {bwd_graph * 1e3:6.1f})"
+              f" | fwd {fwd_graph * 1e3:6.1f} fwd+bwd {fb_graph * 1e3:7.1f} x{r['graph_ratio']:.2f} | flagged "
+              f"{r['flagged']} err {err:.1e}", flush=True)
+        out["bwdlin"] = rows
+    out["bwdlin"] = rows
+    _save(out, path)
+
+
+BWDLIN_MODES = (1, 2)
+
+
 def stage_base2(out: dict, path: Path) -> None:
     from bkbench.registry import default_registry
     from kernels import triton_fused as tf
@@ -712,11 +767,10 @@ def stage_seq(out: dict, path: Path) -> None:
     _save(out, path)
 
 
-NCU_CASES = [  # (name, partial config, B, N, scalar)
-    ("N1024_halo", {}, 16384, 1024, False),
-    ("N1024_seq2", {"seq": 2}, 16384, 1024, False),
-    ("N1024_L32", {"L": 32}, 16384, 1024, False),
-    ("N4096_default", {}, 4096, 4096, False),
+NCU_CASES = [  # (name, partial config, B, N, scalar): the scalar coupling at N = 1024 is the shape below 70 %
+    ("N1024_halo_scalar", {}, 16384, 1024, True),
+    ("N1024_seq2_scalar", {"seq": 2}, 16384, 1024, True),
+    ("N1024_L32_scalar", {"L": 32}, 16384, 1024, True),
     ("N4096_default_scalar", {}, 4096, 4096, True),
 ]
 NCU_SECTIONS = ("WarpStateStats", "SchedulerStats", "Occupancy", "LaunchStats", "SpeedOfLight")
@@ -948,6 +1002,8 @@ def main() -> None:
                     stage_sweep2(out, path)
                 elif st == "final":
                     stage_final(out, path)
+                elif st == "bwdlin":
+                    stage_bwdlin(out, path)
                 elif st == "base2":
                     stage_base2(out, path)
                 elif st == "store":

@@ -6,7 +6,7 @@ table) when the files measured it.
 
 Forward rows are read from the stages ``store`` (``store_fwd``), ``seq``, ``final`` and ``sweep2``, and from tuner
 caches (``tuned_triton_fused.json``: the staged tuner's winners and their default's time); backward rows from
-``store_bwd`` and the caches. Only a bucket's own shape counts (N a power of two, B*N the bucket's element
+``store_bwd``, ``bwdlin`` and the caches. Only a bucket's own shape counts (N a power of two, B*N the bucket's element
 count): the N = 768 / 520 rows of stage ``seq`` are diagnostics. Below 2^24 elements an eager call is bound by
 the host's launch path, so those buckets are ranked by CUDA-graph replay time (rows without one are skipped
 there). Two-tile (``seq = 2``) rows are skipped: that kernel is opt-in (it loses at N < 1024,
@@ -77,6 +77,8 @@ def rank_time(r: dict) -> float:
 
 def backward_rows(d: dict) -> list[dict]:
     rows = [{"B": r["B"], "N": r["N"], "cfg": r["cfg"], "ms": r["ms"]} for r in d.get("store_bwd", []) if "ms" in r]
+    rows += [{"B": r["B"], "N": r["N"], "cfg": r["bwd_cfg"], "ms": r["bwd_ms"]} for r in d.get("bwdlin", [])
+             if "bwd_ms" in r and not r.get("flagged")]
     for b, n, _, e in _tuner_entries(d):
         if e.get("bwd_ms") and e.get("bwd_config"):
             rows.append({"B": b, "N": n, "cfg": e["bwd_config"], "ms": e["bwd_ms"],

@@ -789,9 +789,10 @@ def _grad_core(acols, kcols, ai, lsr, lsi, gr, gi, wr, wi, h0r, h0i, t0r, t0i, s
 
     F_j = w_j + H_{j-1}, H_j = h_j F_j (h_j = k_j / D_j^2);  R_j = w_j + k_j T_{j+1}, T_j = e_j R_j
     (e_j = 1 / E_j^2, E_j = 1 / G_j + L_j). h0 = H entering segment 0, t0 = T entering segment S-1 from the
-    right. LIN_EXACT: exact affine scans across segments; else each segment takes its neighbour's local
-    result (carry 0 one segment back: error |prod h| |H|, which the caller bounds with the returned
-    contractions). Returns (S columns re, im), H leaving segment S-1, T leaving segment 0, and per segment
+    right. LIN_EXACT = 1: exact affine scans across segments; 2: each segment's incoming carry composes its
+    neighbour's map with the local result of the segment before (error |A_{s-1} A_{s-2}| |H|); 0: each segment
+    takes its neighbour's local result (carry 0 one segment back: error |prod h| |H|). The caller bounds the
+    errors of 0 and 2 with the returned contractions. Returns (S columns re, im), H leaving segment S-1, T leaving segment 0, and per segment
     |prod h| and |prod k e| (contractions)."""
     # per-position coefficients
     hr = ()
@@ -846,7 +847,7 @@ def _grad_core(acols, kcols, ai, lsr, lsi, gr, gi, wr, wi, h0r, h0i, t0r, t0i, s
             Cr = Cr * tl.abs(kcols[i]) * (tl.abs(er[i]) + tl.abs(ei[i]))
     contr_f = tl.abs(Ar) + tl.abs(Ai)
     contr_b = tl.abs(Cr) + tl.abs(Ci)
-    if LIN_EXACT:
+    if LIN_EXACT == 1:
         # scans across segments, with the incoming carries
         Ir, Ii, Jr, Ji = tl.associative_scan((Ar, Ai, br, bi), 1, _aff_comb)
         xr, xi = _cm(Ir, Ii, h0r, h0i)
@@ -856,6 +857,21 @@ def _grad_core(acols, kcols, ai, lsr, lsi, gr, gi, wr, wi, h0r, h0i, t0r, t0i, s
         xr, xi = _cm(Kr, Ki, t0r, t0i)
         o2r = xr + Mr
         o2i = xi + Mi
+    elif LIN_EXACT == 2:
+        # two segments: each composes its own map with its neighbour's local result (the tile's incoming
+        # carry at the ends), exact up to the pair's contraction |A_s A_{s-1}| |H| (the caller bounds it)
+        nbr, nbi = _shift_prev2(br, bi, seg2, GATHER)
+        nbr = tl.where(seg2 == 0, h0r, nbr)
+        nbi = tl.where(seg2 == 0, h0i, nbi)
+        xr, xi = _cm(Ar, Ai, nbr, nbi)
+        outr = xr + br
+        outi = xi + bi
+        ncr, nci = _shift_next2(cr, ci, seg2, S, GATHER)
+        ncr = tl.where(seg2 == S - 1, t0r, ncr)
+        nci = tl.where(seg2 == S - 1, t0i, nci)
+        xr, xi = _cm(Cr, Ci, ncr, nci)
+        o2r = xr + cr
+        o2i = xi + ci
     else:
         outr = br
         outi = bi
@@ -956,8 +972,11 @@ def _bwd_fast_kernel(a_ptr, k_ptr, z_ptr, g_ptr, go_ptr, o_ptr, flag_ptr,
     zero = tl.zeros([R, 1], tl.float32)
     ssr, ssi, ho_r, ho_i, to_r, to_i, cf, cb = _grad_core(acols, kcols, ai, lsr, lsi, gr, gi, wr, wi,
                                                           zero, zero, zero, zero, seg2, S, L, LIN_EXACT, GATHER)
-    if not LIN_EXACT:
+    if LIN_EXACT == 0:
         bad = bad | (tl.max(tl.maximum(cf, cb), axis=1) > gtol)
+    if LIN_EXACT == 2:  # the carry two segments back is dropped: bound the pair contractions
+        pair = tl.maximum(cf * _shift_prev(cf, seg2, GATHER), cb * _shift_next(cb, seg2, S, GATHER))
+        bad = bad | (tl.max(pair, axis=1) > gtol)
     if H > 0:
         lfl = tl.sum(tl.where(seg2 < H, tl.log2(tl.maximum(pif, 1e-30)), 0.0), axis=1)
         l0 = _at_seg(tl.abs(lsr[0]) + tl.abs(lsi[0]), seg2, H)
@@ -1017,7 +1036,7 @@ def _bwd_exact_kernel(a_ptr, k_ptr, z_ptr, g_ptr, go_ptr, o_ptr, flag_ptr, carry
                 lr, li, v0r, v0i, v1r, v1i = _fwd_carries(acols, kcols, ai, seg2, v0r, v0i, v1r, v1i, S, L)
                 lsr, lsi, o1, o2, o3 = _fwd_full(acols, kcols, ai, lr, li, L)
                 ssr, ssi, hr1, hi1, tr1, ti1, cf, cb = _grad_core(acols, kcols, ai, lsr, lsi, gr, gi, wr, wi,
-                                                                  h_r, h_i, zero, zero, seg2, S, L, True, False)
+                                                                  h_r, h_i, zero, zero, seg2, S, L, 1, False)
                 h_r = hr1[:, None]
                 h_i = hi1[:, None]
                 c += 1
@@ -1041,7 +1060,7 @@ def _bwd_exact_kernel(a_ptr, k_ptr, z_ptr, g_ptr, go_ptr, o_ptr, flag_ptr, carry
                 lr, li, o0, o1, o2, o3 = _fwd_carries(acols, kcols, ai, seg2, w0r, w0i, w1r, w1i, S, L)
                 lsr, lsi, o4, o5, o6 = _fwd_full(acols, kcols, ai, lr, li, L)
                 ssr, ssi, hr1, hi1, tr1, ti1, cf, cb = _grad_core(acols, kcols, ai, lsr, lsi, gr, gi, wr, wi,
-                                                                  hcr, hci, t_r, t_i, seg2, S, L, True, False)
+                                                                  hcr, hci, t_r, t_i, seg2, S, L, 1, False)
                 t_r = tr1[:, None]
                 t_i = ti1[:, None]
                 _store_s(o_ptr, ssr, ssi, rows, row_ok, c * T, N, seg1, 0, 1, S, L, NEED_S, 0)

@@ -109,8 +109,10 @@ class FusedConfig:
 @dataclass(frozen=True)
 class BwdConfig(FusedConfig):
     """Launch configuration of the backward kernel: the fields of :class:`FusedConfig` (with backward
-    defaults) plus ``lin_exact`` (1: exact affine scans for the F/R recurrences across segments; 0: one-segment
-    halo with a contraction bound, cheaper)."""
+    defaults) plus ``lin_exact``, how the F/R recurrences cross segments: 1, exact affine scans (five shuffle
+    levels in a one-warp tile); 2, each segment composes its neighbour's map with the segment before (one
+    shuffle level; the dropped carry is bounded by the two segments' contraction, else the chain goes to the
+    exact kernel); 0, a one-segment halo with a contraction bound."""
 
     _label: ClassVar[str] = "bwd_config"
 
@@ -123,12 +125,12 @@ class BwdConfig(FusedConfig):
     maxpass: int = 4
     store: int = 0
     seq: int = 1
-    lin_exact: int = 1
+    lin_exact: int = 2
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        if self.lin_exact not in (0, 1):
-            raise ValueError(f"bwd_config.lin_exact: must be 0 or 1, got {self.lin_exact}")
+        if self.lin_exact not in (0, 1, 2):
+            raise ValueError(f"bwd_config.lin_exact: must be 0, 1 or 2, got {self.lin_exact}")
         if self.seq != 1:
             raise ValueError(f"bwd_config.seq: the backward kernel has no two-tile mode (seq must be 1), "
                              f"got {self.seq}")
@@ -329,7 +331,7 @@ def vjp(
         _core._bwd_fast_kernel[(p.programs(batch),)](
             a, kk, zv, gv, gg, ov, flags, batch, n, p.NCH, p.CORE, float(tol), float(gtol),
             R=p.R, S=p.S, L=p.L, H=p.H, M1=p.M1, MAXPASS=p.maxpass, K_SCALAR=uniform, NEED_S=need_s,
-            LIN_EXACT=bool(cfg.lin_exact), STORE=p.store, GATHER=p.gather,
+            LIN_EXACT=int(cfg.lin_exact), STORE=p.store, GATHER=p.gather,
             num_warps=p.warps, num_stages=p.stages,
         )
     nprog = _exact_programs(batch, a.device)

@@ -218,8 +218,9 @@ def _inputs_of(p: Problem):
                                Problem(batch=(2,), n=200, coupling="scalar", z=0.1 + 0.05j)], ids=lambda p: p.key)
 def test_backward_halo_recurrences_match_exact_scans(p, device):
     """lin_exact = 0 (each segment takes its neighbour's F/R from a one-segment halo, with a contraction bound;
-    chains where the bound fails go to the exact kernel) gives the gradient of lin_exact = 1 and of the exact
-    kernel, on multi-chunk chains, also at a near-real z where the halo does not contract."""
+    chains where the bound fails go to the exact kernel) and lin_exact = 2 (two segments composed, bounded the
+    same way) give the gradient of lin_exact = 1 and of the exact kernel, on multi-chunk chains, also at a
+    near-real z where the halo does not contract."""
     from dataclasses import replace
 
     q = p.with_(device=device)
@@ -228,7 +229,28 @@ def test_backward_halo_recurrences_match_exact_scans(p, device):
     g = tf.forward(nm.a, nm.k, nm.z, config=SMALL)
     go = torch.randn(g.shape, dtype=torch.complex64, generator=torch.Generator().manual_seed(5)).to(device)
     exact = tf.vjp(nm.a, nm.k, nm.z, g, go, config=SMALL_BWD, force_exact=True)
-    for lin in (0, 1):
+    for lin in (0, 1, 2):
         got = tf.vjp(nm.a, nm.k, nm.z, g, go, config=replace(SMALL_BWD, lin_exact=lin))
         assert torch.isfinite(got).all()
         assert float((got - exact).abs().max() / exact.abs().max()) < 1e-5, lin
+
+
+@pytest.mark.parametrize("lin", [1, 2])
+def test_backward_fast_path_carries(lin, device):
+    """lin_exact 1 and 2 on contracting chains (z = i): no chunk is flagged, so the fast kernel's own result is
+    what matches the exact kernel; at a near-real z, where two L 8 segments do not contract enough, lin 2 flags
+    the chunks (the exact kernel takes them) rather than returning the truncated carry."""
+    from dataclasses import replace
+
+    cfg = replace(SMALL_BWD, lin_exact=lin)
+    for p, fast in ((Problem(batch=(3,), n=700, coupling="random", seed=7), True),
+                    (Problem(batch=(2,), n=513, coupling="scalar", seed=3), True),
+                    (Problem(batch=(2,), n=200, coupling="scalar", z=0.1 + 0.05j), False)):
+        inp = make_inputs(p.with_(device=device))
+        nm = normalize(inp.a, inp.b, inp.c, inp.z)
+        g = tf.forward(nm.a, nm.k, nm.z, config=SMALL)
+        go = torch.randn(g.shape, dtype=torch.complex64, generator=torch.Generator().manual_seed(6)).to(device)
+        exact = tf.vjp(nm.a, nm.k, nm.z, g, go, config=cfg, force_exact=True)
+        got, flags = tf.vjp(nm.a, nm.k, nm.z, g, go, config=cfg, return_flags=True)
+        assert (int(flags.sum()) == 0) == fast, (p.key, int(flags.sum()))
+        assert float((got - exact).abs().max() / exact.abs().max()) < 1e-5, p.key
