@@ -792,8 +792,8 @@ def _grad_core(acols, kcols, ai, lsr, lsi, gr, gi, wr, wi, h0r, h0i, t0r, t0i, s
     right. LIN_EXACT = 1: exact affine scans across segments; 2: each segment's incoming carry composes its
     neighbour's map with the local result of the segment before (error |A_{s-1} A_{s-2}| |H|); 0: each segment
     takes its neighbour's local result (carry 0 one segment back: error |prod h| |H|). The caller bounds the
-    errors of 0 and 2 with the returned contractions. Returns (S columns re, im), H leaving segment S-1, T leaving segment 0, and per segment
-    |prod h| and |prod k e| (contractions)."""
+    errors of 0 and 2 with the returned contractions. Returns (S columns re, im), H leaving segment S-1, T
+    leaving segment 0, and per segment |prod h| and |prod k e| (contractions)."""
     # per-position coefficients
     hr = ()
     hi = ()
