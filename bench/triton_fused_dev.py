@@ -664,9 +664,10 @@ def stage_bwdlin(out: dict, path: Path) -> None:
              "graph_ratio": fb_graph / fwd_graph if fwd_graph > 0 else math.nan, "flagged": int(fl.sum()),
              "err_vs_exact_kernel": err}
         rows.append(r)
-        print(f"BWDLIN B{b:>6} N{n:>6} {'scalar' if sc else 'k     '} lin {bc.lin_exact} bwd {bwd_ms * 1e3:7.1f} us "
-              f"(graph {bwd_graph * 1e3:6.1f}) | fwd {fwd_graph * 1e3:6.1f} fwd+bwd {fb_graph * 1e3:7.1f} x{r['graph_ratio']:.2f} | flagged "
-              f"{r['flagged']} err {err:.1e}", flush=True)
+        print(f"BWDLIN B{b:>6} N{n:>6} {'scalar' if sc else 'k     '} lin {bc.lin_exact} "
+              f"bwd {bwd_ms * 1e3:7.1f} us (graph {bwd_graph * 1e3:6.1f}) | fwd {fwd_graph * 1e3:6.1f} "
+              f"fwd+bwd {fb_graph * 1e3:7.1f} x{r['graph_ratio']:.2f} | flagged {r['flagged']} err {err:.1e}",
+              flush=True)
         out["bwdlin"] = rows
     out["bwdlin"] = rows
     _save(out, path)
