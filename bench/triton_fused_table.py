@@ -6,14 +6,17 @@ table) when the files measured it.
 
 Forward rows are read from the stages ``store`` (``store_fwd``), ``seq``, ``final`` and ``sweep2``, and from tuner
 caches (``tuned_triton_fused.json``: the staged tuner's winners and their default's time); backward rows from
-``store_bwd``, ``bwdlin`` and the caches. Only a bucket's own shape counts (N a power of two, B*N the bucket's element
+``store_bwd``, ``bwdlin`` and the caches; a bucket's backward comes from the rows at its own (B, N) when
+there are any (else the nearest N), ranked like the forward (CUDA-graph time below 2^24 elements where
+measured). Only a bucket's own shape counts (N a power of two, B*N the bucket's element
 count): the N = 768 / 520 rows of stage ``seq`` are diagnostics. Below 2^24 elements an eager call is bound by
 the host's launch path, so those buckets are ranked by CUDA-graph replay time (rows without one are skipped
 there). Two-tile (``seq = 2``) rows are skipped: that kernel is opt-in (it loses at N < 1024,
 and a bucket's entry applies to every N in it). Flagged rows (chains recomputed by the exact kernel) are skipped.
 
     python3 bench/triton_fused_table.py reports/triton_fused/run4/call1_seq_gate_final.json \
-        reports/triton_fused/run4/call2_tuned_cache.json reports/triton_fused/run4/call3_final_sweep.json
+        reports/triton_fused/run4/call2_tuned_cache.json reports/triton_fused/run4/call3_final_sweep.json \
+        reports/triton_fused/run5/call1_bwdlin_gate_tune_sweep_ncu.json reports/triton_fused/run5/call1_tuned_cache.json
 """
 
 from __future__ import annotations
@@ -77,13 +80,25 @@ def rank_time(r: dict) -> float:
 
 def backward_rows(d: dict) -> list[dict]:
     rows = [{"B": r["B"], "N": r["N"], "cfg": r["cfg"], "ms": r["ms"]} for r in d.get("store_bwd", []) if "ms" in r]
-    rows += [{"B": r["B"], "N": r["N"], "cfg": r["bwd_cfg"], "ms": r["bwd_ms"]} for r in d.get("bwdlin", [])
-             if "bwd_ms" in r and not r.get("flagged")]
-    for b, n, _, e in _tuner_entries(d):
+    rows += [{"B": r["B"], "N": r["N"], "scalar": r["scalar"], "cfg": r["bwd_cfg"], "ms": r["bwd_ms"],
+              "graph_ms": r.get("bwd_graph_ms")}
+             for r in d.get("bwdlin", []) if "bwd_ms" in r and not r.get("flagged")]
+    for b, n, sc, e in _tuner_entries(d):
         if e.get("bwd_ms") and e.get("bwd_config"):
-            rows.append({"B": b, "N": n, "cfg": e["bwd_config"], "ms": e["bwd_ms"],
+            rows.append({"B": b, "N": n, "scalar": sc, "cfg": e["bwd_config"], "ms": e["bwd_ms"],
                          "default_ms": e.get("bwd_default_ms")})
     return rows
+
+
+def backward_candidates(bwd: list[dict], b: int, n: int, scalar: bool) -> list[dict]:
+    """The backward rows a bucket's entry is chosen from: those measured at its own shape (B, N) and coupling
+    (rows that do not record the coupling count for both), else those at the nearest measured N (a row of
+    another batch size at the same N is not comparable in time)."""
+    own = [r for r in bwd if r["B"] == b and r["N"] == n and r.get("scalar", scalar) == scalar]
+    if own:
+        return own
+    near = min({r["N"] for r in bwd}, key=lambda m: abs(math.log2(m) - math.log2(n)))
+    return [r for r in bwd if r["N"] == near]
 
 
 def main(paths: list[str]) -> None:
@@ -118,9 +133,9 @@ def main(paths: list[str]) -> None:
     old = json.load(open(path))
     entries = {}
     for kk, r in sorted(fwd.items()):
-        near = min({b["N"] for b in bwd}, key=lambda m: abs(math.log2(m) - math.log2(r["N"])))
-        bb = min((b for b in bwd if b["N"] == near), key=lambda b: b["ms"])
-        bd = [b.get("default_ms") or (b["ms"] if b["cfg"] == bdflt else None) for b in bwd if b["N"] == near]
+        cands = backward_candidates(bwd, r["B"], r["N"], r["scalar"])
+        bb = min(cands, key=lambda b: rank_time(b) if any(math.isfinite(rank_time(c)) for c in cands) else b["ms"])
+        bd = [b.get("default_ms") or (b["ms"] if b["cfg"] == bdflt else None) for b in cands]
         bd = [x for x in bd if x]
         dms = timed.get((r["B"], r["N"], r["scalar"], dflt))  # ranked time (graph below 2^24 elements)
         extra = {k: v for k, v in (("default_ms", dms), ("bwd_default_ms", min(bd) if bd else None)) if v is not None}
