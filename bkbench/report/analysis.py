@@ -526,7 +526,7 @@ def shape_text(shape: str) -> str:
     return shape or "shape not recorded"
 
 
-def main_slices(series: list[Series], limit: int = 3) -> list[tuple]:
+def main_slices(series: list[Series], limit: int = 5) -> list[tuple]:
     """(platform, shape) slices ranked by how many primary series with >= 3 sizes they hold — slices with both
     BK-core and baseline series first — at most ``limit`` per platform."""
     score: dict[tuple, list[int]] = {}
