@@ -206,6 +206,8 @@ def test_store_modes_write_the_same_values(store, device):
 def test_store_mode_is_validated():
     with pytest.raises(ValueError, match="config.store"):
         tf.FusedConfig(store=3)
+    with pytest.raises(ValueError, match="lin_exact: must be 0, 1 or 2"):
+        tf.BwdConfig(lin_exact=3)
     assert tf.plan(tf.FusedConfig(L=1, H=1, M1=1, seg=4, store=2), 2, 8).store == 1  # a pair needs L >= 2
 
 
