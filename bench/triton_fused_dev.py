@@ -565,22 +565,28 @@ def stage_sweep2(out: dict, path: Path) -> None:
     _save(out, path)
 
 
-def stage_final(out: dict, path: Path) -> None:
-    """The final table: tuned configs from the cache (defaults where a bucket is untuned)."""
-    import triton.testing
-
+def _looked_up_final() -> dict[tuple, tuple]:
+    """(B, N, scalar) -> (forward config, backward config) that ``tuning.lookup`` gives for every FINAL_SHAPES x
+    {k, scalar} (user cache, then the packaged table, then the defaults)."""
     from bkbench import tuning
-    from kernels import triton_fused as tf
 
     tuning.clear_memo()
-    jobs = []
     cfgs = {}
     for (b, n) in FINAL_SHAPES:
         for sc in (False, True):
             a, k, z = _inputs(b, n, sc)
-            fc, bc = tuning.lookup(a, k)
-            cfgs[(b, n, sc)] = (fc, bc)
-            jobs.append(("fb", {**fc.to_dict(), "bwd": bc.to_dict()}, b, n, sc))
+            cfgs[(b, n, sc)] = tuning.lookup(a, k)
+    return cfgs
+
+
+def stage_final(out: dict, path: Path) -> None:
+    """The final table: tuned configs from the cache (defaults where a bucket is untuned)."""
+    import triton.testing
+
+    from kernels import triton_fused as tf
+
+    cfgs = _looked_up_final()
+    jobs = [("fb", {**fc.to_dict(), "bwd": bc.to_dict()}, b, n, sc) for (b, n, sc), (fc, bc) in cfgs.items()]
     t0 = time.time()
     errs = precompile(jobs)
     print(f"final: compiled in {time.time() - t0:.0f}s ({len(errs)} errors)", flush=True)
@@ -622,23 +628,19 @@ def stage_final(out: dict, path: Path) -> None:
     _save(out, path)
 
 
+BWDLIN_MODES = (1, 2)  # BwdConfig.lin_exact modes compared by stage_bwdlin
+
+
 def stage_bwdlin(out: dict, path: Path) -> None:
     """The backward's cross-segment F/R carries, ``BwdConfig.lin_exact`` 1 (exact affine scans) against 2 (two
     segments composed, bounded): backward alone and forward + backward under CUDA-graph replay, at every
     FINAL_SHAPES x {k, scalar}, with the looked-up forward config and the looked-up backward tile."""
     import dataclasses
 
-    from bkbench import tuning
     from kernels import triton_fused as tf
 
-    tuning.clear_memo()
-    cases = []
-    for (b, n) in FINAL_SHAPES:
-        for sc in (False, True):
-            a, k, z = _inputs(b, n, sc)
-            fc, bc = tuning.lookup(a, k)
-            for lin in BWDLIN_MODES:
-                cases.append((b, n, sc, fc, dataclasses.replace(bc, lin_exact=lin)))
+    cases = [(b, n, sc, fc, dataclasses.replace(bc, lin_exact=lin))
+             for (b, n, sc), (fc, bc) in _looked_up_final().items() for lin in BWDLIN_MODES]
     t0 = time.time()
     errs = precompile([("fb", {**fc.to_dict(), "bwd": bc.to_dict()}, b, n, sc) for (b, n, sc, fc, bc) in cases])
     print(f"bwdlin: compiled in {time.time() - t0:.0f}s ({len(errs)} errors)", flush=True)
@@ -672,8 +674,6 @@ def stage_bwdlin(out: dict, path: Path) -> None:
     out["bwdlin"] = rows
     _save(out, path)
 
-
-BWDLIN_MODES = (1, 2)
 
 
 def stage_base2(out: dict, path: Path) -> None:

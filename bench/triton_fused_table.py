@@ -101,6 +101,12 @@ def backward_candidates(bwd: list[dict], b: int, n: int, scalar: bool) -> list[d
     return [r for r in bwd if r["N"] == near]
 
 
+def fastest_backward(cands: list[dict]) -> dict:
+    """The fastest of ``cands`` by :func:`rank_time` where any of them has one, else by eager time."""
+    ranked = [c for c in cands if math.isfinite(rank_time(c))]
+    return min(ranked, key=rank_time) if ranked else min(cands, key=lambda c: c["ms"])
+
+
 def main(paths: list[str]) -> None:
     import torch
 
@@ -134,7 +140,7 @@ def main(paths: list[str]) -> None:
     entries = {}
     for kk, r in sorted(fwd.items()):
         cands = backward_candidates(bwd, r["B"], r["N"], r["scalar"])
-        bb = min(cands, key=lambda b: rank_time(b) if any(math.isfinite(rank_time(c)) for c in cands) else b["ms"])
+        bb = fastest_backward(cands)
         bd = [b.get("default_ms") or (b["ms"] if b["cfg"] == bdflt else None) for b in cands]
         bd = [x for x in bd if x]
         dms = timed.get((r["B"], r["N"], r["scalar"], dflt))  # ranked time (graph below 2^24 elements)
