@@ -768,6 +768,83 @@ def stage_seq(out: dict, path: Path) -> None:
     _save(out, path)
 
 
+PARTS_SHAPES = [(16384, 1024), (4096, 4096), (1024, 16384), (256, 65536)]
+if DEV == "cpu":
+    PARTS_SHAPES = [(9, 300)]
+
+
+def stage_parts(out: dict, path: Path) -> None:
+    """Where a forward call's GPU time goes: the whole call against the exact-fallback kernel alone (no chain
+    flagged, so it only reads the flags), with the flags read one chain per load (FB 1, the layout before
+    ``_next_flagged`` blocks) and FB chains per load (the shipped ``_flag_block``); CUDA-graph replay, per
+    PARTS_SHAPES x {k, scalar}, with the looked-up forward config."""
+    from bkbench import tuning
+    from kernels import _triton_fused_core as core
+    from kernels import triton_fused as tf
+
+    rows = []
+    for (b, n) in PARTS_SHAPES:
+        for sc in (False, True):
+            a, k, z = _inputs(b, n, sc)
+            fc, _ = tuning.lookup(a, k)
+            p = tf.plan(fc, b, n)
+            g, fl = tf.forward(a, k, z, config=fc, return_flags=True)
+            kk = tf._k_arg(a, k, sc)
+            zv = torch.view_as_real(z)
+            gv = torch.view_as_real(g)
+            nprog = tf._exact_programs(b, a.device)
+            maxch = math.ceil(n / (tf.EXACT_S * tf.EXACT_L))
+            scratch = tf._scratch(a.device, nprog, maxch)
+
+            def exact(fb):
+                core._fwd_exact_kernel[(nprog,)](
+                    a, kk, zv, gv, fl, scratch, b, n, p.NCH, nprog, maxch, S=tf.EXACT_S, L=tf.EXACT_L,
+                    FP2=tf._pow2_at_least(p.NCH), FB=fb, K_SCALAR=sc, FORCE=0, num_warps=tf.EXACT_WARPS)
+
+            r = {"B": b, "N": n, "scalar": sc, "cfg": fc.to_dict(), "NCH": p.NCH, "flagged": int(fl.sum()),
+                 "exact_programs": nprog, "fb": tf._flag_block(p.NCH),
+                 "call_graph_ms": _graph_ms(lambda: tf.forward(a, k, z, config=fc)),
+                 "call_eager_ms": _median_ms(lambda: tf.forward(a, k, z, config=fc), rep=100),
+                 "exact_fb1_graph_ms": _graph_ms(lambda: exact(1)),
+                 "exact_graph_ms": _graph_ms(lambda: exact(tf._flag_block(p.NCH)))}
+            rows.append(r)
+            print(f"PARTS B{b:>6} N{n:>6} {'scalar' if sc else 'k     '} call graph {r['call_graph_ms'] * 1e3:7.1f} "
+                  f"eager {r['call_eager_ms'] * 1e3:7.1f} us | exact alone FB1 {r['exact_fb1_graph_ms'] * 1e3:6.1f} "
+                  f"FB{r['fb']} {r['exact_graph_ms'] * 1e3:6.1f} us | flagged {r['flagged']}", flush=True)
+            out["parts"] = rows
+            _save(out, path)
+
+
+def stage_host(out: dict, path: Path) -> None:
+    """Host cost of one eager forward at B = 8, N = 65536 (the GPU finishes each call before the next is issued):
+    ``triton_fused`` (table lookup included) and ``forward`` with a fixed config, back to back, then a cProfile
+    of the former (the top entries by own time, kept in the JSON)."""
+    import cProfile
+    import io
+    import pstats
+
+    from kernels import triton_fused as tf
+
+    b, n, calls = (8, 65536, 500) if DEV == "cuda" else (2, 64, 2)  # the CPU dry run: the interpreter is slow
+    a, k, z = _inputs(b, n, True)
+    cfg = tf.FusedConfig()
+    r = {"triton_fused_us": _host_us(lambda: tf.triton_fused(a, k, z), calls=1000),
+         "forward_us": _host_us(lambda: tf.forward(a, k, z, config=cfg), calls=1000)}
+    prof = cProfile.Profile()
+    prof.enable()
+    for _ in range(calls):
+        tf.triton_fused(a, k, z)
+    prof.disable()
+    torch.cuda.synchronize() if DEV == "cuda" else None
+    buf = io.StringIO()
+    pstats.Stats(prof, stream=buf).sort_stats("tottime").print_stats(30)
+    r["profile_top"] = buf.getvalue()[-12000:]
+    print(f"HOST triton_fused {r['triton_fused_us']:.1f} us/call, forward {r['forward_us']:.1f} us/call", flush=True)
+    print(buf.getvalue()[:6000], flush=True)
+    out["host"] = r
+    _save(out, path)
+
+
 NCU_CASES = [  # (name, partial config, B, N, scalar): the scalar coupling at N = 1024 is the shape below 70 %
     ("N1024_halo_scalar", {}, 16384, 1024, True),
     ("N1024_seq2_scalar", {"seq": 2}, 16384, 1024, True),
@@ -1011,6 +1088,10 @@ def main() -> None:
                     stage_store(out, path)
                 elif st == "seq":
                     stage_seq(out, path)
+                elif st == "parts":
+                    stage_parts(out, path)
+                elif st == "host":
+                    stage_host(out, path)
                 elif st == "ncu":
                     stage_ncu(out, path)
             except Exception as exc:

@@ -697,9 +697,28 @@ def _bwd_carries(acols, kcols, ai, seg2, u0r, u0i, u1r, u1i, S: tl.constexpr, L:
 
 
 @triton.jit
+def _next_flagged(flag_ptr, row, B, NFLAG, NPROG, FP2: tl.constexpr, FB: tl.constexpr, FORCE: tl.constexpr):
+    """The first chain of this program's sequence (row, row + NPROG, ...) that has a flag set (every chain when
+    FORCE), or a value >= B when none is left. Reads FB chains' flags (FB x NFLAG int32) per vector load, so an
+    unflagged batch costs ceil(B / (NPROG * FB)) dependent loads instead of one per chain."""
+    if FORCE:
+        nxt = row
+    else:
+        fi = tl.arange(0, FP2)
+        nxt = row * 0 + B
+        while (row < B) & (nxt >= B):
+            rws = row + tl.arange(0, FB) * NPROG
+            fm = tl.load(flag_ptr + rws[:, None] * NFLAG + fi[None, :],
+                         mask=(rws[:, None] < B) & (fi[None, :] < NFLAG), other=0)
+            nxt = tl.min(tl.where(tl.max(fm, axis=1) != 0, rws, B), axis=0)
+            row += FB * NPROG
+    return nxt
+
+
+@triton.jit
 def _fwd_exact_kernel(a_ptr, k_ptr, z_ptr, g_ptr, flag_ptr, carry_ptr,
                       B, N, NFLAG, NPROG, MAXCH,
-                      S: tl.constexpr, L: tl.constexpr, FP2: tl.constexpr,
+                      S: tl.constexpr, L: tl.constexpr, FP2: tl.constexpr, FB: tl.constexpr,
                       K_SCALAR: tl.constexpr, FORCE: tl.constexpr):
     """Exact G for every chain whose flags (NFLAG per chain) are set (all chains when FORCE).
 
@@ -712,48 +731,44 @@ def _fwd_exact_kernel(a_ptr, k_ptr, z_ptr, g_ptr, flag_ptr, carry_ptr,
     nch = tl.cdiv(N, T)
     seg1 = tl.arange(0, S)
     seg2 = seg1[None, :]
-    fi = tl.arange(0, FP2)
     cbase = pid.to(tl.int64) * MAXCH * 4
-    row = pid
+    row = _next_flagged(flag_ptr, pid, B, NFLAG, NPROG, FP2, FB, FORCE)
     while row < B:
-        fl = tl.max(tl.load(flag_ptr + row * NFLAG + fi, mask=(fi < NFLAG) & (row < B), other=0), axis=0) + FORCE
-        fl = tl.where(row < B, fl, 0)
-        if fl != 0:
-            rows = row + tl.arange(0, 1)
-            row_ok = rows < B
-            v0r = tl.full([], 1.0, tl.float32)
-            v0i = tl.full([], 0.0, tl.float32)
-            v1r = tl.full([], 0.0, tl.float32)
-            v1i = tl.full([], 0.0, tl.float32)
-            c = 0
-            while c < nch:
-                tl.store(carry_ptr + cbase + c * 4 + 0, v0r)
-                tl.store(carry_ptr + cbase + c * 4 + 1, v0i)
-                tl.store(carry_ptr + cbase + c * 4 + 2, v1r)
-                tl.store(carry_ptr + cbase + c * 4 + 3, v1i)
-                pos = c * T + seg1[None, :, None] * L + tl.arange(0, L)[None, None, :]
-                acols, kcols, ai, m = _load_tile(a_ptr, k_ptr, z_ptr, rows, row_ok, pos, N, 1, S, L, K_SCALAR)
-                lr, li, v0r, v0i, v1r, v1i = _fwd_carries(acols, kcols, ai, seg2, v0r, v0i, v1r, v1i, S, L)
-                c += 1
-            u0r = tl.full([], 1.0, tl.float32)
-            u0i = tl.full([], 0.0, tl.float32)
-            u1r = tl.full([], 0.0, tl.float32)
-            u1i = tl.full([], 0.0, tl.float32)
-            c = nch - 1
-            while c >= 0:
-                pos = c * T + seg1[None, :, None] * L + tl.arange(0, L)[None, None, :]
-                acols, kcols, ai, m = _load_tile(a_ptr, k_ptr, z_ptr, rows, row_ok, pos, N, 1, S, L, K_SCALAR)
-                w0r = tl.load(carry_ptr + cbase + c * 4 + 0)
-                w0i = tl.load(carry_ptr + cbase + c * 4 + 1)
-                w1r = tl.load(carry_ptr + cbase + c * 4 + 2)
-                w1i = tl.load(carry_ptr + cbase + c * 4 + 3)
-                lr, li, t0r, t0i, t1r, t1i = _fwd_carries(acols, kcols, ai, seg2, w0r, w0i, w1r, w1i, S, L)
-                rr, ri, u0r, u0i, u1r, u1i = _bwd_carries(acols, kcols, ai, seg2, u0r, u0i, u1r, u1i, S, L)
-                lsr, lsi, o1, o2, o3 = _fwd_full(acols, kcols, ai, lr, li, L)
-                gr, gi, o4, o5, o6, o7, o8 = _bwd_full(acols, kcols, ai, lsr, lsi, rr, ri, L)
-                store_cols(g_ptr, gr, gi, rows, row_ok, c * T, N, seg1, 0, 1, S, L, True, 0)
-                c -= 1
-        row += NPROG
+        rows = row + tl.arange(0, 1)
+        row_ok = rows < B
+        v0r = tl.full([], 1.0, tl.float32)
+        v0i = tl.full([], 0.0, tl.float32)
+        v1r = tl.full([], 0.0, tl.float32)
+        v1i = tl.full([], 0.0, tl.float32)
+        c = 0
+        while c < nch:
+            tl.store(carry_ptr + cbase + c * 4 + 0, v0r)
+            tl.store(carry_ptr + cbase + c * 4 + 1, v0i)
+            tl.store(carry_ptr + cbase + c * 4 + 2, v1r)
+            tl.store(carry_ptr + cbase + c * 4 + 3, v1i)
+            pos = c * T + seg1[None, :, None] * L + tl.arange(0, L)[None, None, :]
+            acols, kcols, ai, m = _load_tile(a_ptr, k_ptr, z_ptr, rows, row_ok, pos, N, 1, S, L, K_SCALAR)
+            lr, li, v0r, v0i, v1r, v1i = _fwd_carries(acols, kcols, ai, seg2, v0r, v0i, v1r, v1i, S, L)
+            c += 1
+        u0r = tl.full([], 1.0, tl.float32)
+        u0i = tl.full([], 0.0, tl.float32)
+        u1r = tl.full([], 0.0, tl.float32)
+        u1i = tl.full([], 0.0, tl.float32)
+        c = nch - 1
+        while c >= 0:
+            pos = c * T + seg1[None, :, None] * L + tl.arange(0, L)[None, None, :]
+            acols, kcols, ai, m = _load_tile(a_ptr, k_ptr, z_ptr, rows, row_ok, pos, N, 1, S, L, K_SCALAR)
+            w0r = tl.load(carry_ptr + cbase + c * 4 + 0)
+            w0i = tl.load(carry_ptr + cbase + c * 4 + 1)
+            w1r = tl.load(carry_ptr + cbase + c * 4 + 2)
+            w1i = tl.load(carry_ptr + cbase + c * 4 + 3)
+            lr, li, t0r, t0i, t1r, t1i = _fwd_carries(acols, kcols, ai, seg2, w0r, w0i, w1r, w1i, S, L)
+            rr, ri, u0r, u0i, u1r, u1i = _bwd_carries(acols, kcols, ai, seg2, u0r, u0i, u1r, u1i, S, L)
+            lsr, lsi, o1, o2, o3 = _fwd_full(acols, kcols, ai, lr, li, L)
+            gr, gi, o4, o5, o6, o7, o8 = _bwd_full(acols, kcols, ai, lsr, lsi, rr, ri, L)
+            store_cols(g_ptr, gr, gi, rows, row_ok, c * T, N, seg1, 0, 1, S, L, True, 0)
+            c -= 1
+        row = _next_flagged(flag_ptr, row + NPROG, B, NFLAG, NPROG, FP2, FB, FORCE)
 
 
 # --------------------------------------------------------------------------------------------------------
@@ -991,7 +1006,7 @@ def _bwd_fast_kernel(a_ptr, k_ptr, z_ptr, g_ptr, go_ptr, o_ptr, flag_ptr,
 @triton.jit
 def _bwd_exact_kernel(a_ptr, k_ptr, z_ptr, g_ptr, go_ptr, o_ptr, flag_ptr, carry_ptr,
                       B, N, NFLAG, NPROG, MAXCH,
-                      S: tl.constexpr, L: tl.constexpr, FP2: tl.constexpr,
+                      S: tl.constexpr, L: tl.constexpr, FP2: tl.constexpr, FB: tl.constexpr,
                       K_SCALAR: tl.constexpr, FORCE: tl.constexpr, NEED_S: tl.constexpr):
     """Exact vector-Jacobian product for every flagged chain (all when FORCE); persistent like
     ``_fwd_exact_kernel``. Sweep 1 (left to right) records, per chunk, the Möbius state and the H carry
@@ -1002,67 +1017,63 @@ def _bwd_exact_kernel(a_ptr, k_ptr, z_ptr, g_ptr, go_ptr, o_ptr, flag_ptr, carry
     nch = tl.cdiv(N, T)
     seg1 = tl.arange(0, S)
     seg2 = seg1[None, :]
-    fi = tl.arange(0, FP2)
     cbase = pid.to(tl.int64) * MAXCH * 8
-    row = pid
+    row = _next_flagged(flag_ptr, pid, B, NFLAG, NPROG, FP2, FB, FORCE)
     while row < B:
-        fl = tl.max(tl.load(flag_ptr + row * NFLAG + fi, mask=(fi < NFLAG) & (row < B), other=0), axis=0) + FORCE
-        fl = tl.where(row < B, fl, 0)
-        if fl != 0:
-            rows = row + tl.arange(0, 1)
-            row_ok = rows < B
-            v0r = tl.full([], 1.0, tl.float32)
-            v0i = tl.full([], 0.0, tl.float32)
-            v1r = tl.full([], 0.0, tl.float32)
-            v1i = tl.full([], 0.0, tl.float32)
-            h_r = tl.zeros([1, 1], tl.float32)
-            h_i = tl.zeros([1, 1], tl.float32)
-            zero = tl.zeros([1, 1], tl.float32)
-            c = 0
-            while c < nch:
-                tl.store(carry_ptr + cbase + c * 8 + 0, v0r)
-                tl.store(carry_ptr + cbase + c * 8 + 1, v0i)
-                tl.store(carry_ptr + cbase + c * 8 + 2, v1r)
-                tl.store(carry_ptr + cbase + c * 8 + 3, v1i)
-                tl.store(carry_ptr + cbase + c * 8 + 4 + tl.arange(0, 1)[:, None], h_r)
-                tl.store(carry_ptr + cbase + c * 8 + 5 + tl.arange(0, 1)[:, None], h_i)
-                pos = c * T + seg1[None, :, None] * L + tl.arange(0, L)[None, None, :]
-                acols, kcols, ai, m = _load_tile(a_ptr, k_ptr, z_ptr, rows, row_ok, pos, N, 1, S, L, K_SCALAR)
-                gr, gi = _load_cols2(g_ptr, rows, row_ok, pos, N, 1.0, 1, S, L)
-                wr, wim = _load_cols2(go_ptr, rows, row_ok, pos, N, 0.0, 1, S, L)
-                wi = ()
-                for i in tl.static_range(L):
-                    wi = wi + (-wim[i],)
-                lr, li, v0r, v0i, v1r, v1i = _fwd_carries(acols, kcols, ai, seg2, v0r, v0i, v1r, v1i, S, L)
-                lsr, lsi, o1, o2, o3 = _fwd_full(acols, kcols, ai, lr, li, L)
-                ssr, ssi, hr1, hi1, tr1, ti1, cf, cb = _grad_core(acols, kcols, ai, lsr, lsi, gr, gi, wr, wi,
-                                                                  h_r, h_i, zero, zero, seg2, S, L, 1, False)
-                h_r = hr1[:, None]
-                h_i = hi1[:, None]
-                c += 1
-            t_r = tl.zeros([1, 1], tl.float32)
-            t_i = tl.zeros([1, 1], tl.float32)
-            c = nch - 1
-            while c >= 0:
-                pos = c * T + seg1[None, :, None] * L + tl.arange(0, L)[None, None, :]
-                acols, kcols, ai, m = _load_tile(a_ptr, k_ptr, z_ptr, rows, row_ok, pos, N, 1, S, L, K_SCALAR)
-                gr, gi = _load_cols2(g_ptr, rows, row_ok, pos, N, 1.0, 1, S, L)
-                wr, wim = _load_cols2(go_ptr, rows, row_ok, pos, N, 0.0, 1, S, L)
-                wi = ()
-                for i in tl.static_range(L):
-                    wi = wi + (-wim[i],)
-                w0r = tl.load(carry_ptr + cbase + c * 8 + 0)
-                w0i = tl.load(carry_ptr + cbase + c * 8 + 1)
-                w1r = tl.load(carry_ptr + cbase + c * 8 + 2)
-                w1i = tl.load(carry_ptr + cbase + c * 8 + 3)
-                hcr = tl.load(carry_ptr + cbase + c * 8 + 4 + tl.arange(0, 1)[:, None])
-                hci = tl.load(carry_ptr + cbase + c * 8 + 5 + tl.arange(0, 1)[:, None])
-                lr, li, o0, o1, o2, o3 = _fwd_carries(acols, kcols, ai, seg2, w0r, w0i, w1r, w1i, S, L)
-                lsr, lsi, o4, o5, o6 = _fwd_full(acols, kcols, ai, lr, li, L)
-                ssr, ssi, hr1, hi1, tr1, ti1, cf, cb = _grad_core(acols, kcols, ai, lsr, lsi, gr, gi, wr, wi,
-                                                                  hcr, hci, t_r, t_i, seg2, S, L, 1, False)
-                t_r = tr1[:, None]
-                t_i = ti1[:, None]
-                _store_s(o_ptr, ssr, ssi, rows, row_ok, c * T, N, seg1, 0, 1, S, L, NEED_S, 0)
-                c -= 1
-        row += NPROG
+        rows = row + tl.arange(0, 1)
+        row_ok = rows < B
+        v0r = tl.full([], 1.0, tl.float32)
+        v0i = tl.full([], 0.0, tl.float32)
+        v1r = tl.full([], 0.0, tl.float32)
+        v1i = tl.full([], 0.0, tl.float32)
+        h_r = tl.zeros([1, 1], tl.float32)
+        h_i = tl.zeros([1, 1], tl.float32)
+        zero = tl.zeros([1, 1], tl.float32)
+        c = 0
+        while c < nch:
+            tl.store(carry_ptr + cbase + c * 8 + 0, v0r)
+            tl.store(carry_ptr + cbase + c * 8 + 1, v0i)
+            tl.store(carry_ptr + cbase + c * 8 + 2, v1r)
+            tl.store(carry_ptr + cbase + c * 8 + 3, v1i)
+            tl.store(carry_ptr + cbase + c * 8 + 4 + tl.arange(0, 1)[:, None], h_r)
+            tl.store(carry_ptr + cbase + c * 8 + 5 + tl.arange(0, 1)[:, None], h_i)
+            pos = c * T + seg1[None, :, None] * L + tl.arange(0, L)[None, None, :]
+            acols, kcols, ai, m = _load_tile(a_ptr, k_ptr, z_ptr, rows, row_ok, pos, N, 1, S, L, K_SCALAR)
+            gr, gi = _load_cols2(g_ptr, rows, row_ok, pos, N, 1.0, 1, S, L)
+            wr, wim = _load_cols2(go_ptr, rows, row_ok, pos, N, 0.0, 1, S, L)
+            wi = ()
+            for i in tl.static_range(L):
+                wi = wi + (-wim[i],)
+            lr, li, v0r, v0i, v1r, v1i = _fwd_carries(acols, kcols, ai, seg2, v0r, v0i, v1r, v1i, S, L)
+            lsr, lsi, o1, o2, o3 = _fwd_full(acols, kcols, ai, lr, li, L)
+            ssr, ssi, hr1, hi1, tr1, ti1, cf, cb = _grad_core(acols, kcols, ai, lsr, lsi, gr, gi, wr, wi,
+                                                              h_r, h_i, zero, zero, seg2, S, L, 1, False)
+            h_r = hr1[:, None]
+            h_i = hi1[:, None]
+            c += 1
+        t_r = tl.zeros([1, 1], tl.float32)
+        t_i = tl.zeros([1, 1], tl.float32)
+        c = nch - 1
+        while c >= 0:
+            pos = c * T + seg1[None, :, None] * L + tl.arange(0, L)[None, None, :]
+            acols, kcols, ai, m = _load_tile(a_ptr, k_ptr, z_ptr, rows, row_ok, pos, N, 1, S, L, K_SCALAR)
+            gr, gi = _load_cols2(g_ptr, rows, row_ok, pos, N, 1.0, 1, S, L)
+            wr, wim = _load_cols2(go_ptr, rows, row_ok, pos, N, 0.0, 1, S, L)
+            wi = ()
+            for i in tl.static_range(L):
+                wi = wi + (-wim[i],)
+            w0r = tl.load(carry_ptr + cbase + c * 8 + 0)
+            w0i = tl.load(carry_ptr + cbase + c * 8 + 1)
+            w1r = tl.load(carry_ptr + cbase + c * 8 + 2)
+            w1i = tl.load(carry_ptr + cbase + c * 8 + 3)
+            hcr = tl.load(carry_ptr + cbase + c * 8 + 4 + tl.arange(0, 1)[:, None])
+            hci = tl.load(carry_ptr + cbase + c * 8 + 5 + tl.arange(0, 1)[:, None])
+            lr, li, o0, o1, o2, o3 = _fwd_carries(acols, kcols, ai, seg2, w0r, w0i, w1r, w1i, S, L)
+            lsr, lsi, o4, o5, o6 = _fwd_full(acols, kcols, ai, lr, li, L)
+            ssr, ssi, hr1, hi1, tr1, ti1, cf, cb = _grad_core(acols, kcols, ai, lsr, lsi, gr, gi, wr, wi,
+                                                              hcr, hci, t_r, t_i, seg2, S, L, 1, False)
+            t_r = tr1[:, None]
+            t_i = ti1[:, None]
+            _store_s(o_ptr, ssr, ssi, rows, row_ok, c * T, N, seg1, 0, 1, S, L, NEED_S, 0)
+            c -= 1
+        row = _next_flagged(flag_ptr, row + NPROG, B, NFLAG, NPROG, FP2, FB, FORCE)

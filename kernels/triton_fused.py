@@ -206,6 +206,11 @@ def _exact_programs(batch: int, device: torch.device) -> int:
     return max(1, min(batch, 4))
 
 
+def _flag_block(nch: int) -> int:
+    """Chains whose flags an exact kernel reads per vector load: 1024 flags (FB x FP2) at most."""
+    return max(1, 1024 // _pow2_at_least(nch))
+
+
 def _empty(*shape: int, dtype: torch.dtype, device: torch.device) -> torch.Tensor:
     """Output allocation (tests replace it with a NaN-filled one so an unwritten element fails)."""
     return torch.empty(*shape, dtype=dtype, device=device)
@@ -290,7 +295,7 @@ def forward(
     maxch = math.ceil(n / (EXACT_S * EXACT_L))
     _core._fwd_exact_kernel[(nprog,)](
         a, kk, zv, gv, flags, _scratch(a.device, nprog, maxch), batch, n, p.NCH, nprog, maxch,
-        S=EXACT_S, L=EXACT_L, FP2=_pow2_at_least(p.NCH), K_SCALAR=uniform, FORCE=0,
+        S=EXACT_S, L=EXACT_L, FP2=_pow2_at_least(p.NCH), FB=_flag_block(p.NCH), K_SCALAR=uniform, FORCE=0,
         num_warps=EXACT_WARPS,
     )
     return (g, flags) if return_flags else g
@@ -338,7 +343,8 @@ def vjp(
     maxch = math.ceil(n / (EXACT_S * EXACT_L))
     _core._bwd_exact_kernel[(nprog,)](
         a, kk, zv, gv, gg, ov, flags, _scratch(a.device, nprog, 2 * maxch), batch, n, p.NCH, nprog, maxch,
-        S=EXACT_S, L=EXACT_L, FP2=_pow2_at_least(p.NCH), K_SCALAR=uniform, FORCE=0, NEED_S=need_s,
+        S=EXACT_S, L=EXACT_L, FP2=_pow2_at_least(p.NCH), FB=_flag_block(p.NCH), K_SCALAR=uniform, FORCE=0,
+        NEED_S=need_s,
         num_warps=EXACT_WARPS,
     )
     return (out, flags) if return_flags else out

@@ -73,6 +73,29 @@ def test_exact_path_alone_matches_reference(device):
     assert err.finite and err.rel_err < TOL, err
 
 
+def test_exact_kernels_redo_exactly_the_flagged_chains(monkeypatch, device):
+    """Near-real z on three chains of 21 (flagged), z = i elsewhere. With two chains' flags per vector load, the
+    exact kernels skip unflagged blocks and still reach flagged chains in later blocks of a program's sequence
+    (CPU: 4 programs, so chains 13 and 20 sit in a program's second and third block); every chain matches."""
+    monkeypatch.setattr(tf, "_flag_block", lambda nch: 2)
+    bad = [1, 13, 20]
+    inp = make_inputs(Problem(batch=(21,), n=200, coupling="random", seed=4).with_(device=device))
+    z = torch.full((21,), 1j, dtype=torch.complex64)
+    z[bad] = 0.3 + 0.01j
+    nm = normalize(inp.a, inp.b, inp.c, z.to(device))
+    g, flags = tf.forward(nm.a, nm.k, nm.z, config=SMALL, return_flags=True)
+    assert flags.amax(1).nonzero().flatten().tolist() == bad
+    ref = reference(Inputs(inp.a.cpu(), inp.b.cpu(), inp.c.cpu(), z.to(torch.complex128)))
+    err = relative_error(g.cpu(), ref)
+    assert err.finite and err.rel_err < 1e-5, err
+    go = torch.randn(g.shape, dtype=torch.complex64, generator=torch.Generator().manual_seed(5)).to(device)
+    got, bflags = tf.vjp(nm.a, nm.k, nm.z, g, go, config=SMALL_BWD, return_flags=True)
+    exact = tf.vjp(nm.a, nm.k, nm.z, g, go, config=SMALL_BWD, force_exact=True)
+    assert bflags.amax(1).nonzero().flatten().tolist() == bad
+    assert torch.isfinite(got).all()
+    assert float((got - exact).abs().max() / exact.abs().max()) < 1e-5
+
+
 def test_im_z_one_needs_no_fallback(device):
     """z = 1j forgets within one 16-position segment: the fast path alone is exact (no chain flagged)."""
     err, flags = _run(Problem(batch=(2,), n=300, seed=2), device, config=SMALL)
