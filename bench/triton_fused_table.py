@@ -11,12 +11,14 @@ there are any (else the nearest N), ranked like the forward (CUDA-graph time bel
 measured). Only a bucket's own shape counts (N a power of two, B*N the bucket's element
 count): the N = 768 / 520 rows of stage ``seq`` are diagnostics. Below 2^24 elements an eager call is bound by
 the host's launch path, so those buckets are ranked by CUDA-graph replay time (rows without one are skipped
-there). Two-tile (``seq = 2``) rows are skipped: that kernel is opt-in (it loses at N < 1024,
-and a bucket's entry applies to every N in it). Flagged rows (chains recomputed by the exact kernel) are skipped.
+there). Two-tile (``seq = 2``) rows count: ``plan`` applies seq 2 only where the halo'd chunks would take three
+or more tiles (N in (960, 1024] for the default tile), so a bucket's seq 2 entry leaves its smaller N on halo'd
+chunks, where seq 2 loses. Flagged rows (chains recomputed by the exact kernel) are skipped.
 
     python3 bench/triton_fused_table.py reports/triton_fused/run4/call1_seq_gate_final.json \
         reports/triton_fused/run4/call2_tuned_cache.json reports/triton_fused/run4/call3_final_sweep.json \
-        reports/triton_fused/run5/call1_bwdlin_gate_tune_sweep_ncu.json reports/triton_fused/run5/call1_tuned_cache.json
+        reports/triton_fused/run5/call1_bwdlin_gate_tune_sweep_ncu.json reports/triton_fused/run5/call1_tuned_cache.json \
+        reports/triton_fused/run6/call1_parts_host_seq_gate_final.json
 """
 
 from __future__ import annotations
@@ -68,7 +70,7 @@ def forward_rows(d: dict) -> list[dict]:
             rows.append({"B": b, "N": n, "scalar": sc, "cfg": e["config"], "ms": e["ms"]})
             if e.get("default_ms"):
                 rows.append({"B": b, "N": n, "scalar": sc, "cfg": FusedConfig().to_dict(), "ms": e["default_ms"]})
-    return [r for r in rows if r["cfg"].get("seq", 1) == 1 and _own_shape(r)]
+    return [r for r in rows if _own_shape(r)]
 
 
 def rank_time(r: dict) -> float:

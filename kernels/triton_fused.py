@@ -48,11 +48,13 @@ class FusedConfig:
     record); maxpass: most passes before a chain is flagged for the exact kernel; store: how the output tile
     is written (0: columns joined into one tile, which Triton converts to its coalesced layout join by join;
     1: one store per column; 2: one store per pair of columns — see ``_triton_fused_core.store_cols``);
-    seq: 2 = a chain of seg*L < N <= 2*seg*L positions is done by one program as two tiles one after the other,
-    with exact carries between them (``_fwd_seq2_kernel``) instead of three or more halo'd chunks; 1 (default)
-    = never. Measured on the H100 (reports/triton_fused/run3): 2-3 % faster at N = 2*seg*L exactly (N = 1024
-    with the default tile), 14 % slower at N = 768 and 44 % slower at N = 520, so it is opt-in and not searched
-    by the tuner (whose N buckets would apply it to every N of (512, 1024]).
+    seq: 2 = a chain of seg*L < N <= 2*seg*L positions that halo'd chunks would split into three or more is done
+    by one program as two tiles one after the other, with exact carries between them (``_fwd_seq2_kernel``,
+    about 2.1 tiles of work); chains the halo'd chunks cover in two tiles keep seq 1. 1 (default) = never.
+    Measured on the H100: at N = 1024 (three halo'd chunks) 5 % faster than the halo'd chunks, with a scalar
+    coupling the fastest layout (run 6: 93.1 against 97.9 µs at B 16384); at N = 768 and 520 (two halo'd
+    chunks) 17-50 % slower (run 6), which is why it needs three chunks. The tuner does not search it; the
+    packaged table uses it where it was measured fastest.
     maxnreg: register cap per thread passed to ptxas; 0 = the compiler's choice, except that the two-tile kernel
     is capped at ``SEQ2_MAXNREG`` (ptxas gives it 168 registers at a one-warp seg 32 / L 16 tile, 12 warps per
     SM; 128, the one-tile kernel's count, keeps 16 warps per SM and spills nothing; uncapped it measured 22 %
@@ -179,10 +181,10 @@ def plan(cfg: FusedConfig | BwdConfig, batch: int, n: int) -> Plan:
         r = max(1, min(cfg.seg // s, _pow2_at_least(batch)))
         return Plan(r, s, cfg.L, 0, 1, s * cfg.L, min(cfg.M1, cfg.L), cfg.warps, cfg.stages, cfg.maxpass, store,
                     maxnreg=cfg.maxnreg)
-    if cfg.seq == 2 and segs <= 2 * cfg.seg and cfg.seg >= 2:
+    core = (cfg.seg - 2 * cfg.H) * cfg.L
+    if cfg.seq == 2 and segs <= 2 * cfg.seg and cfg.seg >= 2 and math.ceil(n / core) > 2:
         return Plan(1, cfg.seg, cfg.L, 0, 1, 2 * cfg.seg * cfg.L, cfg.M1, cfg.warps, cfg.stages, cfg.maxpass, store,
                     seq=2, maxnreg=cfg.maxnreg or SEQ2_MAXNREG)
-    core = (cfg.seg - 2 * cfg.H) * cfg.L
     return Plan(1, cfg.seg, cfg.L, cfg.H, math.ceil(n / core), core, cfg.M1, cfg.warps, cfg.stages, cfg.maxpass,
                 store, maxnreg=cfg.maxnreg)
 

@@ -18,7 +18,8 @@ tf = pytest.importorskip("kernels.triton_fused")
 
 SMALL = tf.FusedConfig(seg=8, L=16, H=1, M1=16, warps=1, seq=1)
 SMALL_BWD = tf.BwdConfig(seg=8, L=8, H=2, M1=8, warps=1)
-SEQ = tf.FusedConfig(seg=8, L=16, H=1, M1=16, warps=1, seq=2)  # 128-position tiles: N in 129..256 runs two
+SEQ = tf.FusedConfig(seg=8, L=16, H=2, M1=16, warps=1, seq=2)  # 128-position tiles: N in 129..256 runs two
+# (with H 2 the halo'd chunks hold 64 positions, so every such N would take three or more of them)
 TOL = 2e-6  # far below the gate's 2e-4: the kernel is exact up to fp32 rounding
 
 
@@ -175,6 +176,10 @@ def test_plan_covers_every_position():
             else:
                 assert p.NCH * p.CORE >= n and p.CORE == (p.S - 2 * p.H) * p.L
     assert tf.plan(tf.FusedConfig(seq=2), 4, 1024).seq == 2 and tf.plan(tf.FusedConfig(), 4, 1024).seq == 1
+    # seq 2 only where the halo'd chunks (480 positions with the default tile) would take three or more
+    assert tf.plan(tf.FusedConfig(seq=2), 4, 961).seq == 2
+    assert tf.plan(tf.FusedConfig(seq=2), 4, 960).seq == 1 and tf.plan(tf.FusedConfig(seq=2), 4, 960).NCH == 2
+    assert tf.plan(tf.FusedConfig(seq=2), 4, 768).seq == 1
     with pytest.raises(ValueError, match="config.seq"):
         tf.FusedConfig(seq=3)
     with pytest.raises(ValueError, match="bwd_config.seq"):
