@@ -17,8 +17,8 @@ chunks, where seq 2 loses. Flagged rows (chains recomputed by the exact kernel) 
 
     python3 bench/triton_fused_table.py reports/triton_fused/run4/call1_seq_gate_final.json \
         reports/triton_fused/run4/call2_tuned_cache.json reports/triton_fused/run4/call3_final_sweep.json \
-        reports/triton_fused/run5/call1_bwdlin_gate_tune_sweep_ncu.json reports/triton_fused/run5/call1_tuned_cache.json \
-        reports/triton_fused/run6/call1_parts_host_seq_gate_final.json
+        reports/triton_fused/run5/call1_bwdlin_gate_tune_sweep_ncu.json \
+        reports/triton_fused/run5/call1_tuned_cache.json reports/triton_fused/run6/call1_parts_host_seq_gate_final.json
 """
 
 from __future__ import annotations
