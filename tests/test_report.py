@@ -15,6 +15,7 @@ import pytest
 
 from bkbench.report import build_report
 from bkbench.report.analysis import (
+    assign_shapes,
     Series,
     analyze,
     compare_runs,
@@ -158,6 +159,22 @@ def _series(impl: str, kind: str, ns: np.ndarray, t: np.ndarray, rng: np.random.
     s = Series(key=key, ns=ns.astype(float), t=med, samples=samples, sigma=np.zeros(ns.size), primary=True)
     s.fit = fit_power_law(s.ns, s.t)
     return s
+
+
+def test_a_group_with_two_widths_at_constant_tokens_is_two_constant_work_series() -> None:
+    """B*N fixed, d in {256, 1024}: one "E<elements>" sweep per width; a fixed-shape group stays "B<b>_d<d>"."""
+    rows = []
+    for d in (256, 1024):
+        for n, b in ((256, 1024), (1024, 256), (4096, 64)):
+            rows.append({"group": "fill", "batch": b, "d": d, "n": n, "elements": b * d * n})
+    # B = 8 at two widths: (d 256, N 1024) and (d 1024, N 256) have the same element count but are not a sweep
+    rows += [{"group": "widths", "batch": 8, "d": d, "n": n, "elements": 8 * d * n}
+             for d in (256, 1024) for n in (256, 1024, 4096)]
+    ok = pd.DataFrame(rows).assign(platform="GPU", kind="bk", impl="triton_fused", variant="", dtype="bfloat16",
+                                   mode="fwd", sparsity=0.0, timing_mode="cold")
+    got = assign_shapes(ok)
+    assert list(got[:3]) == [f"E{1 << 26}"] * 3 and list(got[3:6]) == [f"E{1 << 28}"] * 3
+    assert list(got[6:]) == ["B8_d256"] * 3 + ["B8_d1024"] * 3
 
 
 def test_crossover_of_two_known_lines() -> None:

@@ -166,17 +166,20 @@ def _finite(v: Any) -> bool:
 def assign_shapes(ok: pd.DataFrame) -> pd.Series:
     """The ``shape`` of every row (see the module docstring): rows of one suite group and one (impl, variant,
     dtype, mode, sparsity, timing) whose (batch, d) changes with N — one shape per N — at a constant element
-    count form a constant-work sweep ``"E<elements>"``; every other row gets ``"B<batch>_d<d>"``."""
+    count form a constant-work sweep ``"E<elements>"``; every other row gets ``"B<batch>_d<d>"``. A group that sweeps
+    two widths at a constant number of tokens holds one sweep per element count; where a group has several element
+    counts, a sweep needs three N or more, so that two fixed-batch points that happen to share an element count
+    (B 8: d 256 at N 1024 and d 1024 at N 256) are not taken for one."""
     shape = pd.Series([shape_of(b, d) for b, d in zip(ok["batch"], ok["d"])], index=ok.index, dtype=object)
     keys = ["platform", "kind", "impl", "variant", "dtype", "mode", "sparsity", "timing_mode", "group"]
     for _, g in ok.groupby(keys, dropna=False):
-        shapes = shape[g.index]
-        if shapes.nunique() < 2 or g["n"].nunique() < 2:
-            continue
-        one_per_n = (pd.DataFrame({"n": g["n"], "s": shapes}).groupby("n")["s"].nunique() == 1).all()
-        elements = g["elements"].dropna().unique()
-        if one_per_n and elements.size == 1:
-            shape[g.index] = f"E{int(elements[0])}"
+        counts = g["elements"].dropna().unique()
+        for e in counts:
+            ge = g[g["elements"] == e]
+            if shape[ge.index].nunique() < 2 or ge["n"].nunique() < (2 if counts.size == 1 else 3):
+                continue
+            if (pd.DataFrame({"n": ge["n"], "s": shape[ge.index]}).groupby("n")["s"].nunique() == 1).all():
+                shape[ge.index] = f"E{int(e)}"
     return shape
 
 
