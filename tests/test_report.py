@@ -15,9 +15,9 @@ import pytest
 
 from bkbench.report import build_report
 from bkbench.report.analysis import (
-    assign_shapes,
     Series,
     analyze,
+    assign_shapes,
     compare_runs,
     crossover,
     fit_range,
