@@ -1004,6 +1004,21 @@ def _bwd_fast_kernel(a_ptr, k_ptr, z_ptr, g_ptr, go_ptr, o_ptr, flag_ptr,
 
 
 @triton.jit
+def _exact_bwd_tile(a_ptr, k_ptr, z_ptr, g_ptr, go_ptr, rows, row_ok, start, N,
+                    S: tl.constexpr, L: tl.constexpr, K_SCALAR: tl.constexpr):
+    """One chunk (S*L positions from ``start``) of one chain for ``_bwd_exact_kernel``: alpha and k columns, Im
+    alpha, G columns (re, im) and w = conj(grad_G) columns (re, im)."""
+    pos = start + tl.arange(0, S)[None, :, None] * L + tl.arange(0, L)[None, None, :]
+    acols, kcols, ai, m = _load_tile(a_ptr, k_ptr, z_ptr, rows, row_ok, pos, N, 1, S, L, K_SCALAR)
+    gr, gi = _load_cols2(g_ptr, rows, row_ok, pos, N, 1.0, 1, S, L)
+    wr, wim = _load_cols2(go_ptr, rows, row_ok, pos, N, 0.0, 1, S, L)
+    wi = ()
+    for i in tl.static_range(L):
+        wi = wi + (-wim[i],)
+    return acols, kcols, ai, gr, gi, wr, wi
+
+
+@triton.jit
 def _bwd_exact_kernel(a_ptr, k_ptr, z_ptr, g_ptr, go_ptr, o_ptr, flag_ptr, carry_ptr,
                       B, N, NFLAG, NPROG, MAXCH,
                       S: tl.constexpr, L: tl.constexpr, FP2: tl.constexpr, FB: tl.constexpr,
@@ -1037,13 +1052,8 @@ def _bwd_exact_kernel(a_ptr, k_ptr, z_ptr, g_ptr, go_ptr, o_ptr, flag_ptr, carry
             tl.store(carry_ptr + cbase + c * 8 + 3, v1i)
             tl.store(carry_ptr + cbase + c * 8 + 4 + tl.arange(0, 1)[:, None], h_r)
             tl.store(carry_ptr + cbase + c * 8 + 5 + tl.arange(0, 1)[:, None], h_i)
-            pos = c * T + seg1[None, :, None] * L + tl.arange(0, L)[None, None, :]
-            acols, kcols, ai, m = _load_tile(a_ptr, k_ptr, z_ptr, rows, row_ok, pos, N, 1, S, L, K_SCALAR)
-            gr, gi = _load_cols2(g_ptr, rows, row_ok, pos, N, 1.0, 1, S, L)
-            wr, wim = _load_cols2(go_ptr, rows, row_ok, pos, N, 0.0, 1, S, L)
-            wi = ()
-            for i in tl.static_range(L):
-                wi = wi + (-wim[i],)
+            acols, kcols, ai, gr, gi, wr, wi = _exact_bwd_tile(a_ptr, k_ptr, z_ptr, g_ptr, go_ptr, rows, row_ok,
+                                                               c * T, N, S, L, K_SCALAR)
             lr, li, v0r, v0i, v1r, v1i = _fwd_carries(acols, kcols, ai, seg2, v0r, v0i, v1r, v1i, S, L)
             lsr, lsi, o1, o2, o3 = _fwd_full(acols, kcols, ai, lr, li, L)
             ssr, ssi, hr1, hi1, tr1, ti1, cf, cb = _grad_core(acols, kcols, ai, lsr, lsi, gr, gi, wr, wi,
@@ -1055,13 +1065,8 @@ def _bwd_exact_kernel(a_ptr, k_ptr, z_ptr, g_ptr, go_ptr, o_ptr, flag_ptr, carry
         t_i = tl.zeros([1, 1], tl.float32)
         c = nch - 1
         while c >= 0:
-            pos = c * T + seg1[None, :, None] * L + tl.arange(0, L)[None, None, :]
-            acols, kcols, ai, m = _load_tile(a_ptr, k_ptr, z_ptr, rows, row_ok, pos, N, 1, S, L, K_SCALAR)
-            gr, gi = _load_cols2(g_ptr, rows, row_ok, pos, N, 1.0, 1, S, L)
-            wr, wim = _load_cols2(go_ptr, rows, row_ok, pos, N, 0.0, 1, S, L)
-            wi = ()
-            for i in tl.static_range(L):
-                wi = wi + (-wim[i],)
+            acols, kcols, ai, gr, gi, wr, wi = _exact_bwd_tile(a_ptr, k_ptr, z_ptr, g_ptr, go_ptr, rows, row_ok,
+                                                               c * T, N, S, L, K_SCALAR)
             w0r = tl.load(carry_ptr + cbase + c * 8 + 0)
             w0i = tl.load(carry_ptr + cbase + c * 8 + 1)
             w1r = tl.load(carry_ptr + cbase + c * 8 + 2)
