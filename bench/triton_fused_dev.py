@@ -675,7 +675,6 @@ def stage_bwdlin(out: dict, path: Path) -> None:
     _save(out, path)
 
 
-
 def stage_base2(out: dict, path: Path) -> None:
     from bkbench.registry import default_registry
     from kernels import triton_fused as tf
@@ -779,7 +778,6 @@ def stage_parts(out: dict, path: Path) -> None:
     ``_next_flagged`` blocks) and FB chains per load (the shipped ``_flag_block``); CUDA-graph replay, per
     PARTS_SHAPES x {k, scalar}, with the looked-up forward config."""
     from bkbench import tuning
-    from kernels import _triton_fused_core as core
     from kernels import triton_fused as tf
 
     rows = []
@@ -792,17 +790,12 @@ def stage_parts(out: dict, path: Path) -> None:
             kk = tf._k_arg(a, k, sc)
             zv = torch.view_as_real(z)
             gv = torch.view_as_real(g)
-            nprog = tf._exact_programs(b, a.device)
-            maxch = math.ceil(n / (tf.EXACT_S * tf.EXACT_L))
-            scratch = tf._scratch(a.device, nprog, maxch)
 
             def exact(fb):
-                core._fwd_exact_kernel[(nprog,)](
-                    a, kk, zv, gv, fl, scratch, b, n, p.NCH, nprog, maxch, S=tf.EXACT_S, L=tf.EXACT_L,
-                    FP2=tf._pow2_at_least(p.NCH), FB=fb, K_SCALAR=sc, FORCE=0, num_warps=tf.EXACT_WARPS)
+                tf.launch_fwd_exact(a, kk, zv, gv, fl, p.NCH, sc, fb=fb)
 
             r = {"B": b, "N": n, "scalar": sc, "cfg": fc.to_dict(), "NCH": p.NCH, "flagged": int(fl.sum()),
-                 "exact_programs": nprog, "fb": tf._flag_block(p.NCH),
+                 "exact_programs": tf._exact_programs(b, a.device), "fb": tf._flag_block(p.NCH),
                  "call_graph_ms": _graph_ms(lambda: tf.forward(a, k, z, config=fc)),
                  "call_eager_ms": _median_ms(lambda: tf.forward(a, k, z, config=fc), rep=100),
                  "exact_fb1_graph_ms": _graph_ms(lambda: exact(1)),
@@ -835,7 +828,8 @@ def stage_host(out: dict, path: Path) -> None:
     for _ in range(calls):
         tf.triton_fused(a, k, z)
     prof.disable()
-    torch.cuda.synchronize() if DEV == "cuda" else None
+    if DEV == "cuda":
+        torch.cuda.synchronize()
     buf = io.StringIO()
     pstats.Stats(prof, stream=buf).sort_stats("tottime").print_stats(30)
     r["profile_top"] = buf.getvalue()[-12000:]

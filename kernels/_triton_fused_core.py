@@ -697,6 +697,14 @@ def _bwd_carries(acols, kcols, ai, seg2, u0r, u0i, u1r, u1i, S: tl.constexpr, L:
 
 
 @triton.jit
+def _unit_state():
+    """The state vector (1, 0) (re/im of both components, float32 scalars) a chain's exact sweep starts from."""
+    one = tl.full([], 1.0, tl.float32)
+    zero = tl.full([], 0.0, tl.float32)
+    return one, zero, zero, zero
+
+
+@triton.jit
 def _next_flagged(flag_ptr, row, B, NFLAG, NPROG, FP2: tl.constexpr, FB: tl.constexpr, FORCE: tl.constexpr):
     """The first chain of this program's sequence (row, row + NPROG, ...) that has a flag set (every chain when
     FORCE), or a value >= B when none is left. Reads FB chains' flags (FB x NFLAG int32) per vector load, so an
@@ -736,10 +744,7 @@ def _fwd_exact_kernel(a_ptr, k_ptr, z_ptr, g_ptr, flag_ptr, carry_ptr,
     while row < B:
         rows = row + tl.arange(0, 1)
         row_ok = rows < B
-        v0r = tl.full([], 1.0, tl.float32)
-        v0i = tl.full([], 0.0, tl.float32)
-        v1r = tl.full([], 0.0, tl.float32)
-        v1i = tl.full([], 0.0, tl.float32)
+        v0r, v0i, v1r, v1i = _unit_state()
         c = 0
         while c < nch:
             tl.store(carry_ptr + cbase + c * 4 + 0, v0r)
@@ -750,10 +755,7 @@ def _fwd_exact_kernel(a_ptr, k_ptr, z_ptr, g_ptr, flag_ptr, carry_ptr,
             acols, kcols, ai, m = _load_tile(a_ptr, k_ptr, z_ptr, rows, row_ok, pos, N, 1, S, L, K_SCALAR)
             lr, li, v0r, v0i, v1r, v1i = _fwd_carries(acols, kcols, ai, seg2, v0r, v0i, v1r, v1i, S, L)
             c += 1
-        u0r = tl.full([], 1.0, tl.float32)
-        u0i = tl.full([], 0.0, tl.float32)
-        u1r = tl.full([], 0.0, tl.float32)
-        u1i = tl.full([], 0.0, tl.float32)
+        u0r, u0i, u1r, u1i = _unit_state()
         c = nch - 1
         while c >= 0:
             pos = c * T + seg1[None, :, None] * L + tl.arange(0, L)[None, None, :]
@@ -1037,10 +1039,7 @@ def _bwd_exact_kernel(a_ptr, k_ptr, z_ptr, g_ptr, go_ptr, o_ptr, flag_ptr, carry
     while row < B:
         rows = row + tl.arange(0, 1)
         row_ok = rows < B
-        v0r = tl.full([], 1.0, tl.float32)
-        v0i = tl.full([], 0.0, tl.float32)
-        v1r = tl.full([], 0.0, tl.float32)
-        v1i = tl.full([], 0.0, tl.float32)
+        v0r, v0i, v1r, v1i = _unit_state()
         h_r = tl.zeros([1, 1], tl.float32)
         h_i = tl.zeros([1, 1], tl.float32)
         zero = tl.zeros([1, 1], tl.float32)

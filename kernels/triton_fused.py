@@ -213,6 +213,28 @@ def _flag_block(nch: int) -> int:
     return max(1, 1024 // _pow2_at_least(nch))
 
 
+def _exact_launch(batch: int, n: int, nch: int, device: torch.device,
+                  fb: int | None = None) -> tuple[int, int, dict[str, int]]:
+    """(programs, chunks per chain, constexpr and launch options) of an exact kernel for ``batch`` chains of ``n``
+    positions with ``nch`` flags each; ``fb`` overrides the chains read per flag load (``_flag_block``)."""
+    meta = {"S": EXACT_S, "L": EXACT_L, "FP2": _pow2_at_least(nch), "FB": fb or _flag_block(nch),
+            "num_warps": EXACT_WARPS}
+    return _exact_programs(batch, device), math.ceil(n / (EXACT_S * EXACT_L)), meta
+
+
+def launch_fwd_exact(a: torch.Tensor, kk: torch.Tensor, zv: torch.Tensor, gv: torch.Tensor, flags: torch.Tensor,
+                     nch: int, uniform: bool, fb: int | None = None) -> None:
+    """Recompute G exactly for the chains flagged in ``flags`` (B, nch) int32 (``_fwd_exact_kernel``): a (B, N),
+    kk / zv / gv as the forward passes them (k argument, z and G viewed as float). ``fb`` as in
+    :func:`_exact_launch` (the dev script times FB 1 against the default)."""
+    batch, n = a.shape
+    nprog, maxch, meta = _exact_launch(batch, n, nch, a.device, fb)
+    _core._fwd_exact_kernel[(nprog,)](
+        a, kk, zv, gv, flags, _scratch(a.device, nprog, maxch), batch, n, nch, nprog, maxch,
+        K_SCALAR=uniform, FORCE=0, **meta,
+    )
+
+
 def _empty(*shape: int, dtype: torch.dtype, device: torch.device) -> torch.Tensor:
     """Output allocation (tests replace it with a NaN-filled one so an unwritten element fails)."""
     return torch.empty(*shape, dtype=dtype, device=device)
@@ -293,13 +315,7 @@ def forward(
             R=p.R, S=p.S, L=p.L, H=p.H, M1=p.M1, MAXPASS=p.maxpass, K_SCALAR=uniform, STORE=p.store,
             GATHER=p.gather, num_warps=p.warps, num_stages=p.stages, **_reg_cap(p),
         )
-    nprog = _exact_programs(batch, a.device)
-    maxch = math.ceil(n / (EXACT_S * EXACT_L))
-    _core._fwd_exact_kernel[(nprog,)](
-        a, kk, zv, gv, flags, _scratch(a.device, nprog, maxch), batch, n, p.NCH, nprog, maxch,
-        S=EXACT_S, L=EXACT_L, FP2=_pow2_at_least(p.NCH), FB=_flag_block(p.NCH), K_SCALAR=uniform, FORCE=0,
-        num_warps=EXACT_WARPS,
-    )
+    launch_fwd_exact(a, kk, zv, gv, flags, p.NCH, uniform)
     return (g, flags) if return_flags else g
 
 
@@ -341,13 +357,10 @@ def vjp(
             LIN_EXACT=int(cfg.lin_exact), STORE=p.store, GATHER=p.gather,
             num_warps=p.warps, num_stages=p.stages,
         )
-    nprog = _exact_programs(batch, a.device)
-    maxch = math.ceil(n / (EXACT_S * EXACT_L))
+    nprog, maxch, meta = _exact_launch(batch, n, p.NCH, a.device)
     _core._bwd_exact_kernel[(nprog,)](
         a, kk, zv, gv, gg, ov, flags, _scratch(a.device, nprog, 2 * maxch), batch, n, p.NCH, nprog, maxch,
-        S=EXACT_S, L=EXACT_L, FP2=_pow2_at_least(p.NCH), FB=_flag_block(p.NCH), K_SCALAR=uniform, FORCE=0,
-        NEED_S=need_s,
-        num_warps=EXACT_WARPS,
+        K_SCALAR=uniform, FORCE=0, NEED_S=need_s, **meta,
     )
     return (out, flags) if return_flags else out
 
