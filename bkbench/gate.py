@@ -5,6 +5,11 @@ float64 reference (dense inverse for small N, pivot form beyond). Exact implemen
 ``accuracy.EXACT_TOLERANCE`` (2e-4 float32, 1e-9 float64); approximate ones their declared ``error_model``.
 Differentiable implementations also get gradient checks against autograd of the dense float64 inverse.
 NaN/Inf never passes; an exception is a failure; a kernel module that fails to import is a failure.
+
+``triton_fused`` ships launch configurations per shape bucket (the packaged table for a known GPU, and the
+user's tuning cache), and the battery's shapes do not reach most of them. :func:`check_tuned_configs` runs every
+distinct configuration either would hand the kernel on this device at its bucket's longest N and at the odd N
+just below, against float64.
 """
 
 from __future__ import annotations
@@ -185,6 +190,75 @@ def _check_grad(reg: Registry, rec: Implementation, case: GateCase) -> GateResul
     return res
 
 
+TUNED_FWD_TOL = 2e-4  # the tuner's own acceptance bounds (bkbench.tuning): G, and S of the backward
+TUNED_BWD_TOL = 1e-3
+
+
+def tuned_entries(device: str) -> dict[str, dict[str, Any]]:
+    """The entries that ``tuning.lookup`` can hand ``triton_fused`` on ``device``: the packaged table of this
+    GPU, overridden by the user's tuning cache, keyed ``gpu|dtype|scalar or k|N<n>_E<elements>``."""
+    from bkbench import tuning
+
+    gpu = tuning.gpu_name(device) if device == "cuda" else "cpu-interpreter"
+    entries = {**tuning.packaged_table(gpu), **tuning.load_cache()}
+    return {k: v for k, v in entries.items() if k.split("|")[0] == gpu}
+
+
+def check_tuned_configs(device: str, quick: bool = False,
+                        entries: dict[str, dict[str, Any]] | None = None) -> list[GateResult]:
+    """Gate every distinct forward and backward configuration of ``entries`` (default :func:`tuned_entries`)
+    on 4 chains at N = the bucket's top and top - 1 (``quick``: only top - 1), with that entry's dtype and
+    coupling kind: G against the float64 pivot form, the backward's S against the float64 F/R recurrences
+    (``tuning._check``), within :data:`TUNED_FWD_TOL` / :data:`TUNED_BWD_TOL`."""
+    from bkbench import tuning
+
+    if entries is None:
+        entries = tuned_entries(device)
+    try:
+        from kernels import triton_fused as tf
+    except Exception as exc:  # the import failure itself is reported by the registry
+        return [GateResult("triton_fused", "tuned configs", "-", "value", "skip", detail=f"import: {exc}")]
+    seen: set[tuple[Any, ...]] = set()
+    out: list[GateResult] = []
+    for key in sorted(entries):
+        entry = entries[key]
+        try:
+            _, dtype_name, coupling, bucket = key.split("|")
+            top = int(bucket.split("_")[0][1:])
+        except ValueError:
+            out.append(GateResult("triton_fused", "tuned configs", key, "value", "fail",
+                                  detail="malformed table key (expected gpu|dtype|scalar or k|N<n>_E<elements>)"))
+            continue
+        ns = sorted({max(1, top - 1)} if quick else {top, max(1, top - 1)})
+        for bwd, field_name in ((False, "config"), (True, "bwd_config")):
+            if field_name not in entry:
+                continue
+            cfg_json = json.dumps(entry[field_name], sort_keys=True)
+            for n in ns:
+                ident = (dtype_name, coupling, n, bwd, cfg_json)
+                if ident in seen:
+                    continue
+                seen.add(ident)
+                tol = TUNED_BWD_TOL if bwd else TUNED_FWD_TOL
+                label = "backward" if bwd else "forward"
+                res = GateResult("triton_fused", f"tuned {label} config, {coupling} coupling, N={n}",
+                                 key, "grad" if bwd else "value", "fail", tolerance=tol)
+                t0 = time.perf_counter()
+                try:
+                    cfg = (tf.BwdConfig if bwd else tf.FusedConfig).from_dict(entry[field_name])
+                    prob = tuning.Problem(batch=4, n=n, dtype=getattr(torch, dtype_name),
+                                          uniform=coupling == "scalar", device=device)
+                    err = tuning._check(cfg, prob, bwd=bwd)
+                    res.error = err
+                    res.status = "pass" if math.isfinite(err) and err <= tol else "fail"
+                    res.detail = "" if res.status == "pass" else f"error {err:.2e} > {tol:.0e}; {cfg_json}"
+                except Exception as exc:
+                    res.detail = f"{type(exc).__name__}: {exc}; {cfg_json}"
+                res.seconds = time.perf_counter() - t0
+                out.append(res)
+    return out
+
+
 def run_gate(
     registry: Registry | None = None,
     impls: Iterable[str] | None = None,
@@ -194,9 +268,11 @@ def run_gate(
     cases: Sequence[GateCase] | None = None,
     progress: Any = None,
     baselines: bool = False,
+    tuned: bool = True,
 ) -> GateReport:
     """Run the battery over the chosen implementations (default: every ``kind == "bk"`` one; with
-    ``baselines=True`` also every SSM / attention baseline, checked by ``bkbench.baselines.check``)."""
+    ``baselines=True`` also every SSM / attention baseline, checked by ``bkbench.baselines.check``). With the
+    default battery and ``tuned``, ``triton_fused`` also gets :func:`check_tuned_configs`."""
     reg = registry if registry is not None else default_registry()
     if device == "cuda" and not torch.cuda.is_available():
         raise ValueError("device: 'cuda' was requested but torch.cuda.is_available() is False; use --device cpu")
@@ -216,6 +292,8 @@ def run_gate(
             if progress:
                 progress(rec.name, case)
             report.results.append(_run_one(reg, rec, case))
+        if rec.name == "triton_fused" and tuned and cases is None:
+            report.results.extend(check_tuned_configs(device, quick))
     return report
 
 

@@ -19,9 +19,12 @@ Sparsity s: a fraction s of the couplings (b_i and c_i) is set to exactly 0.
 from __future__ import annotations
 
 import math
+import os
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
+import numpy as np
 import torch
 
 DTYPES = {
@@ -32,6 +35,40 @@ DTYPES = {
 }
 SHORT = {"float32": "f32", "float64": "f64", "bfloat16": "bf16", "float16": "f16"}
 COUPLINGS = ("laplacian", "scalar", "random")
+
+# Tensors of at least PARALLEL_DRAW_MIN elements are drawn in chunks of DRAW_CHUNK elements, each chunk from its
+# own generator, on a thread pool: one sequential float64 draw of 2^28 numbers costs ~5 s of host time, and the
+# suites' largest cases draw three of them.
+PARALLEL_DRAW_MIN = 1 << 24
+DRAW_CHUNK = 1 << 22
+
+
+def draw(kind: str, shape: tuple[int, ...], gen: torch.Generator, seed: int, stream: int) -> torch.Tensor:
+    """float64 random numbers of ``shape`` on the CPU: ``kind`` "normal" (randn) or "uniform" (rand on [0, 1)).
+
+    Below :data:`PARALLEL_DRAW_MIN` elements they come from ``gen`` (which advances). From there on, chunk j
+    of the flattened tensor comes from a generator seeded with ``SeedSequence([seed, stream, j])`` and ``gen``
+    is left alone; ``stream`` must differ between the tensors of one problem. Either way the values depend
+    only on (shape, seed, stream) and the draws before it, never on the device or the thread count.
+    """
+    if kind not in ("normal", "uniform"):
+        raise ValueError(f"kind: {kind!r} is not 'normal' or 'uniform'")
+    numel = math.prod(shape)
+    if numel < PARALLEL_DRAW_MIN:
+        fn = torch.randn if kind == "normal" else torch.rand
+        return fn(shape, generator=gen, dtype=torch.float64)
+    out = torch.empty(numel, dtype=torch.float64)
+    starts = range(0, numel, DRAW_CHUNK)
+
+    def fill(j: int) -> None:
+        state = np.random.SeedSequence([seed, stream, j]).generate_state(1, np.uint64)[0]
+        g = torch.Generator().manual_seed(int(state) & ((1 << 63) - 1))
+        piece = out[starts[j]:starts[j] + DRAW_CHUNK]
+        piece.normal_(generator=g) if kind == "normal" else piece.uniform_(generator=g)
+
+    with ThreadPoolExecutor(max_workers=max(1, min(len(starts), os.cpu_count() or 1))) as pool:
+        list(pool.map(fill, range(len(starts))))
+    return out.reshape(shape)
 
 
 def _fmt_num(x: float) -> str:
@@ -156,30 +193,30 @@ class Inputs:
 def make_inputs(p: Problem, device: str | None = None) -> Inputs:
     """Build the inputs of ``p`` (on ``device`` if given, else ``p.device``), deterministic in ``p.seed``.
 
-    Random numbers are drawn in float64 on the CPU and then cast and moved, so the same problem gives the same
-    values on every device and for every dtype.
+    Random numbers are drawn in float64 on the CPU (:func:`draw`: in parallel chunks for large tensors) and then
+    cast and moved, so the same problem gives the same values on every device and for every dtype.
     """
     gen = torch.Generator().manual_seed(p.seed)
     shape = (*p.batch, p.n)
     f64 = torch.float64
-    a = -2.0 + p.potential * torch.randn(shape, generator=gen, dtype=f64)
+    seed = p.seed
+    a = -2.0 + p.potential * draw("normal", shape, gen, seed, 1)
     if p.complex_a:
-        a = a + 1j * (-p.complex_a * torch.randn(shape, generator=gen, dtype=f64).abs())
+        a = a + 1j * (-p.complex_a * draw("normal", shape, gen, seed, 2).abs())
     off = (*p.batch, p.n - 1)
+    b: torch.Tensor | None = None  # None: all ones (built at the end, directly in the input dtype)
+    c: torch.Tensor | None = None
     if p.coupling == "random":
-        b = 1.0 + p.coupling_scale * torch.randn(off, generator=gen, dtype=f64)
-        c = 1.0 + p.coupling_scale * torch.randn(off, generator=gen, dtype=f64)
+        b = 1.0 + p.coupling_scale * draw("normal", off, gen, seed, 3)
+        c = 1.0 + p.coupling_scale * draw("normal", off, gen, seed, 4)
         if p.negative:
-            flip = torch.rand(off, generator=gen, dtype=f64) < p.negative
+            flip = draw("uniform", off, gen, seed, 5) < p.negative
             c = torch.where(flip, -c.abs(), c.abs())
             b = b.abs()
-    else:
-        b = torch.ones(off, dtype=f64)
-        c = torch.ones(off, dtype=f64)
     if p.sparsity:
-        zero = torch.rand(off, generator=gen, dtype=f64) < p.sparsity
-        b = torch.where(zero, 0.0, b)
-        c = torch.where(zero, 0.0, c)
+        zero = draw("uniform", off, gen, seed, 6) < p.sparsity
+        b = torch.where(zero, 0.0, b if b is not None else 1.0)
+        c = torch.where(zero, 0.0, c if c is not None else 1.0)
     z: complex | torch.Tensor = p.z
     if p.z_spread:
         zr = torch.randn(p.batch, generator=gen, dtype=f64)
@@ -204,4 +241,7 @@ def make_inputs(p: Problem, device: str | None = None) -> Inputs:
         z = z.to(cplx).to(dev)
     if p.coupling == "scalar" and not p.sparsity:
         return Inputs(a_t, 1.0, 1.0, z)
+    if b is None or c is None:  # Laplacian couplings: exactly 1 in every dtype, so no float64 detour
+        ones = [torch.ones(off, dtype=real_dtype, device=dev) for _ in range(2)]
+        return Inputs(a_t, ones[0], ones[1], z)
     return Inputs(a_t, cast(b), cast(c), z)

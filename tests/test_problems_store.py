@@ -5,7 +5,8 @@ import sqlite3
 import pytest
 import torch
 
-from bkbench.problems import Problem, make_inputs
+import bkbench.problems as problems
+from bkbench.problems import Problem, draw, make_inputs
 from bkbench.store import Store
 
 
@@ -22,6 +23,37 @@ def test_inputs_are_deterministic_and_dtype_independent():
     f = make_inputs(p.with_(dtype="float32"))
     assert torch.allclose(f.a.double(), x.a, rtol=1e-6)
     assert make_inputs(p.with_(seed=6)).a.ne(x.a).any()
+
+
+def test_large_draws_are_chunked_deterministic_and_device_independent(monkeypatch):
+    # below the threshold: exactly the sequential generator's numbers
+    gen = torch.Generator().manual_seed(5)
+    small = draw("normal", (3, 7), gen, 5, 1)
+    assert torch.equal(small, torch.randn((3, 7), generator=torch.Generator().manual_seed(5), dtype=torch.float64))
+    # above it (threshold lowered so the test stays small): chunked, the same whatever the thread count
+    monkeypatch.setattr(problems, "PARALLEL_DRAW_MIN", 64)
+    monkeypatch.setattr(problems, "DRAW_CHUNK", 10)
+    one = draw("normal", (9, 11), torch.Generator().manual_seed(0), 5, 1)
+    monkeypatch.setattr(problems.os, "cpu_count", lambda: 1)
+    again = draw("normal", (9, 11), torch.Generator().manual_seed(123), 5, 1)
+    assert torch.equal(one, again)  # gen is not used on this path
+    assert one.shape == (9, 11) and one.dtype == torch.float64
+    assert not torch.equal(one, draw("normal", (9, 11), gen, 5, 2))  # another stream
+    assert not torch.equal(one, draw("normal", (9, 11), gen, 6, 1))  # another seed
+    chunks = one.flatten().split(10)
+    assert len({tuple(c[:5].tolist()) for c in chunks}) == len(chunks)  # every chunk its own generator
+    assert abs(float(one.mean())) < 0.3 and 0.7 < float(one.std()) < 1.3
+    u = draw("uniform", (9, 11), gen, 5, 3)
+    assert float(u.min()) >= 0.0 and float(u.max()) < 1.0
+    with pytest.raises(ValueError, match="kind"):
+        draw("cauchy", (9, 11), gen, 5, 1)
+    # the problem's inputs take the chunked path and stay the same on every dtype
+    p = Problem(batch=(4,), n=40, coupling="random", sparsity=0.2, negative=0.1)
+    a32, a64 = make_inputs(p).a, make_inputs(p.with_(dtype="float64")).a
+    assert torch.equal(a32, a64.float())
+    inp = make_inputs(p)
+    assert torch.equal(inp.a, make_inputs(p).a) and torch.equal(inp.c, make_inputs(p).c)
+    assert bool((inp.b == 0).any()) and bool((inp.c < 0).any())
 
 
 def test_sparsity_zeroes_that_fraction_of_couplings():

@@ -14,6 +14,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--device", choices=("cpu", "cuda"), default="cpu")
     p.add_argument("--quick", action="store_true", help="leave out the N >= 65536 cases")
     p.add_argument("--baselines", action="store_true", help="also gate every SSM / attention baseline")
+    p.add_argument("--no-tuned", action="store_true",
+                   help="leave out triton_fused's packaged-table / tuning-cache configurations on this device")
     p.add_argument("--seeds", type=int, default=2, help="seeds per case (default 2)")
     p.add_argument("--fresh", action="store_true", help="draw a random base seed (printed) instead of 0")
     p.add_argument("--json", default="bkbench-gate.json", metavar="PATH", help="JSON summary path")
@@ -25,7 +27,7 @@ def run(args: argparse.Namespace) -> int:
     if args.fresh:
         print(f"gate: base seed {base}")
     report = run_gate(impls=args.impl, device=args.device, quick=args.quick,
-                      seeds=[base + i for i in range(args.seeds)], baselines=args.baselines)
+                      seeds=[base + i for i in range(args.seeds)], baselines=args.baselines, tuned=not args.no_tuned)
     render(report)
     path = write_json(report, args.json)
     print(f"summary written to {path}")
