@@ -18,7 +18,7 @@ import json
 import math
 import time
 import traceback
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -204,12 +204,13 @@ def tuned_entries(device: str) -> dict[str, dict[str, Any]]:
     return {k: v for k, v in entries.items() if k.split("|")[0] == gpu}
 
 
-def check_tuned_configs(device: str, quick: bool = False,
-                        entries: dict[str, dict[str, Any]] | None = None) -> list[GateResult]:
+def check_tuned_configs(device: str, quick: bool = False, entries: dict[str, dict[str, Any]] | None = None,
+                        progress: Callable[[str, str], None] | None = None) -> list[GateResult]:
     """Gate every distinct forward and backward configuration of ``entries`` (default :func:`tuned_entries`)
     on 4 chains at N = the bucket's top and top - 1 (``quick``: only top - 1), with that entry's dtype and
     coupling kind: G against the float64 pivot form, the backward's S against the float64 F/R recurrences
-    (``tuning._check``), within :data:`TUNED_FWD_TOL` / :data:`TUNED_BWD_TOL`."""
+    (``tuning._check``), within :data:`TUNED_FWD_TOL` / :data:`TUNED_BWD_TOL`. ``progress("triton_fused",
+    case name)`` is called before each check."""
     from bkbench import tuning
 
     if entries is None:
@@ -243,6 +244,8 @@ def check_tuned_configs(device: str, quick: bool = False,
                 label = "backward" if bwd else "forward"
                 res = GateResult("triton_fused", f"tuned {label} config, {coupling} coupling, N={n}",
                                  key, "grad" if bwd else "value", "fail", tolerance=tol)
+                if progress:
+                    progress("triton_fused", f"{res.case} [{bucket}]")
                 t0 = time.perf_counter()
                 try:
                     cfg = (tf.BwdConfig if bwd else tf.FusedConfig).from_dict(entry[field_name])
@@ -266,13 +269,14 @@ def run_gate(
     quick: bool = False,
     seeds: Sequence[int] = (0, 1),
     cases: Sequence[GateCase] | None = None,
-    progress: Any = None,
+    progress: Callable[[str, str], None] | None = None,
     baselines: bool = False,
     tuned: bool = True,
 ) -> GateReport:
     """Run the battery over the chosen implementations (default: every ``kind == "bk"`` one; with
     ``baselines=True`` also every SSM / attention baseline, checked by ``bkbench.baselines.check``). With the
-    default battery and ``tuned``, ``triton_fused`` also gets :func:`check_tuned_configs`."""
+    default battery and ``tuned``, ``triton_fused`` also gets :func:`check_tuned_configs`. ``progress(impl, case
+    name)`` is called before each BK-core check."""
     reg = registry if registry is not None else default_registry()
     if device == "cuda" and not torch.cuda.is_available():
         raise ValueError("device: 'cuda' was requested but torch.cuda.is_available() is False; use --device cpu")
@@ -290,10 +294,10 @@ def run_gate(
             continue
         for case in todo:
             if progress:
-                progress(rec.name, case)
+                progress(rec.name, case.name)
             report.results.append(_run_one(reg, rec, case))
         if rec.name == "triton_fused" and tuned and cases is None:
-            report.results.extend(check_tuned_configs(device, quick))
+            report.results.extend(check_tuned_configs(device, quick, progress=progress))
     return report
 
 

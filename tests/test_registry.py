@@ -102,6 +102,7 @@ def test_kernel_module_dropped_into_kernels_is_gated_and_fails_by_name(tmp_path)
     assert f"FAIL {name}" in out.stdout
     assert "FAIL thomas" not in out.stdout
     assert (tmp_path / "gate.json").exists()
+    assert f"gate: check 1: {name} :: N=1" in out.stderr  # a line per check when stderr is not a terminal
 
 
 def test_broken_kernel_module_is_reported_not_hidden(tmp_path, monkeypatch):

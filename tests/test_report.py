@@ -177,6 +177,29 @@ def test_a_group_with_two_widths_at_constant_tokens_is_two_constant_work_series(
     assert list(got[6:]) == ["B8_d256"] * 3 + ["B8_d1024"] * 3
 
 
+def test_oom_of_a_constant_work_sweep_is_one_row_per_sweep() -> None:
+    """B*N fixed (B chosen to fill the GPU): the first N out of memory and the largest N that ran are read along
+    the sweep, not per (B, d) point; a fixed-shape group keeps its "B<b>_d<d>" row."""
+    rows = []
+    for d in (256, 1024):
+        for n, b in ((256, 1024), (1024, 256), (4096, 64), (16384, 16)):
+            status = "oom" if n * d >= (4096 if d == 1024 else 16384) * d else "ok"
+            rows.append({"group": "fill", "batch": b, "d": d, "n": n, "elements": b * d * n, "status": status,
+                         "reason": f"oom at {n}" if status == "oom" else None})
+    rows += [{"group": "widths", "batch": 8, "d": 512, "n": n, "elements": 8 * 512 * n,
+              "status": "oom" if n >= 16384 else "ok", "reason": None} for n in (1024, 4096, 16384, 65536)]
+    df = pd.DataFrame(rows).assign(platform="GPU", kind="attention", impl="attention_naive", variant="",
+                                   dtype="bfloat16", mode="fwd", sparsity=0.0, timing_mode=None)
+    df.loc[df["status"] == "ok", "timing_mode"] = "cold"
+    got = oom_table(df).set_index("shape")
+    assert set(got.index) == {"B8_d512", f"E{1 << 26}", f"E{1 << 28}"}
+    assert (got.loc[f"E{1 << 28}", "first_oom_n"], got.loc[f"E{1 << 28}", "largest_ok_n"]) == (4096.0, 1024.0)
+    assert (got.loc[f"E{1 << 28}", "batch"], got.loc[f"E{1 << 28}", "reason"]) == (64, "oom at 4096")
+    assert (got.loc[f"E{1 << 26}", "first_oom_n"], got.loc[f"E{1 << 26}", "largest_ok_n"]) == (16384.0, 4096.0)
+    assert (got.loc["B8_d512", "first_oom_n"], got.loc["B8_d512", "largest_ok_n"]) == (16384.0, 4096.0)
+    assert oom_table(df[df["status"] == "ok"]).empty
+
+
 def test_crossover_of_two_known_lines() -> None:
     # BK: t = 1e-3 N, attention: t = 1e-6 N^2  ->  equal at N* = 1e-3 / 1e-6 = 1000
     rng = np.random.default_rng(0)

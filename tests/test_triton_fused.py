@@ -321,3 +321,19 @@ def test_gate_checks_every_tuned_config_of_this_device(device, monkeypatch, tmp_
     mine = gate.tuned_entries(device)
     assert mine[f"{gpu}|float32|k|N64_E256"] == {"config": SMALL.to_dict()}
     assert all(k.startswith(gpu + "|") for k in mine)
+
+
+def test_run_gate_adds_the_tuned_checks_to_the_default_battery(monkeypatch):
+    from bkbench import gate
+
+    small = [gate.GateCase("N=17", Problem(batch=(2,), n=17))]
+    monkeypatch.setattr(gate, "battery", lambda *a, **kw: small)
+    monkeypatch.setattr(gate, "tuned_entries", lambda device: {
+        "cpu-interpreter|float32|k|N64_E256": {"config": SMALL.to_dict()}})
+    seen = []
+    rep = gate.run_gate(impls=["triton_fused"], device="cpu", quick=True, progress=lambda i, c: seen.append((i, c)))
+    assert [r.case for r in rep.results] == ["N=17", "tuned forward config, k coupling, N=63"]
+    assert rep.passed and seen == [("triton_fused", "N=17"), ("triton_fused", "tuned forward config, k coupling, "
+                                                                            "N=63 [N64_E256]")]
+    assert [r.case for r in gate.run_gate(impls=["triton_fused"], device="cpu", tuned=False).results] == ["N=17"]
+    assert [r.case for r in gate.run_gate(impls=["triton_fused"], device="cpu", cases=small).results] == ["N=17"]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import random
 
 from bkbench.gate import render, run_gate, write_json
@@ -23,11 +24,26 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from bkbench.console import make_console
+
     base = random.randrange(1, 10**6) if args.fresh else 0
     if args.fresh:
         print(f"gate: base seed {base}")
-    report = run_gate(impls=args.impl, device=args.device, quick=args.quick,
-                      seeds=[base + i for i in range(args.seeds)], baselines=args.baselines, tuned=not args.no_tuned)
+    err = make_console(stderr=True)
+    count = 0
+
+    def progress(impl: str, case: str) -> None:  # a status line on a terminal, a log line per check otherwise
+        nonlocal count
+        count += 1
+        if err.is_terminal:
+            status.update(f"gate: check {count}: {impl} :: {case}")
+        else:
+            err.print(f"gate: check {count}: {impl} :: {case}", highlight=False)
+
+    with err.status("gate: starting", transient=True) if err.is_terminal else contextlib.nullcontext() as status:
+        report = run_gate(impls=args.impl, device=args.device, quick=args.quick,
+                          seeds=[base + i for i in range(args.seeds)], baselines=args.baselines,
+                          tuned=not args.no_tuned, progress=progress)
     render(report)
     path = write_json(report, args.json)
     print(f"summary written to {path}")

@@ -477,25 +477,32 @@ def crossover_table(cs: list[Crossover]) -> pd.DataFrame:
 
 
 def oom_table(df: pd.DataFrame) -> pd.DataFrame:
-    """Per (platform, kind, impl, variant, dtype, mode, batch, d, sparsity) with an OOM: the first N that ran
-    out of memory and the largest N that ran (status ok)."""
-    cols = ["platform", "kind", "impl", "variant", "dtype", "mode", "batch", "d", "sparsity"]
-    oom = df[df["status"] == "oom"]
-    if oom.empty:
-        return pd.DataFrame(columns=[*cols, "shape", "first_oom_n", "largest_ok_n", "reason"])
+    """Per (platform, kind, impl, variant, dtype, mode, sparsity, shape) with an OOM: the first N that ran out
+    of memory and the largest N that ran (status ok). ``shape`` is assigned as for the series
+    (:func:`assign_shapes`, over the ok and oom rows together), so a constant-work sweep such as B chosen to fill
+    the GPU gives one row per sweep; ``batch`` and ``d`` are those of the first N out of memory."""
+    cols = ["platform", "kind", "impl", "variant", "dtype", "mode", "sparsity", "shape"]
+    out_cols = ["platform", "kind", "impl", "variant", "dtype", "mode", "batch", "d", "sparsity", "shape",
+                "first_oom_n", "largest_ok_n", "reason"]
+    rows_df = df[df["status"].isin(["ok", "oom"]) & df["n"].notna()].copy()
+    if not (rows_df["status"] == "oom").any():
+        return pd.DataFrame(columns=out_cols)
+    rows_df["timing_mode"] = ""  # an oom row has no timing mode; its sweep is that of the ok rows around it
+    rows_df["shape"] = assign_shapes(rows_df)
     rows = []
-    for key, g in oom.groupby(cols, dropna=False):
-        sel = np.ones(len(df), dtype=bool)
-        for c, v in zip(cols, key):
-            sel &= (df[c].isna() & pd.isna(v)).to_numpy() | (df[c] == v).to_numpy()
-        ran = df[sel & (df["status"] == "ok").to_numpy()]
+    for key, g in rows_df.groupby(cols, dropna=False):
+        oom = g[g["status"] == "oom"].sort_values("n")
+        if oom.empty:
+            continue
+        ran = g[g["status"] == "ok"]
+        first = oom.iloc[0]
         rows.append(dict(zip(cols, key)) | {
-            "first_oom_n": float(g["n"].min()),
+            "batch": first["batch"], "d": first["d"],
+            "first_oom_n": float(first["n"]),
             "largest_ok_n": float(ran["n"].max()) if len(ran) else math.nan,
-            "reason": str(g.sort_values("n")["reason"].iloc[0] or ""),
+            "reason": str(first["reason"] or ""),
         })
-    out = pd.DataFrame(rows, columns=[*cols, "first_oom_n", "largest_ok_n", "reason"])
-    out["shape"] = [shape_of(b, d) for b, d in zip(out["batch"], out["d"])]
+    out = pd.DataFrame(rows, columns=out_cols)
     if len(out):
         out["_k"] = out["kind"].map(KIND_ORDER).fillna(9)
         out = out.sort_values(["platform", "_k", "impl", "mode", "dtype"]).drop(columns="_k").reset_index(drop=True)
