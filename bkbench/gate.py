@@ -204,62 +204,113 @@ def tuned_entries(device: str) -> dict[str, dict[str, Any]]:
     return {k: v for k, v in entries.items() if k.split("|")[0] == gpu}
 
 
-def check_tuned_configs(device: str, quick: bool = False, entries: dict[str, dict[str, Any]] | None = None,
-                        progress: Callable[[str, str], None] | None = None) -> list[GateResult]:
-    """Gate every distinct forward and backward configuration of ``entries`` (default :func:`tuned_entries`)
-    on 4 chains at N = the bucket's top and top - 1 (``quick``: only top - 1), with that entry's dtype and
-    coupling kind: G against the float64 pivot form, the backward's S against the float64 F/R recurrences
-    (``tuning._check``), within :data:`TUNED_FWD_TOL` / :data:`TUNED_BWD_TOL`. ``progress("triton_fused",
-    case name)`` is called before each check."""
-    from bkbench import tuning
+@dataclass(frozen=True)
+class TunedCheck:
+    """One tuned-config check: the table key it came from, forward or backward, the config, the chain length."""
 
-    if entries is None:
-        entries = tuned_entries(device)
-    try:
-        from kernels import triton_fused as tf
-    except Exception as exc:  # the import failure itself is reported by the registry
-        return [GateResult("triton_fused", "tuned configs", "-", "value", "skip", detail=f"import: {exc}")]
+    key: str
+    dtype: str
+    coupling: str  # "k" or "scalar"
+    bucket: str
+    bwd: bool
+    config: dict[str, int]
+    n: int
+
+    @property
+    def case(self) -> str:
+        return f"tuned {'backward' if self.bwd else 'forward'} config, {self.coupling} coupling, N={self.n}"
+
+
+def tuned_checks(entries: dict[str, dict[str, Any]], quick: bool = False) -> tuple[list[TunedCheck], list[GateResult]]:
+    """The distinct checks of ``entries`` (forward and backward config of each entry at N = the bucket's top and
+    top - 1; ``quick``: only top - 1; a config met again at the same dtype, coupling and N is checked once), and
+    a failure per malformed key."""
     seen: set[tuple[Any, ...]] = set()
-    out: list[GateResult] = []
+    checks: list[TunedCheck] = []
+    bad: list[GateResult] = []
     for key in sorted(entries):
         entry = entries[key]
         try:
             _, dtype_name, coupling, bucket = key.split("|")
             top = int(bucket.split("_")[0][1:])
         except ValueError:
-            out.append(GateResult("triton_fused", "tuned configs", key, "value", "fail",
+            bad.append(GateResult("triton_fused", "tuned configs", key, "value", "fail",
                                   detail="malformed table key (expected gpu|dtype|scalar or k|N<n>_E<elements>)"))
             continue
-        ns = sorted({max(1, top - 1)} if quick else {top, max(1, top - 1)})
         for bwd, field_name in ((False, "config"), (True, "bwd_config")):
             if field_name not in entry:
                 continue
-            cfg_json = json.dumps(entry[field_name], sort_keys=True)
-            for n in ns:
-                ident = (dtype_name, coupling, n, bwd, cfg_json)
-                if ident in seen:
-                    continue
-                seen.add(ident)
-                tol = TUNED_BWD_TOL if bwd else TUNED_FWD_TOL
-                label = "backward" if bwd else "forward"
-                res = GateResult("triton_fused", f"tuned {label} config, {coupling} coupling, N={n}",
-                                 key, "grad" if bwd else "value", "fail", tolerance=tol)
-                if progress:
-                    progress("triton_fused", f"{res.case} [{bucket}]")
-                t0 = time.perf_counter()
-                try:
-                    cfg = (tf.BwdConfig if bwd else tf.FusedConfig).from_dict(entry[field_name])
-                    prob = tuning.Problem(batch=4, n=n, dtype=getattr(torch, dtype_name),
-                                          uniform=coupling == "scalar", device=device)
-                    err = tuning._check(cfg, prob, bwd=bwd)
-                    res.error = err
-                    res.status = "pass" if math.isfinite(err) and err <= tol else "fail"
-                    res.detail = "" if res.status == "pass" else f"error {err:.2e} > {tol:.0e}; {cfg_json}"
-                except Exception as exc:
-                    res.detail = f"{type(exc).__name__}: {exc}; {cfg_json}"
-                res.seconds = time.perf_counter() - t0
-                out.append(res)
-    return out
+            for n in sorted({max(1, top - 1)} if quick else {top, max(1, top - 1)}):
+                ident = (dtype_name, coupling, n, bwd, json.dumps(entry[field_name], sort_keys=True))
+                if ident not in seen:
+                    seen.add(ident)
+                    checks.append(TunedCheck(key, dtype_name, coupling, bucket, bwd, entry[field_name], n))
+    return checks, bad
+
+
+def run_tuned_check(check: TunedCheck, device: str) -> GateResult:
+    """Run one :class:`TunedCheck` (``tuning._check`` on 4 chains); never raises."""
+    from bkbench import tuning
+
+    tol = TUNED_BWD_TOL if check.bwd else TUNED_FWD_TOL
+    res = GateResult("triton_fused", check.case, check.key, "grad" if check.bwd else "value", "fail", tolerance=tol)
+    cfg_json = json.dumps(check.config, sort_keys=True)
+    t0 = time.perf_counter()
+    try:
+        from kernels import triton_fused as tf
+
+        cfg = (tf.BwdConfig if check.bwd else tf.FusedConfig).from_dict(check.config)
+        prob = tuning.Problem(batch=4, n=check.n, dtype=getattr(torch, check.dtype),
+                              uniform=check.coupling == "scalar", device=device)
+        err = tuning._check(cfg, prob, bwd=check.bwd)
+        res.error = err
+        res.status = "pass" if math.isfinite(err) and err <= tol else "fail"
+        res.detail = "" if res.status == "pass" else f"error {err:.2e} > {tol:.0e}; {cfg_json}"
+    except Exception as exc:
+        res.detail = f"{type(exc).__name__}: {exc}; {cfg_json}"
+    res.seconds = time.perf_counter() - t0
+    return res
+
+
+def check_tuned_configs(device: str, quick: bool = False, entries: dict[str, dict[str, Any]] | None = None,
+                        progress: Callable[[str, str], None] | None = None, jobs: int = 1) -> list[GateResult]:
+    """Gate every distinct forward and backward configuration of ``entries`` (default :func:`tuned_entries`)
+    on 4 chains at N = the bucket's top and top - 1 (``quick``: only top - 1), with that entry's dtype and
+    coupling kind: G against the float64 pivot form, the backward's S against the float64 F/R recurrences
+    (``tuning._check``), within :data:`TUNED_FWD_TOL` / :data:`TUNED_BWD_TOL`.
+
+    Each check compiles its kernels (8-47 s on the H100 host), so ``jobs`` > 1 runs the checks in that many
+    spawned processes at once (they share the GPU; the checks are 4 chains each). ``progress("triton_fused",
+    case name)`` is called before each check (``jobs`` = 1) or as each one finishes. Results come in the order
+    of :func:`tuned_checks`."""
+    if entries is None:
+        entries = tuned_entries(device)
+    checks, out = tuned_checks(entries, quick)
+    label = [f"{c.case} [{c.bucket}]" for c in checks]
+    if jobs <= 1 or len(checks) <= 1:
+        for i, c in enumerate(checks):
+            if progress:
+                progress("triton_fused", label[i])
+            out.append(run_tuned_check(c, device))
+        return out
+    import multiprocessing as mp
+    from concurrent.futures import ProcessPoolExecutor, as_completed
+
+    done: list[GateResult | None] = [None] * len(checks)
+    with ProcessPoolExecutor(max_workers=min(jobs, len(checks)), mp_context=mp.get_context("spawn")) as pool:
+        futures = {pool.submit(run_tuned_check, c, device): i for i, c in enumerate(checks)}
+        for fut in as_completed(futures):
+            i = futures[fut]
+            c = checks[i]
+            try:
+                res = fut.result()
+            except Exception as exc:  # the worker process died (run_tuned_check itself never raises)
+                res = GateResult("triton_fused", c.case, c.key, "grad" if c.bwd else "value", "fail",
+                                 detail=f"worker process: {type(exc).__name__}: {exc}")
+            done[i] = res
+            if progress:
+                progress("triton_fused", f"{label[i]}: {res.status}")
+    return out + [r for r in done if r is not None]
 
 
 def run_gate(
@@ -272,6 +323,7 @@ def run_gate(
     progress: Callable[[str, str], None] | None = None,
     baselines: bool = False,
     tuned: bool = True,
+    tuned_jobs: int = 1,
 ) -> GateReport:
     """Run the battery over the chosen implementations (default: every ``kind == "bk"`` one; with
     ``baselines=True`` also every SSM / attention baseline, checked by ``bkbench.baselines.check``). With the
@@ -297,7 +349,7 @@ def run_gate(
                 progress(rec.name, case.name)
             report.results.append(_run_one(reg, rec, case))
         if rec.name == "triton_fused" and tuned and cases is None:
-            report.results.extend(check_tuned_configs(device, quick, progress=progress))
+            report.results.extend(check_tuned_configs(device, quick, progress=progress, jobs=tuned_jobs))
     return report
 
 

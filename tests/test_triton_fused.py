@@ -302,6 +302,11 @@ def test_gate_checks_every_tuned_config_of_this_device(device, monkeypatch, tmp_
     assert all("N=255" in r.case and r.error < 1e-5 for r in res)
     assert tf.plan(SEQ, 4, 255).seq == 2  # the two-tile kernel is the one checked
     assert len(gate.check_tuned_configs(device, quick=False, entries=entries)) == 6  # N = 256 and 255
+    # in worker processes: the same checks, results and order
+    done = []
+    par = gate.check_tuned_configs(device, quick=True, entries=entries, jobs=2, progress=lambda i, c: done.append(c))
+    assert [(r.case, r.check, r.status, r.error) for r in par] == [(r.case, r.check, r.status, r.error) for r in res]
+    assert len(done) == 3 and all(c.endswith(": pass") for c in done)
 
     bad = {f"{gpu}|float32|k|N64_E256": {"config": {**SMALL.to_dict(), "seq": 3}}, f"{gpu}|float32|k": {}}
     res = gate.check_tuned_configs(device, quick=True, entries=bad)

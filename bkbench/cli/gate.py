@@ -17,6 +17,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--baselines", action="store_true", help="also gate every SSM / attention baseline")
     p.add_argument("--no-tuned", action="store_true",
                    help="leave out triton_fused's packaged-table / tuning-cache configurations on this device")
+    p.add_argument("--jobs", type=int, default=None, metavar="J",
+                   help="processes for the tuned-config checks, which compile one kernel each (default: 8 on cuda, "
+                        "1 on cpu)")
     p.add_argument("--seeds", type=int, default=2, help="seeds per case (default 2)")
     p.add_argument("--fresh", action="store_true", help="draw a random base seed (printed) instead of 0")
     p.add_argument("--json", default="bkbench-gate.json", metavar="PATH", help="JSON summary path")
@@ -43,7 +46,8 @@ def run(args: argparse.Namespace) -> int:
     with err.status("gate: starting", transient=True) if err.is_terminal else contextlib.nullcontext() as status:
         report = run_gate(impls=args.impl, device=args.device, quick=args.quick,
                           seeds=[base + i for i in range(args.seeds)], baselines=args.baselines,
-                          tuned=not args.no_tuned, progress=progress)
+                          tuned=not args.no_tuned, progress=progress,
+                          tuned_jobs=args.jobs if args.jobs is not None else (8 if args.device == "cuda" else 1))
     render(report)
     path = write_json(report, args.json)
     print(f"summary written to {path}")
