@@ -270,11 +270,13 @@ def test_suites_are_listed_and_quick_is_big_enough():
     sweep = [c for c in energy if c.group == "widths-sweep"]
     assert sweep and all(c.energy and c.energy["window_s"] == 2 and c.energy["trials"] == 3 for c in sweep)
     assert {c.n for c in sweep} == {256, 1024, 4096, 16384, 65536} and {c.mode for c in sweep} == {"fwd", "fwd+bwd"}
-    fill = [c for c in energy if c.group == "fill"]
-    assert fill and all(c.energy["window_s"] == 1 and c.energy["trials"] == 2 and c.energy["idle_s"] == 0.5
-                        for c in fill)
-    assert {(c.batch, c.n) for c in fill} == {(1024, 256), (256, 1024), (64, 4096), (16, 16384), (4, 65536)}
-    rest = [c for c in energy if c.group not in ("widths-sweep", "fill")]  # group settings override the suite's
+    for group, dtype in (("fill", "bfloat16"), ("fill-fp32", "float32")):
+        fill = [c for c in energy if c.group == group]
+        assert fill and all(c.energy["window_s"] == 1 and c.energy["trials"] == 2 and c.energy["idle_s"] == 0.5
+                            for c in fill)
+        assert {(c.batch, c.n) for c in fill} == {(1024, 256), (256, 1024), (64, 4096), (16, 16384), (4, 65536)}
+        assert {c.dtype for c in fill} == {dtype} and {c.d for c in fill} == {256, 1024}
+    rest = [c for c in energy if c.group not in ("widths-sweep", "fill", "fill-fp32")]  # group settings win
     assert rest and all(c.energy and c.energy["window_s"] >= 5 and c.energy["trials"] >= 4 for c in rest)
 
 
