@@ -245,6 +245,24 @@ def _find_resumable(store: Store, suite: str, device: str, label: str, shard_spe
     return None
 
 
+def _why_not_resumable(store: Store, suite: str, device: str, label: str, shard_spec: str | None,
+                       groups: Sequence[str] | None, selection: dict[str, Any]) -> str:
+    """Why ``--resume`` found nothing: how the latest run of this suite on this device differs from the
+    request (label, shard, groups, implementation selection, --missing / --retry), or that there is none."""
+    for run in reversed(store.runs()):
+        if run["suite"] != suite or run["device"] != device:
+            continue
+        config = json.loads(run["config_json"] or "{}")
+        have_sel = {k: config[k] for k in ("impls", "skip_impls", "missing", "retry") if config.get(k)}
+        diffs = [f"{name} {have!r} (now {want!r})" for name, have, want in (
+            ("label", run["label"] or "", label), ("shard", config.get("shard"), shard_spec),
+            ("groups", sorted(config["groups"]) if config.get("groups") else None,
+             sorted(groups) if groups else None),
+            ("selection", have_sel, selection)) if have != want]
+        return f"the latest run of {suite!r} on {device}, run {run['id']}, had " + ", ".join(diffs)
+    return f"no run of {suite!r} on {device} in {store.path}"
+
+
 def select_impls(cases: list[CaseSpec], impls: Sequence[str] | None = None,
                  skip_impls: Sequence[str] | None = None) -> list[CaseSpec]:
     """The cases of the implementations in ``impls`` (all when None), minus those in ``skip_impls``. A name
@@ -377,6 +395,10 @@ def run_suite(
                                                f"groups {','.join(groups)}" if groups else "") if x)
     store = Store(db)
     prior = _find_resumable(store, s.name, dev, run_label, shard_spec, groups, selection) if resume else None
+    if resume and prior is None:
+        why = _why_not_resumable(store, s.name, dev, run_label, shard_spec, groups, selection)
+        console.print(f"[yellow]--resume[/yellow]: no run to continue ({why}); starting a new run. To continue "
+                      "a run, repeat its command exactly, plus --resume.")
     stored_elsewhere = store.stored_case_ids(s.name, dev, not_held) if missing else set()
     if missing and prior is None and all(c.case_id in stored_elsewhere for c in cases):
         # nothing to fill in: say so, and leave no empty run behind (run_id 0 = no run was opened)

@@ -417,7 +417,7 @@ OOB = textwrap.dedent(
 )
 
 
-def test_resume_never_continues_another_shard_with_the_same_label(tmp_path):
+def test_resume_never_continues_another_shard_with_the_same_label(tmp_path, capsys):
     suite = _suite(tmp_path, """
         name = "shards"
         [[group]]
@@ -430,8 +430,16 @@ def test_resume_never_continues_another_shard_with_the_same_label(tmp_path):
     db = tmp_path / "s.db"
     common = dict(device="cpu", db=db, progress=False, label="same", log_dir=tmp_path / "logs")
     first = run_suite(str(suite), shard_spec="1/2", **common)
+    capsys.readouterr()
     second = run_suite(str(suite), shard_spec="2/2", resume=True, **common)
     assert second.run_id != first.run_id and second.already_done == 0
+    said = " ".join(capsys.readouterr().out.split())
+    assert f"no run to continue (the latest run of 'shards' on cpu, run {first.run_id}, had shard '1/2' (now '2/2'))" \
+        in said and "starting a new run" in said
+    third = run_suite(str(suite), shard_spec="1/2", resume=True, missing=True, **common)  # not the same command
+    assert third.run_id not in (first.run_id, second.run_id)
+    said = " ".join(capsys.readouterr().out.split())
+    assert "had shard '2/2' (now '1/2'), selection {} (now {'missing': True})" in said
     again = run_suite(str(suite), shard_spec="1/2", resume=True, **common)
     assert again.run_id == first.run_id and again.executed == 0
 
