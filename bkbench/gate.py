@@ -199,7 +199,7 @@ def tuned_entries(device: str) -> dict[str, dict[str, Any]]:
     GPU, overridden by the user's tuning cache, keyed ``gpu|dtype|scalar or k|N<n>_E<elements>``."""
     from bkbench import tuning
 
-    gpu = tuning.gpu_name(device) if device == "cuda" else "cpu-interpreter"
+    gpu = tuning.gpu_name(device)  # "cpu-interpreter" off the GPU
     entries = {**tuning.packaged_table(gpu), **tuning.load_cache()}
     return {k: v for k, v in entries.items() if k.split("|")[0] == gpu}
 
@@ -219,6 +219,11 @@ class TunedCheck:
     @property
     def case(self) -> str:
         return f"tuned {'backward' if self.bwd else 'forward'} config, {self.coupling} coupling, N={self.n}"
+
+    def failed(self, detail: str = "", tolerance: float | None = None) -> GateResult:
+        """A ``fail`` result of this check (filled in further by whoever runs it)."""
+        return GateResult("triton_fused", self.case, self.key, "grad" if self.bwd else "value", "fail",
+                          tolerance=tolerance, detail=detail)
 
 
 def tuned_checks(entries: dict[str, dict[str, Any]], quick: bool = False) -> tuple[list[TunedCheck], list[GateResult]]:
@@ -253,7 +258,7 @@ def run_tuned_check(check: TunedCheck, device: str) -> GateResult:
     from bkbench import tuning
 
     tol = TUNED_BWD_TOL if check.bwd else TUNED_FWD_TOL
-    res = GateResult("triton_fused", check.case, check.key, "grad" if check.bwd else "value", "fail", tolerance=tol)
+    res = check.failed(tolerance=tol)
     cfg_json = json.dumps(check.config, sort_keys=True)
     t0 = time.perf_counter()
     try:
@@ -301,12 +306,10 @@ def check_tuned_configs(device: str, quick: bool = False, entries: dict[str, dic
         futures = {pool.submit(run_tuned_check, c, device): i for i, c in enumerate(checks)}
         for fut in as_completed(futures):
             i = futures[fut]
-            c = checks[i]
             try:
                 res = fut.result()
             except Exception as exc:  # the worker process died (run_tuned_check itself never raises)
-                res = GateResult("triton_fused", c.case, c.key, "grad" if c.bwd else "value", "fail",
-                                 detail=f"worker process: {type(exc).__name__}: {exc}")
+                res = checks[i].failed(f"worker process: {type(exc).__name__}: {exc}")
             done[i] = res
             if progress:
                 progress("triton_fused", f"{label[i]}: {res.status}")
