@@ -228,38 +228,32 @@ class RunSummary:
     problems: list[dict[str, Any]] = field(default_factory=list)  # non-ok, non-skipped rows run now
 
 
-def _find_resumable(store: Store, suite: str, device: str, label: str, shard_spec: str | None,
-                    groups: Sequence[str] | None, selection: dict[str, Any] | None = None) -> dict[str, Any] | None:
-    """The latest run of the same suite, device, label, shard, groups and implementation selection (a run of
-    another shard is never resumed, even when the runs share a label)."""
-    want_groups = sorted(groups) if groups else None
-    want_sel = selection or {}
+def _run_identity(run: dict[str, Any]) -> dict[str, Any]:
+    """What a run must share with a ``--resume`` request to be continued by it: label, shard, groups and the
+    case selection (--impl / --skip-impl / --missing / --retry), as stored in the run's config."""
+    config = json.loads(run["config_json"] or "{}")
+    return {"label": run["label"] or "", "shard": config.get("shard"),
+            "groups": sorted(config["groups"]) if config.get("groups") else None,
+            "selection": {k: config[k] for k in ("impls", "skip_impls", "missing", "retry") if config.get(k)}}
+
+
+def _find_resumable(store: Store, suite: str, device: str, want: dict[str, Any]) -> dict[str, Any] | None:
+    """The latest run of the same suite and device whose :func:`_run_identity` is ``want`` (a run of another
+    shard is never resumed, even when the runs share a label)."""
     for run in reversed(store.runs()):
-        if run["suite"] != suite or run["device"] != device or (run["label"] or "") != label:
-            continue
-        config = json.loads(run["config_json"] or "{}")
-        have_groups = sorted(config["groups"]) if config.get("groups") else None
-        have_sel = {k: config[k] for k in ("impls", "skip_impls", "missing") if config.get(k)}
-        if config.get("shard") == shard_spec and have_groups == want_groups and have_sel == want_sel:
+        if run["suite"] == suite and run["device"] == device and _run_identity(run) == want:
             return run
     return None
 
 
-def _why_not_resumable(store: Store, suite: str, device: str, label: str, shard_spec: str | None,
-                       groups: Sequence[str] | None, selection: dict[str, Any]) -> str:
-    """Why ``--resume`` found nothing: how the latest run of this suite on this device differs from the
-    request (label, shard, groups, implementation selection, --missing / --retry), or that there is none."""
+def _why_not_resumable(store: Store, suite: str, device: str, want: dict[str, Any]) -> str:
+    """Why ``--resume`` found nothing: how the latest run of this suite on this device differs from ``want``,
+    or that there is none."""
     for run in reversed(store.runs()):
-        if run["suite"] != suite or run["device"] != device:
-            continue
-        config = json.loads(run["config_json"] or "{}")
-        have_sel = {k: config[k] for k in ("impls", "skip_impls", "missing", "retry") if config.get(k)}
-        diffs = [f"{name} {have!r} (now {want!r})" for name, have, want in (
-            ("label", run["label"] or "", label), ("shard", config.get("shard"), shard_spec),
-            ("groups", sorted(config["groups"]) if config.get("groups") else None,
-             sorted(groups) if groups else None),
-            ("selection", have_sel, selection)) if have != want]
-        return f"the latest run of {suite!r} on {device}, run {run['id']}, had " + ", ".join(diffs)
+        if run["suite"] == suite and run["device"] == device:
+            have = _run_identity(run)
+            diffs = [f"{k} {have[k]!r} (now {want[k]!r})" for k in want if have[k] != want[k]]
+            return f"the latest run of {suite!r} on {device}, run {run['id']}, had " + ", ".join(diffs)
     return f"no run of {suite!r} on {device} in {store.path}"
 
 
@@ -394,9 +388,11 @@ def run_suite(
     run_label = label or " ".join(x for x in (f"shard {shard_spec}" if shard_spec else "",
                                                f"groups {','.join(groups)}" if groups else "") if x)
     store = Store(db)
-    prior = _find_resumable(store, s.name, dev, run_label, shard_spec, groups, selection) if resume else None
+    want = {"label": run_label, "shard": shard_spec, "groups": sorted(groups) if groups else None,
+            "selection": selection}
+    prior = _find_resumable(store, s.name, dev, want) if resume else None
     if resume and prior is None:
-        why = _why_not_resumable(store, s.name, dev, run_label, shard_spec, groups, selection)
+        why = _why_not_resumable(store, s.name, dev, want)
         console.print(f"[yellow]--resume[/yellow]: no run to continue ({why}); starting a new run. To continue "
                       "a run, repeat its command exactly, plus --resume.")
     stored_elsewhere = store.stored_case_ids(s.name, dev, not_held) if missing else set()

@@ -444,6 +444,24 @@ def test_resume_never_continues_another_shard_with_the_same_label(tmp_path, caps
     assert again.run_id == first.run_id and again.executed == 0
 
 
+def test_resume_continues_a_run_started_with_retry(tmp_path):
+    """--retry is part of the run's selection like --missing: the same command plus --resume reopens that run."""
+    suite = _suite(tmp_path, """
+        name = "retry"
+        [[group]]
+        name = "g"
+        implementations = ["thomas"]
+        n = [5, 6]
+        batch = [1]
+        d = [2]
+        """)
+    common = dict(device="cpu", db=tmp_path / "r.db", progress=False, log_dir=tmp_path / "logs", missing=True,
+                  retry=["incorrect"])
+    first = run_suite(str(suite), **common)
+    again = run_suite(str(suite), resume=True, **common)
+    assert first.run_id > 0 and again.run_id == first.run_id and again.executed == 0
+
+
 def test_impl_selection_and_missing_fill_in_across_runs(tmp_path):
     """--impl/--skip-impl select implementations (a typo is an error); --missing runs only the cases that no
     earlier run of the suite holds, whatever shard or group stored them."""
