@@ -705,6 +705,21 @@ def _unit_state():
 
 
 @triton.jit
+def _store_state(ptr, v0r, v0i, v1r, v1i):
+    """Store a chunk's entry state (re/im of both components, float32 scalars) at ptr[0:4] of the carry buffer."""
+    tl.store(ptr + 0, v0r)
+    tl.store(ptr + 1, v0i)
+    tl.store(ptr + 2, v1r)
+    tl.store(ptr + 3, v1i)
+
+
+@triton.jit
+def _load_state(ptr):
+    """Load the entry state that `_store_state` wrote at ptr[0:4]: (v0r, v0i, v1r, v1i), float32 scalars."""
+    return tl.load(ptr + 0), tl.load(ptr + 1), tl.load(ptr + 2), tl.load(ptr + 3)
+
+
+@triton.jit
 def _next_flagged(flag_ptr, row, B, NFLAG, NPROG, FP2: tl.constexpr, FB: tl.constexpr, FORCE: tl.constexpr):
     """The first chain of this program's sequence (row, row + NPROG, ...) that has a flag set (every chain when
     FORCE), or a value >= B when none is left. Reads FB chains' flags (FB x NFLAG int32) per vector load, so an
@@ -747,10 +762,7 @@ def _fwd_exact_kernel(a_ptr, k_ptr, z_ptr, g_ptr, flag_ptr, carry_ptr,
         v0r, v0i, v1r, v1i = _unit_state()
         c = 0
         while c < nch:
-            tl.store(carry_ptr + cbase + c * 4 + 0, v0r)
-            tl.store(carry_ptr + cbase + c * 4 + 1, v0i)
-            tl.store(carry_ptr + cbase + c * 4 + 2, v1r)
-            tl.store(carry_ptr + cbase + c * 4 + 3, v1i)
+            _store_state(carry_ptr + cbase + c * 4, v0r, v0i, v1r, v1i)
             pos = c * T + seg1[None, :, None] * L + tl.arange(0, L)[None, None, :]
             acols, kcols, ai, m = _load_tile(a_ptr, k_ptr, z_ptr, rows, row_ok, pos, N, 1, S, L, K_SCALAR)
             lr, li, v0r, v0i, v1r, v1i = _fwd_carries(acols, kcols, ai, seg2, v0r, v0i, v1r, v1i, S, L)
@@ -760,10 +772,7 @@ def _fwd_exact_kernel(a_ptr, k_ptr, z_ptr, g_ptr, flag_ptr, carry_ptr,
         while c >= 0:
             pos = c * T + seg1[None, :, None] * L + tl.arange(0, L)[None, None, :]
             acols, kcols, ai, m = _load_tile(a_ptr, k_ptr, z_ptr, rows, row_ok, pos, N, 1, S, L, K_SCALAR)
-            w0r = tl.load(carry_ptr + cbase + c * 4 + 0)
-            w0i = tl.load(carry_ptr + cbase + c * 4 + 1)
-            w1r = tl.load(carry_ptr + cbase + c * 4 + 2)
-            w1i = tl.load(carry_ptr + cbase + c * 4 + 3)
+            w0r, w0i, w1r, w1i = _load_state(carry_ptr + cbase + c * 4)
             lr, li, t0r, t0i, t1r, t1i = _fwd_carries(acols, kcols, ai, seg2, w0r, w0i, w1r, w1i, S, L)
             rr, ri, u0r, u0i, u1r, u1i = _bwd_carries(acols, kcols, ai, seg2, u0r, u0i, u1r, u1i, S, L)
             lsr, lsi, o1, o2, o3 = _fwd_full(acols, kcols, ai, lr, li, L)
@@ -1045,10 +1054,7 @@ def _bwd_exact_kernel(a_ptr, k_ptr, z_ptr, g_ptr, go_ptr, o_ptr, flag_ptr, carry
         zero = tl.zeros([1, 1], tl.float32)
         c = 0
         while c < nch:
-            tl.store(carry_ptr + cbase + c * 8 + 0, v0r)
-            tl.store(carry_ptr + cbase + c * 8 + 1, v0i)
-            tl.store(carry_ptr + cbase + c * 8 + 2, v1r)
-            tl.store(carry_ptr + cbase + c * 8 + 3, v1i)
+            _store_state(carry_ptr + cbase + c * 8, v0r, v0i, v1r, v1i)
             tl.store(carry_ptr + cbase + c * 8 + 4 + tl.arange(0, 1)[:, None], h_r)
             tl.store(carry_ptr + cbase + c * 8 + 5 + tl.arange(0, 1)[:, None], h_i)
             acols, kcols, ai, gr, gi, wr, wi = _exact_bwd_tile(a_ptr, k_ptr, z_ptr, g_ptr, go_ptr, rows, row_ok,
@@ -1066,10 +1072,7 @@ def _bwd_exact_kernel(a_ptr, k_ptr, z_ptr, g_ptr, go_ptr, o_ptr, flag_ptr, carry
         while c >= 0:
             acols, kcols, ai, gr, gi, wr, wi = _exact_bwd_tile(a_ptr, k_ptr, z_ptr, g_ptr, go_ptr, rows, row_ok,
                                                                c * T, N, S, L, K_SCALAR)
-            w0r = tl.load(carry_ptr + cbase + c * 8 + 0)
-            w0i = tl.load(carry_ptr + cbase + c * 8 + 1)
-            w1r = tl.load(carry_ptr + cbase + c * 8 + 2)
-            w1i = tl.load(carry_ptr + cbase + c * 8 + 3)
+            w0r, w0i, w1r, w1i = _load_state(carry_ptr + cbase + c * 8)
             hcr = tl.load(carry_ptr + cbase + c * 8 + 4 + tl.arange(0, 1)[:, None])
             hci = tl.load(carry_ptr + cbase + c * 8 + 5 + tl.arange(0, 1)[:, None])
             lr, li, o0, o1, o2, o3 = _fwd_carries(acols, kcols, ai, seg2, w0r, w0i, w1r, w1i, S, L)
