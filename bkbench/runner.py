@@ -228,33 +228,36 @@ class RunSummary:
     problems: list[dict[str, Any]] = field(default_factory=list)  # non-ok, non-skipped rows run now
 
 
-def _run_identity(run: dict[str, Any]) -> dict[str, Any]:
+SELECTION_KEYS = ("impls", "skip_impls", "missing", "retry")  # a run's case selection, as its config stores it
+
+
+def _identity(label: str | None, shard: str | None, groups: Sequence[str] | None,
+              selection: dict[str, Any]) -> dict[str, Any]:
     """What a run must share with a ``--resume`` request to be continued by it: label, shard, groups and the
-    case selection (--impl / --skip-impl / --missing / --retry), as stored in the run's config."""
-    config = json.loads(run["config_json"] or "{}")
-    return {"label": run["label"] or "", "shard": config.get("shard"),
-            "groups": sorted(config["groups"]) if config.get("groups") else None,
-            "selection": {k: config[k] for k in ("impls", "skip_impls", "missing", "retry") if config.get(k)}}
+    case selection (--impl / --skip-impl / --missing / --retry; the :data:`SELECTION_KEYS` of ``selection``)."""
+    return {"label": label or "", "shard": shard, "groups": sorted(groups) if groups else None,
+            "selection": {k: selection[k] for k in SELECTION_KEYS if selection.get(k)}}
 
 
-def _find_resumable(store: Store, suite: str, device: str, want: dict[str, Any]) -> dict[str, Any] | None:
-    """The latest run of the same suite and device whose :func:`_run_identity` is ``want`` (a run of another
-    shard is never resumed, even when the runs share a label)."""
+def _find_resumable(store: Store, suite: str, device: str,
+                    want: dict[str, Any]) -> tuple[dict[str, Any] | None, str]:
+    """(run, "") for the latest run of the same suite and device whose :func:`_identity` is ``want`` (a run of
+    another shard is never resumed, even when the runs share a label); else (None, why): how the latest run of
+    this suite on this device differs from ``want``, or that there is none."""
+    latest: tuple[dict[str, Any], dict[str, Any]] | None = None
     for run in reversed(store.runs()):
-        if run["suite"] == suite and run["device"] == device and _run_identity(run) == want:
-            return run
-    return None
-
-
-def _why_not_resumable(store: Store, suite: str, device: str, want: dict[str, Any]) -> str:
-    """Why ``--resume`` found nothing: how the latest run of this suite on this device differs from ``want``,
-    or that there is none."""
-    for run in reversed(store.runs()):
-        if run["suite"] == suite and run["device"] == device:
-            have = _run_identity(run)
-            diffs = [f"{k} {have[k]!r} (now {want[k]!r})" for k in want if have[k] != want[k]]
-            return f"the latest run of {suite!r} on {device}, run {run['id']}, had " + ", ".join(diffs)
-    return f"no run of {suite!r} on {device} in {store.path}"
+        if run["suite"] != suite or run["device"] != device:
+            continue
+        config = json.loads(run["config_json"] or "{}")
+        have = _identity(run["label"], config.get("shard"), config.get("groups"), config)
+        if have == want:
+            return run, ""
+        latest = latest or (run, have)
+    if latest is None:
+        return None, f"no run of {suite!r} on {device} in {store.path}"
+    run, have = latest
+    diffs = [f"{k} {have[k]!r} (now {want[k]!r})" for k in want if have[k] != want[k]]
+    return None, f"the latest run of {suite!r} on {device}, run {run['id']}, had " + ", ".join(diffs)
 
 
 def select_impls(cases: list[CaseSpec], impls: Sequence[str] | None = None,
@@ -388,13 +391,12 @@ def run_suite(
     run_label = label or " ".join(x for x in (f"shard {shard_spec}" if shard_spec else "",
                                                f"groups {','.join(groups)}" if groups else "") if x)
     store = Store(db)
-    want = {"label": run_label, "shard": shard_spec, "groups": sorted(groups) if groups else None,
-            "selection": selection}
-    prior = _find_resumable(store, s.name, dev, want) if resume else None
-    if resume and prior is None:
-        why = _why_not_resumable(store, s.name, dev, want)
-        console.print(f"[yellow]--resume[/yellow]: no run to continue ({why}); starting a new run. To continue "
-                      "a run, repeat its command exactly, plus --resume.")
+    prior = None
+    if resume:
+        prior, why = _find_resumable(store, s.name, dev, _identity(run_label, shard_spec, groups, selection))
+        if prior is None:
+            console.print(f"[yellow]--resume[/yellow]: no run to continue ({why}); starting a new run. To "
+                          "continue a run, repeat its command exactly, plus --resume.")
     stored_elsewhere = store.stored_case_ids(s.name, dev, not_held) if missing else set()
     if missing and prior is None and all(c.case_id in stored_elsewhere for c in cases):
         # nothing to fill in: say so, and leave no empty run behind (run_id 0 = no run was opened)

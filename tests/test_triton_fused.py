@@ -291,7 +291,7 @@ def test_gate_checks_every_tuned_config_of_this_device(device, monkeypatch, tmp_
     fails a configuration that errs or computes wrong values."""
     from bkbench import gate, tuning
 
-    gpu = tuning.gpu_name(device) if device == "cuda" else "cpu-interpreter"
+    gpu = tuning.gpu_name(device)  # "cpu-interpreter" off the GPU
     entries = {
         f"{gpu}|float32|scalar|N256_E1024": {"config": SEQ.to_dict(), "bwd_config": SMALL_BWD.to_dict()},
         f"{gpu}|float32|scalar|N256_E4096": {"config": SEQ.to_dict(), "bwd_config": SMALL_BWD.to_dict()},  # same
