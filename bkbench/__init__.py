@@ -1,24 +1,23 @@
 """bkbench: benchmark, correctness gate and autotuning harness for the BK-core
-(the diagonal of a tridiagonal resolvent, G_i = ((T - zI)^-1)_ii)."""
+(the diagonal of a tridiagonal resolvent, G_i = ((T - zI)^-1)_ii).
 
-import os as _os
+The library a model imports is :func:`bk_core` (also the ``bkbench::bk_core`` PyTorch operator under
+``torch.compile``), :func:`bk_core_ex`, :func:`checked` and the registry. Importing it changes no process-wide
+setting: Triton kernels on a machine without a GPU run only where the caller set ``TRITON_INTERPRET=1`` before
+importing (the ``bkbench`` command line and the tests do).
+"""
 
-import torch as _torch
-
-# Triton kernels on a machine without a GPU run in Triton's CPU interpreter (small sizes only). Triton reads
-# this variable when a kernel is decorated, so it is decided here, before anything can import triton.
-if not _torch.cuda.is_available():
-    _os.environ.setdefault("TRITON_INTERPRET", "1")
-
-from bkbench.api import bk_core  # noqa: E402
-from bkbench.registry import Implementation, Registry, default_registry, implementations, register  # noqa: E402
-from bkbench.validate import NonFiniteResultError  # noqa: E402
+from bkbench.api import bk_core, bk_core_ex, checked
+from bkbench.registry import Implementation, Registry, default_registry, implementations, register
+from bkbench.validate import NonFiniteResultError
 
 __all__ = [
     "Implementation",
     "NonFiniteResultError",
     "Registry",
     "bk_core",
+    "bk_core_ex",
+    "checked",
     "default_registry",
     "implementations",
     "register",

@@ -1,13 +1,56 @@
-"""The public entry point: :func:`bk_core`."""
+"""The public entry points: :func:`bk_core`, :func:`bk_core_ex` and :func:`checked`.
+
+A call checks metadata only (shapes, dtypes, devices: ``validate.call_args``), picks the implementation (memoised
+per shape class, so an eager call reads no file) and runs it on the inputs as they are. It does no host
+synchronisation and no data-dependent Python control flow, so it can be captured in a CUDA graph. Under
+``torch.compile`` it becomes one ``bkbench::bk_core`` operator (``bkbench/op.py``); in eager mode the same
+implementation is called directly (the operator's dispatch costs ~20 µs of host time per call).
+
+Value checks (NaN/Inf in a, b, c, z; a non-finite G) synchronise, so they are opt-in: ``check=True``, the
+``bkbench.checked()`` context, or the environment variable ``BKBENCH_CHECK=1``. :func:`bk_core_ex` returns the
+same verdicts per chain as a status tensor, without synchronising (as ``torch.linalg.inv_ex`` does).
+"""
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
+import functools
+import inspect
+import json
+import os
+from collections.abc import Iterator
 from typing import Any
 
 import torch
 
 from bkbench.registry import Implementation, Registry, default_registry
-from bkbench.validate import HALF_DTYPES, check_result, normalize
+from bkbench.validate import CallArgs, call_args, check_result, check_values, status, working_a
+
+_CHECKED: contextvars.ContextVar[bool | None] = contextvars.ContextVar("bkbench_checked", default=None)
+
+
+def _env_checked() -> bool:
+    return os.environ.get("BKBENCH_CHECK", "").strip().lower() in ("1", "true", "yes", "on")
+
+
+@contextlib.contextmanager
+def checked(enabled: bool = True) -> Iterator[None]:
+    """Within this context, :func:`bk_core` calls with ``check=None`` run the value checks (and synchronise)."""
+    token = _CHECKED.set(bool(enabled))
+    try:
+        yield
+    finally:
+        _CHECKED.reset(token)
+
+
+def checks_on(check: bool | None) -> bool:
+    """Whether a call runs the value checks: ``check`` if given, else the :func:`checked` context, else
+    ``BKBENCH_CHECK``."""
+    if check is not None:
+        return bool(check)
+    ctx = _CHECKED.get()
+    return ctx if ctx is not None else _env_checked()
 
 
 def bk_core(
@@ -17,66 +60,139 @@ def bk_core(
     z: complex | torch.Tensor = 1j,
     *,
     impl: str = "auto",
+    check: bool | None = None,
     registry: Registry | None = None,
-    check_finite: bool = True,
     **options: Any,
 ) -> torch.Tensor:
     """Diagonal of the tridiagonal resolvent, ``G[..., i] = ((T - zI)^-1)_ii``.
 
     Args:
         a: (..., N) diagonal, real (float32/float64/bfloat16/float16) or complex (complex64/complex128).
-        b: (..., N-1) super-diagonal, same leading dims as ``a``, or a number (uniform coupling).
-        c: (..., N-1) sub-diagonal, same leading dims as ``a``, or a number.
+        b: (..., N-1) super-diagonal, broadcastable to ``a.shape[:-1] + (N-1,)`` (broadcast views are read in
+            place), or a number (uniform coupling).
+        c: (..., N-1) sub-diagonal, or a number, as ``b``.
         z: complex shift: a number or a tensor broadcastable to ``a.shape[:-1]`` (one shift per chain).
-        impl: registry name (``bkbench.implementations()``), or ``"auto"`` for the dispatcher's choice.
-        registry: the registry to look ``impl`` up in (default: the discovered one).
-        check_finite: raise :class:`~bkbench.validate.NonFiniteResultError` when G has inf/NaN.
-        **options: passed to the implementation (e.g. ``window=8`` for ``lut_green``).
+        impl: registry name (``bkbench.implementations()``), or ``"auto"`` for the dispatcher's choice (packaged
+            measurements; a results database only when ``BKBENCH_DB`` names one; differentiable when an input
+            requires grad).
+        check: run the value checks (NaN/Inf inputs raise ``ValueError`` naming the argument, a non-finite G
+            raises :class:`~bkbench.validate.NonFiniteResultError`); they synchronise with the device. None: the
+            :func:`checked` context or ``BKBENCH_CHECK`` decides (default off).
+        registry: the registry to look ``impl`` up in (default: the discovered one; eager mode only).
+        **options: passed to the implementation (e.g. ``window=8`` for ``lut_green``); an option the
+            implementation does not take is a ``ValueError``.
 
     Returns:
-        G of shape ``a.shape``: complex64 for float32/bf16/fp16 work, complex128 when any input is float64
-        (or complex128); on the device of ``a``. Differentiable w.r.t. ``a`` (and ``z``) when the implementation
-        is (``Implementation.differentiable``).
+        G of shape ``a.shape``: complex64 for float32/bf16/fp16 work, complex128 when any tensor input is float64
+        or complex128 (Python numbers never change the precision); on the device of ``a``. Differentiable w.r.t.
+        ``a`` and a tensor ``z`` when the implementation is (``Implementation.differentiable``).
 
     Raises:
-        ValueError: bad shapes, dtypes, devices, NaN/Inf inputs, unknown ``impl``, or a non-finite result.
+        ValueError: bad shapes, dtypes, devices, unknown ``impl`` or option; with checks on, NaN/Inf inputs or a
+            non-finite result.
     """
-    reg = registry if registry is not None else default_registry()
-    norm = normalize(a, b, c, z)
-    rec = _choose(reg, impl, norm)
-    _check_fits(rec, norm, a, b, c)
-    work_a = norm.a
-    if work_a.dtype not in rec.dtypes:
-        work_a = work_a.to(torch.float32) if work_a.dtype in HALF_DTYPES else work_a
-        if work_a.dtype not in rec.dtypes:
-            names = ", ".join(str(d).replace("torch.", "") for d in rec.dtypes)
+    args = call_args(a, b, c, z)
+    needs_grad = False
+    if torch.is_grad_enabled():
+        _reject_coupling_grad(b, c)
+        needs_grad = a.requires_grad or (isinstance(z, torch.Tensor) and z.requires_grad)
+    if torch.compiler.is_compiling():
+        from bkbench.op import traced_call
+
+        if check:
+            raise ValueError("check: value checks synchronise and cannot run inside torch.compile; use "
+                             "bkbench.bk_core_ex for a per-chain status, or check outside the compiled region")
+        if registry is not None:
+            raise ValueError("registry: a custom registry is not supported under torch.compile; use the default")
+        return traced_call(a, b, c, z, impl, options, needs_grad, args)
+    on = checks_on(check)
+    if on:
+        check_values(args)
+    rec = resolve(registry if registry is not None else default_registry(), impl, args, needs_grad)
+    g = run(rec, args, needs_grad, options)
+    if on:
+        check_result(g, rec.name, args)
+    return g if len(args.lead) == 1 else g.reshape(*args.lead, args.n)
+
+
+def bk_core_ex(
+    a: torch.Tensor,
+    b: torch.Tensor | float,
+    c: torch.Tensor | float,
+    z: complex | torch.Tensor = 1j,
+    *,
+    impl: str = "auto",
+    registry: Registry | None = None,
+    **options: Any,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """:func:`bk_core` without the value checks, returning ``(G, info)``: ``info`` is int32 of shape
+    ``a.shape[:-1]``, per chain 0 (ok), 1 (a NaN/Inf in a, b, c or z) or 2 (G has a NaN/Inf: T - zI singular or
+    the couplings' product overflows). No host synchronisation: read ``info`` when convenient."""
+    g = bk_core(a, b, c, z, impl=impl, check=False, registry=registry, **options)
+    args = call_args(a, b, c, z)
+    return g, status(args, g).reshape(args.lead)
+
+
+def _reject_coupling_grad(b: Any, c: Any) -> None:
+    for name, t in (("b", b), ("c", c)):
+        if isinstance(t, torch.Tensor) and t.requires_grad:
             raise ValueError(
-                f"a: dtype {str(norm.a.dtype).replace('torch.', '')} is not supported by impl {rec.name!r} "
-                f"(it takes {names}); convert a or choose another impl"
+                f"{name}: requires grad, but BK-core gradients are implemented w.r.t. a and z only; "
+                f"pass {name}.detach()"
             )
-    g = rec.fn(work_a, norm.k, norm.z, **{**rec.defaults, **options})
-    if check_finite:
-        check_result(g, rec.name)
-    return g.reshape(*norm.lead, g.shape[-1])
 
 
-def _choose(reg: Registry, impl: str, norm: Any) -> Implementation:
+# --------------------------------------------------------------------------------------------------------
+# which implementation, and running it
+# --------------------------------------------------------------------------------------------------------
+
+
+def _dtype_name(dtype: torch.dtype) -> str:
+    return str(dtype).replace("torch.", "")
+
+
+def _shape_class(args: CallArgs, impl: str, needs_grad: bool) -> tuple[Any, ...]:
+    """What the choice of implementation depends on (``auto`` also on the shape bucket)."""
+    cls = (args.device.type, args.a.dtype, args.compute, args.a.is_complex(), args.complex_couplings, needs_grad)
+    if impl == "auto":
+        from bkbench.dispatch import bucket
+
+        cls += (bucket(args.batch, args.n),)
+    return cls
+
+
+_RESOLVED: dict[tuple[Any, ...], Implementation] = {}
+
+
+def resolve(reg: Registry, impl: str, args: CallArgs, needs_grad: bool) -> Implementation:
+    """The implementation a call runs (memoised per registry, name and shape class); ValueError when it cannot
+    take these inputs."""
+    if not isinstance(impl, str):
+        raise ValueError(f"impl: expected a registry name or 'auto', got {type(impl).__name__}")
+    key = (id(reg), len(reg), impl, *_shape_class(args, impl, needs_grad))
+    rec = _RESOLVED.get(key)
+    if rec is None:
+        rec = _choose(reg, impl, args, needs_grad)
+        _check_fits(rec, args, needs_grad)
+        _RESOLVED[key] = rec
+    return rec
+
+
+def _choose(reg: Registry, impl: str, args: CallArgs, needs_grad: bool) -> Implementation:
     if impl == "auto":
         from bkbench.dispatch import choose
 
-        # complex a is handed over as complex: only implementations that take it may be chosen
-        dtype = norm.a.dtype if norm.a.is_complex() else norm.compute
-        return reg.get(choose(norm.a.device.type, dtype, norm.a.shape[0], norm.a.shape[1], reg).impl)
-    if not isinstance(impl, str):
-        raise ValueError(f"impl: expected a registry name or 'auto', got {type(impl).__name__}")
+        # complex inputs are handed over as complex: only implementations that take them may be chosen
+        dtype = args.out_dtype if (args.a.is_complex() or args.complex_couplings) else args.compute
+        return reg.get(choose(args.device.type, dtype, args.batch, args.n, reg, needs_grad=needs_grad).impl)
     rec = reg.get(impl)
     if rec.kind != "bk":
         raise ValueError(f"impl: {impl!r} is a {rec.kind} baseline, not a BK-core implementation")
     return rec
 
 
-def _check_fits(rec: Implementation, norm: Any, a: torch.Tensor, b: Any, c: Any) -> None:
-    dev = norm.a.device.type
+def _check_fits(rec: Implementation, args: CallArgs, needs_grad: bool) -> None:
+    dev = args.device.type
     if dev not in rec.devices:
         raise ValueError(
             f"a: device {dev} is not supported by impl {rec.name!r} (it runs on {', '.join(rec.devices)}); "
@@ -85,12 +201,70 @@ def _check_fits(rec: Implementation, norm: Any, a: torch.Tensor, b: Any, c: Any)
     reason = rec.unavailable_reason()
     if reason:
         raise ValueError(f"impl: {rec.name!r} is not available here: {reason}")
-    if torch.is_grad_enabled():
-        if a.requires_grad and not rec.differentiable:
-            raise ValueError(f"a: requires grad but impl {rec.name!r} is not differentiable; use impl='thomas'")
-        for name, t in (("b", b), ("c", c)):
-            if isinstance(t, torch.Tensor) and t.requires_grad:
-                raise ValueError(
-                    f"{name}: requires grad, but BK-core gradients are implemented w.r.t. a and z only; "
-                    f"pass {name}.detach()"
-                )
+    if needs_grad and not rec.differentiable:
+        raise ValueError(f"a: requires grad but impl {rec.name!r} is not differentiable; use impl='thomas'")
+    work = working_dtype(args, rec)
+    if work not in rec.dtypes:
+        names = ", ".join(_dtype_name(d) for d in rec.dtypes)
+        raise ValueError(
+            f"a: these inputs compute in {_dtype_name(work)} (a is {_dtype_name(args.a.dtype)}; any float64 or "
+            f"complex128 tensor input makes the work float64), which impl {rec.name!r} does not take (it takes "
+            f"{names}); convert the inputs or choose another impl"
+        )
+    if args.complex_couplings and not any(d.is_complex for d in rec.dtypes):
+        raise ValueError(f"b, c: complex couplings are not supported by impl {rec.name!r}; use impl='thomas'")
+
+
+def working_dtype(args: CallArgs, rec: Implementation) -> torch.dtype:
+    """The dtype ``a`` reaches ``rec`` in (``validate.working_a``), or a complex one when the couplings are
+    complex: a half type as it is when ``rec`` takes it in float32 work, else the compute precision."""
+    if args.a.dtype in (torch.float16, torch.bfloat16) and args.compute == torch.float32:
+        return args.a.dtype if args.a.dtype in rec.dtypes else torch.float32
+    if args.a.is_complex() or args.complex_couplings:
+        return args.out_dtype
+    return args.compute
+
+
+@functools.lru_cache(maxsize=256)
+def _accepted_options(fn: Any) -> tuple[frozenset[str], bool]:
+    """(keyword options ``fn`` takes after (a, k, z), whether it takes any **kwargs)."""
+    params = list(inspect.signature(fn).parameters.values())[3:]
+    names = frozenset(p.name for p in params if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY))
+    return names, any(p.kind == p.VAR_KEYWORD for p in params)
+
+
+def check_options(rec: Implementation, options: dict[str, Any]) -> dict[str, Any]:
+    """The implementation's defaults updated with ``options``; ValueError naming an option it does not take."""
+    if options:
+        names, anything = _accepted_options(rec.fn)
+        unknown = sorted(set(options) - names)
+        if unknown and not anything:
+            takes = ", ".join(sorted(names)) or "none"
+            raise ValueError(f"options: impl {rec.name!r} takes no option {', '.join(map(repr, unknown))} "
+                             f"(its options: {takes})")
+    return {**rec.defaults, **options} if rec.defaults else dict(options)
+
+
+def run(rec: Implementation, args: CallArgs, needs_grad: bool, options: dict[str, Any]) -> torch.Tensor:
+    """G (B, N) of ``rec`` for ``args``: through ``rec.call`` (the inputs as they are) when it has one, else in
+    the registry calling convention (k = b * c and z formed in the compute precision)."""
+    opts = check_options(rec, options)
+    if rec.call is not None:
+        return rec.call(args, needs_grad=needs_grad, **opts)
+    return rec.fn(working_a(args, rec.dtypes), args.couplings(), args.shifts(), **opts)
+
+
+def options_json(options: dict[str, Any]) -> str:
+    """Options as the operator carries them (JSON); ValueError when one is not JSON-serialisable."""
+    if not options:
+        return "{}"
+    return _options_json(options)
+
+
+@torch.compiler.assume_constant_result
+def _options_json(options: dict[str, Any]) -> str:
+    try:
+        return json.dumps(options, sort_keys=True)
+    except TypeError:
+        raise ValueError("options: under torch.compile options must be JSON values (numbers, strings, lists, "
+                         "dicts); pass a config as a dict") from None

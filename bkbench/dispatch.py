@@ -2,17 +2,20 @@
 
 Per (device, GPU, compute dtype, shape bucket) the dispatcher picks the fastest *exact* implementation that
 is usable here and passed correctness, from measured data; with no data it falls back to a fixed preference
-order. Every pick carries its reason (``bkbench explain-auto`` prints it). Sources, in order:
+order. When an input requires grad only differentiable implementations are candidates. Every pick carries its
+reason (``bkbench explain-auto`` prints it). Sources, in order:
 
-1. the results store (``$BKBENCH_DB`` or ``results/bkbench.db``, see :mod:`bkbench.store`): forward rows
-   (``mode == "fwd"``) of this device type, GPU, dtype and shape bucket. An implementation with an
-   ``incorrect`` row in the bucket is excluded (it failed the correctness check there); among the others with
-   ``ok`` rows the lowest median time of the latest run wins;
-2. the measurements shipped with the package for this GPU (``bkbench/data/auto_h100.json``);
+1. a results store, only when the user names one (``$BKBENCH_DB``, or ``explain(store_path=...)``; see
+   :mod:`bkbench.store`): forward rows (``mode == "fwd"``) of this device type, GPU, dtype and shape bucket. An
+   implementation with an ``incorrect`` row in the bucket is excluded (it failed the correctness check there);
+   among the others with ``ok`` rows the lowest median time of the latest run wins. The library never reads a
+   database it was not told about (the same call picks the same way wherever the program runs);
+2. the measurements shipped with the package (``bkbench/data/auto_*.json``) for this GPU, or the nearest known
+   GPU (``kernels._triton_fused_tables.GpuId``);
 3. the fixed order ``FALLBACK_ORDER`` (first usable exact implementation that takes the dtype).
 
-The shape bucket is :func:`bkbench.tuning.bucket` (chain length rounded up to a power of two, total elements
-B*N to a power of four). Picks are memoised per key (and store file modification time).
+The shape bucket is :func:`bucket` (chain length rounded up to a power of two, total elements B*N to a power of
+four). Picks are memoised per key (and store file modification time).
 """
 
 from __future__ import annotations
@@ -34,8 +37,14 @@ FALLBACK_ORDER = {
     "cuda": ("triton_fused", "assoc_scan", "thomas", "naive_loop"),
     "cpu": ("thomas", "assoc_scan", "naive_loop"),
 }
-PACKAGED_AUTO = {"NVIDIA H100 80GB HBM3": "auto_h100.json"}
 DATA_DIR = Path(__file__).resolve().parent / "data"
+
+
+def bucket(batch: int, n: int) -> str:
+    """Shape bucket of a (batch, n) problem (the tuned tables' bucket)."""
+    from kernels._triton_fused_tables import bucket as _bucket
+
+    return _bucket(batch, n)
 
 
 @dataclass(frozen=True)
@@ -64,12 +73,14 @@ def _takes(rec: Implementation, dtype: torch.dtype) -> bool:
     return dtype in rec.dtypes
 
 
-def _usable(rec: Implementation, device: str, dtype: torch.dtype) -> str | None:
-    """None when ``rec`` may be picked for (device, dtype), else why not."""
+def _usable(rec: Implementation, device: str, dtype: torch.dtype, needs_grad: bool = False) -> str | None:
+    """None when ``rec`` may be picked for (device, dtype, grad), else why not."""
     if rec.kind != "bk":
         return f"a {rec.kind} baseline"
     if not rec.exact:
         return "approximate"
+    if needs_grad and not rec.differentiable:
+        return "not differentiable (an input requires grad)"
     if device not in rec.devices:
         return f"no {device} support"
     if not _takes(rec, dtype):
@@ -83,16 +94,16 @@ def _gpu_name(device: str) -> str | None:
     return None
 
 
-def _store_path() -> Path:
-    return Path(os.environ.get("BKBENCH_DB", "results/bkbench.db"))
+def _store_path() -> Path | None:
+    """The results store the user named (``BKBENCH_DB``), or None: the library reads no database by default."""
+    env = os.environ.get("BKBENCH_DB", "").strip()
+    return Path(env) if env else None
 
 
 def store_evidence(path: Path, device: str, gpu: str | None, dtype: torch.dtype, batch: int, n: int
                    ) -> dict[str, dict[str, Any]]:
     """Per implementation: {"ms": median of its latest run (ok rows), "incorrect": bool, "run": id} from the
     results store, for forward rows in the same bucket. Read-only; an unreadable store gives {}."""
-    from bkbench.tuning import bucket
-
     if not path.exists():
         return {}
     want = bucket(batch, n)
@@ -128,17 +139,38 @@ def store_evidence(path: Path, device: str, gpu: str | None, dtype: torch.dtype,
     return out
 
 
-def packaged_evidence(gpu: str | None, dtype: torch.dtype, batch: int, n: int) -> dict[str, dict[str, Any]]:
-    from bkbench.tuning import bucket
+def _packaged_auto(gpu: str | None) -> tuple[str, dict[str, Any]] | None:
+    """(file name, data) of the packaged auto measurements for ``gpu`` (this CUDA device when it is the current
+    one), or of the nearest known GPU; None off CUDA or when nothing is packaged."""
+    from kernels._triton_fused_tables import GpuId, gpu_id
 
-    name = PACKAGED_AUTO.get(gpu or "")
-    if not name:
+    if gpu is None:
+        return None
+    here = gpu_id() if torch.cuda.is_available() and gpu == torch.cuda.get_device_name() else None
+    files = []
+    for path in sorted(DATA_DIR.glob("auto_*.json")):
+        try:
+            with open(path) as f:
+                data = json.load(f)
+        except (OSError, ValueError):
+            continue
+        g = data.get("gpu")
+        if isinstance(g, dict):
+            files.append((GpuId.from_dict(g), path.name, data))
+    for g, name, data in files:
+        if g.name == gpu and (here is None or g.same_gpu(here)):
+            return name, data
+    if here is None or not files:
+        return None
+    g, name, data = min(files, key=lambda t: here.distance(t[0]))
+    return f"{name} (nearest known GPU: {g.label()})", data
+
+
+def packaged_evidence(gpu: str | None, dtype: torch.dtype, batch: int, n: int) -> dict[str, dict[str, Any]]:
+    found = _packaged_auto(gpu)
+    if not found:
         return {}
-    try:
-        with open(DATA_DIR / name) as f:
-            data = json.load(f)
-    except (OSError, ValueError):
-        return {}
+    name, data = found
     entry = data.get("entries", {}).get(f"{_dtype_name(dtype)}|{bucket(batch, n)}")
     if not entry:
         return {}
@@ -146,13 +178,13 @@ def packaged_evidence(gpu: str | None, dtype: torch.dtype, batch: int, n: int) -
 
 
 def explain(device: str, dtype: torch.dtype, batch: int, n: int, registry: Registry,
-            store_path: Path | None = None, use_data: bool = True, gpu: str | None = None) -> Evidence:
+            store_path: Path | None = None, use_data: bool = True, gpu: str | None = None,
+            needs_grad: bool = False) -> Evidence:
     """The full decision for (device, dtype, batch, n): candidates, their data and the pick.
 
-    ``gpu`` overrides the GPU name (default: the current CUDA device's), e.g. to explain an H100 pick on a
-    machine without that GPU."""
-    from bkbench.tuning import bucket
-
+    ``store_path``: a results store to read (default: ``$BKBENCH_DB`` if set, else none). ``gpu`` overrides the
+    GPU name (default: the current CUDA device's), e.g. to explain an H100 pick on a machine without that GPU.
+    ``needs_grad``: only differentiable implementations are candidates."""
     if device not in FALLBACK_ORDER:
         raise ValueError(f"device: {device!r} is not supported; use 'cpu' or 'cuda'")
     if batch < 1 or n < 1:
@@ -160,13 +192,16 @@ def explain(device: str, dtype: torch.dtype, batch: int, n: int, registry: Regis
     gpu = gpu or _gpu_name(device)
     ev = Evidence(f"{device}|{gpu or '-'}|{_dtype_name(dtype)}|{bucket(batch, n)}", gpu)
     for rec in registry.implementations("bk"):
-        ev.candidates[rec.name] = {"usable": _usable(rec, device, dtype)}
+        ev.candidates[rec.name] = {"usable": _usable(rec, device, dtype, needs_grad)}
     data: dict[str, dict[str, Any]] = {}
     if use_data:
         path = store_path or _store_path()
-        data = store_evidence(path, device, gpu, dtype, batch, n)
-        ev.sources.append(f"results store {path}: {len(data)} implementation(s) measured in this bucket"
-                          if path.exists() else f"results store {path}: not found")
+        if path is None:
+            ev.sources.append("results store: none named (set BKBENCH_DB to use one)")
+        else:
+            data = store_evidence(path, device, gpu, dtype, batch, n)
+            ev.sources.append(f"results store {path}: {len(data)} implementation(s) measured in this bucket"
+                              if path.exists() else f"results store {path}: not found")
         timed = [k for k, v in data.items() if v.get("ms") is not None]
         if len(timed) < 2:
             pk = packaged_evidence(gpu, dtype, batch, n)
@@ -188,17 +223,17 @@ def explain(device: str, dtype: torch.dtype, batch: int, n: int, registry: Regis
         ev.choice = Choice(name, f"fastest measured exact implementation in bucket {ev.key} ({name} {ms:.4g} ms"
                                  + (f"; {others}" if others else "") + f"; from {src})")
         return ev
-    ev.choice = _fallback(device, dtype, registry)
+    ev.choice = _fallback(device, dtype, registry, needs_grad)
     return ev
 
 
-def _fallback(device: str, dtype: torch.dtype, registry: Registry) -> Choice:
+def _fallback(device: str, dtype: torch.dtype, registry: Registry, needs_grad: bool = False) -> Choice:
     skipped = []
     for name in FALLBACK_ORDER[device]:
         if name not in registry:
             skipped.append(f"{name}: not registered")
             continue
-        reason = _usable(registry.get(name), device, dtype)
+        reason = _usable(registry.get(name), device, dtype, needs_grad)
         if reason:
             skipped.append(f"{name}: {reason}")
             continue
@@ -213,19 +248,19 @@ def _fallback(device: str, dtype: torch.dtype, registry: Registry) -> Choice:
 _MEMO: dict[tuple[Any, ...], Choice] = {}
 
 
-def choose(device: str, dtype: torch.dtype, batch: int, n: int, registry: Registry) -> Choice:
-    """Pick an exact BK-core implementation for (device, dtype, batch, n); never raises for a known device."""
+def choose(device: str, dtype: torch.dtype, batch: int, n: int, registry: Registry,
+           needs_grad: bool = False) -> Choice:
+    """Pick an exact BK-core implementation for (device, dtype, batch, n) (a differentiable one when
+    ``needs_grad``); never raises for a known device with a usable implementation."""
     path = _store_path()
     try:
-        mtime = path.stat().st_mtime if path.exists() else None
+        mtime = path.stat().st_mtime if path is not None and path.exists() else None
     except OSError:
         mtime = None
-    from bkbench.tuning import bucket
-
-    key = (device, _dtype_name(dtype), bucket(batch, n), str(path), mtime, id(registry))
+    key = (device, _dtype_name(dtype), bucket(batch, n), str(path), mtime, id(registry), needs_grad)
     hit = _MEMO.get(key)
     if hit is None:
-        hit = explain(device, dtype, batch, n, registry).choice
+        hit = explain(device, dtype, batch, n, registry, needs_grad=needs_grad).choice
         assert hit is not None
         _MEMO[key] = hit
     return hit

@@ -51,6 +51,13 @@ class Implementation:
         error_model: ``(problem, options) -> relative tolerance`` for approximate implementations.
         available: ``() -> None`` when usable here, else the reason it is not (missing package, no GPU...).
         supports: ``(problem) -> None`` when it takes the case, else the reason it declines it.
+        call: optional entry point of :func:`bkbench.bk_core` that takes the user's inputs as they are
+            (``call(args: bkbench.validate.CallArgs, needs_grad: bool, **options) -> G (B, N)``): the couplings
+            and shift reach the kernel without copies. Without it, ``bk_core`` forms ``k = b * c`` and a shift
+            tensor in the compute precision and calls ``fn``.
+        vjp: optional explicit vector-Jacobian product used by the ``bkbench::bk_core`` operator's backward
+            (``vjp(args, g, grad_g, need_a, need_z, **options) -> (grad_a (B, N) | None, grad_z (B,) | None)``);
+            without it the operator recomputes ``fn`` under autograd.
         module: the module that defined it.
     """
 
@@ -67,6 +74,8 @@ class Implementation:
     error_model: Callable[..., float] | None = None
     available: Callable[[], str | None] = staticmethod(lambda: None)  # type: ignore[assignment]
     supports: Callable[[Any], str | None] = staticmethod(lambda problem: None)  # type: ignore[assignment]
+    call: Callable[..., Any] | None = None
+    vjp: Callable[..., Any] | None = None
     module: str = ""
 
     def unavailable_reason(self) -> str | None:
@@ -118,6 +127,8 @@ def register(
     error_model: Callable[..., float] | None = None,
     available: Callable[[], str | None] | None = None,
     supports: Callable[[Any], str | None] | None = None,
+    call: Callable[..., Any] | None = None,
+    vjp: Callable[..., Any] | None = None,
 ) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
     """Mark ``fn`` as an implementation. Returns ``fn`` unchanged, with its record in ``fn.__bkbench__``.
 
@@ -139,6 +150,8 @@ def register(
             error_model=error_model,
             available=available or (lambda: None),
             supports=supports or (lambda problem: None),
+            call=call,
+            vjp=vjp,
             module=getattr(fn, "__module__", ""),
         )
         _check_record(rec)

@@ -26,10 +26,8 @@ from typing import Any
 import numpy as np
 import torch
 
-CACHE_NAME = "tuned_triton_fused.json"
-PACKAGED = {"NVIDIA H100 80GB HBM3": "tuned_h100.json"}
-DATA_DIR = Path(__file__).resolve().parent / "data"
-SCHEMA = 1
+from kernels import _triton_fused_tables as tables
+from kernels._triton_fused_tables import SCHEMA, bucket, cache_path  # noqa: F401  (re-exported)
 
 # forward search space: (seg, warps) tiles x (L, M1) segment shapes x output store modes x two-tile mode;
 # H = max(1, 16 // L) (a halo of at least 16 positions); maxpass 4. Store modes: FusedConfig.store (1 per-column
@@ -47,112 +45,57 @@ BWD_LIN = (2, 1)  # BwdConfig.lin_exact: two segments composed (bounded), or exa
 # halo) is not searched: its bound fails at L 8 for every chain of the tuning inputs (all go to the exact kernel)
 
 
-def cache_path() -> Path:
-    """The user cache file (``BKBENCH_CACHE_DIR`` overrides the platformdirs location)."""
-    env = os.environ.get("BKBENCH_CACHE_DIR")
-    if env:
-        return Path(env) / CACHE_NAME
-    try:
-        import platformdirs
-
-        base = Path(platformdirs.user_cache_dir("bkbench"))
-    except ImportError:  # pragma: no cover - platformdirs is a dependency
-        base = Path.home() / ".cache" / "bkbench"
-    return base / CACHE_NAME
-
-
-def _pow2_ceil(x: int) -> int:
-    return 1 << max(0, (max(1, x) - 1).bit_length())
-
-
-def bucket(batch: int, n: int) -> str:
-    """Shape bucket of a (batch, n) problem, e.g. ``N4096_E16777216``."""
-    e = max(1, batch * n)
-    eb = 1 << (2 * math.ceil(math.log2(e) / 2)) if e > 1 else 1
-    return f"N{_pow2_ceil(n)}_E{eb}"
-
-
 def gpu_name(device: torch.device | str | None = None) -> str:
+    """The GPU's table label (name, SM count, memory, compute capability), or ``cpu-interpreter`` off CUDA."""
     if torch.cuda.is_available() and (device is None or torch.device(device).type == "cuda"):
-        return torch.cuda.get_device_name(device)
+        dev = torch.device(device) if device is not None else torch.device("cuda")
+        return tables.gpu_id(dev.index).label()
     return "cpu-interpreter"
 
 
 def key(gpu: str, dtype: torch.dtype, uniform: bool, batch: int, n: int) -> str:
-    return f"{gpu}|{str(dtype).replace('torch.', '')}|{'scalar' if uniform else 'k'}|{bucket(batch, n)}"
-
-
-def _read(path: Path) -> dict[str, Any]:
-    try:
-        with open(path) as f:
-            data = json.load(f)
-    except (OSError, ValueError):
-        return {}
-    if not isinstance(data, dict) or data.get("schema") != SCHEMA:
-        return {}
-    return data.get("entries", {})
+    """User-cache key: ``<gpu label>|dtype|scalar or k|bucket``."""
+    return f"{gpu}|{tables.entry_key(dtype, uniform, batch, n)}"
 
 
 def load_cache() -> dict[str, Any]:
-    return _read(cache_path())
+    """The user cache's entries (keys as :func:`key`)."""
+    return tables.user_cache()
 
 
 def packaged_table(gpu: str) -> dict[str, Any]:
-    name = PACKAGED.get(gpu)
-    return _read(DATA_DIR / name) if name else {}
+    """Entries of the packaged table that applies to the current GPU when ``gpu`` is its label (exactly or the
+    nearest known GPU), keyed as :func:`key`; {} for another label or off CUDA."""
+    if gpu == "cpu-interpreter" or not torch.cuda.is_available() or gpu != gpu_name("cuda"):
+        return {}
+    found = tables.table_for(tables.gpu_id())
+    return {f"{gpu}|{k}": v for k, v in found[2].items()} if found else {}
 
 
 def save_entry(k: str, entry: dict[str, Any], path: Path | None = None) -> Path:
-    """Merge one entry into the JSON cache (atomic replace)."""
+    """Merge one entry into the JSON user cache (atomic replace)."""
     path = path or cache_path()
     path.parent.mkdir(parents=True, exist_ok=True)
-    entries = _read(path)
+    entries = tables.read_json(path).get("entries", {})
     entries[k] = entry
     tmp = path.with_suffix(".tmp")
     with open(tmp, "w") as f:
         json.dump({"schema": SCHEMA, "entries": entries}, f, indent=1, sort_keys=True)
     os.replace(tmp, path)
+    tables.clear_memo()
     return path
 
 
-_MEMO: dict[tuple, Any] = {}
-
-
 def lookup(a: torch.Tensor, k: torch.Tensor) -> tuple[Any, Any]:
-    """(FusedConfig, BwdConfig) for this problem: user cache, packaged table, or defaults (memoised per device,
-    dtype, coupling and shape, so the per-call path builds no string key and reads no file)."""
+    """(FusedConfig, BwdConfig) for a problem in the registry calling convention (``tables.lookup``)."""
     from bkbench.registry import is_uniform
 
-    batch, n = a.shape
-    uniform = is_uniform(k)
-    memo_key = (a.device, a.dtype, uniform, batch, n)
-    hit = _MEMO.get(memo_key)
-    if hit is None:
-        from kernels.triton_fused import BwdConfig, FusedConfig
-
-        kk = key(gpu_name(a.device), a.dtype, uniform, batch, n)
-        entry = load_cache().get(kk) or packaged_table(gpu_name(a.device)).get(kk) or {}
-        fwd = FusedConfig.from_dict(entry["config"]) if "config" in entry else FusedConfig()
-        bwd = BwdConfig.from_dict(entry["bwd_config"]) if "bwd_config" in entry else BwdConfig()
-        hit = (fwd, bwd, entry.get("source", "default") if entry else "default")
-        _MEMO[memo_key] = hit
-    return hit[0], hit[1]
-
-
-def describe(device: str, dtype: torch.dtype, uniform: bool, batch: int, n: int) -> dict[str, Any]:
-    """Where the config for this problem comes from (for ``bkbench explain-auto``)."""
-    gpu = gpu_name(device) if device == "cuda" else "cpu-interpreter"
-    kk = key(gpu, dtype, uniform, batch, n)
-    if kk in load_cache():
-        return {"key": kk, "source": f"user cache {cache_path()}", "entry": load_cache()[kk]}
-    table = packaged_table(gpu)
-    if kk in table:
-        return {"key": kk, "source": f"packaged table {PACKAGED[gpu]}", "entry": table[kk]}
-    return {"key": kk, "source": "built-in defaults (no tuned entry)", "entry": None}
+    found = tables.lookup(a.device, a.dtype, is_uniform(k), a.shape[0], a.shape[1])
+    return found.fwd, found.bwd
 
 
 def clear_memo() -> None:
-    _MEMO.clear()
+    tables.clear_memo()
 
 
 # --------------------------------------------------------------------------------------------------------

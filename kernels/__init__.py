@@ -2,8 +2,6 @@
 
 Every module here is imported by ``bkbench.registry.Registry.discover_package("kernels")`` and scanned for
 functions decorated with ``bkbench.register``. Modules whose name starts with ``_`` hold shared helpers.
+Triton kernels read ``TRITON_INTERPRET`` when they are defined: a program that wants the CPU interpreter sets it
+before the first kernel module is imported (the ``bkbench`` command line and the tests do; the library does not).
 """
-
-# Importing bkbench first decides TRITON_INTERPRET (set to 1 on a machine without a GPU) before any kernel
-# module imports triton.
-import bkbench as _bkbench  # noqa: F401

@@ -13,6 +13,7 @@ S_j = G_j^2 (F_j + R_j - w_j), grad_a = -Re(S) (real a) or -conj(S) (complex a),
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Any
 
 import torch
 
@@ -99,3 +100,23 @@ def sequential_recurrence(coef: torch.Tensor, val: torch.Tensor, reverse: bool) 
             torch.addcmul(v[j], c[j], x[prev], out=x[j])
         prev = j
     return x.transpose(0, 1)
+
+
+def explicit_vjp(pivots: PivotFn, recurrence: RecurrenceFn) -> Callable[..., tuple[Any, Any]]:
+    """The registry record's ``vjp`` for a pivot-form implementation (``bkbench::bk_core``'s backward under
+    ``torch.compile``): recompute D, E and G from the call's inputs, then :func:`pivot_vjp`; returns
+    (grad_a (B, N) | None, grad_z (B,) | None)."""
+
+    def vjp(args: Any, g: torch.Tensor, grad_g: torch.Tensor, need_a: bool, need_z: bool,
+            **options: Any) -> tuple[Any, Any]:
+        from bkbench.validate import working_a
+
+        a = working_a(args, ())
+        k = args.couplings()
+        alpha = shifted_diagonal(a, args.shifts())
+        d, e = pivots(alpha, k)
+        s = pivot_vjp(grad_g.to(d.dtype), k, d, e, green_from_pivots(alpha, d, e), recurrence)
+        grad_a = (-s.conj() if a.is_complex() else -s.real) if need_a else None
+        return grad_a, (s.sum(dim=1).conj() if need_z else None)
+
+    return vjp

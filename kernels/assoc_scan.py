@@ -13,7 +13,7 @@ from __future__ import annotations
 import torch
 
 from bkbench.registry import register
-from kernels._pivot_common import PivotGreen
+from kernels._pivot_common import PivotGreen, explicit_vjp
 
 Mat = tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]  # entries 00, 01, 10, 11, each (B, L)
 
@@ -85,6 +85,7 @@ def scan_recurrence(coef: torch.Tensor, val: torch.Tensor, reverse: bool) -> tor
     dtypes=(torch.float32, torch.float64, torch.complex64, torch.complex128),
     differentiable=True,
     description="normalised 2x2 Möbius prefix products, Hillis-Steele log-depth scan both ways",
+    vjp=explicit_vjp(scan_pivots, scan_recurrence),
 )
 def assoc_scan(a: torch.Tensor, k: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
     """a (B, N) real/complex, k (B, N-1), z (B,) complex -> G (B, N) complex64/complex128."""

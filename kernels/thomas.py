@@ -9,7 +9,7 @@ from __future__ import annotations
 import torch
 
 from bkbench.registry import is_uniform, register
-from kernels._pivot_common import PivotGreen, sequential_recurrence
+from kernels._pivot_common import PivotGreen, explicit_vjp, sequential_recurrence
 
 
 def thomas_pivots(alpha: torch.Tensor, k: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -41,6 +41,7 @@ def thomas_pivots(alpha: torch.Tensor, k: torch.Tensor) -> tuple[torch.Tensor, t
     differentiable=True,
     baseline=True,
     description="LU/UL pivot form, sequential loop over N (vectorised over chains), exact O(N) backward",
+    vjp=explicit_vjp(thomas_pivots, sequential_recurrence),
 )
 def thomas(a: torch.Tensor, k: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
     """a (B, N) real/complex, k (B, N-1), z (B,) complex -> G (B, N) complex64/complex128."""

@@ -1,238 +1,118 @@
 """``triton_fused``: the fused Triton BK-core kernel (forward + exact backward w.r.t. ``a`` and ``z``).
 
-One launch computes G for a tile of chains x segments with coalesced tile loads, the pivot recursions run on
-register columns, carries between segments from a two-pass "forgetting" scheme with an a-posteriori error
-bound, and one interleaved complex64 store (kernels/_triton_fused_core.py has the algorithm). Chains whose
-carries do not converge to the bound (near-real z, long memory) are flagged and recomputed by an exact kernel
-(prefix products of Möbius matrices, exact for any z) launched right after; no host synchronisation.
+One launch computes G for a tile of chains x segments with coalesced tile loads; the pivot recursions run on
+register columns, carries between segments come from a two-pass "forgetting" scheme with an a-posteriori error
+bound, and G leaves in one interleaved complex64 store (``_triton_fused_kernels``). Chains whose carries do not
+converge to the bound (near-real z, long memory, a zero pivot) are flagged and recomputed exactly — prefix
+products of Möbius matrices, exact for any z — in the same launch (the fold). No host synchronisation.
 
-Inputs (calling convention, docs/architecture.md): ``a`` (B, N) float32 / bfloat16 / float16 (upcast in
-registers), ``k`` (B, N-1) real of the same precision or a stride-0 view of one value (then read once),
-``z`` (B,) complex64. Output complex64 (B, N). Complex ``a`` / complex couplings / float64 are not supported
-(the gate skips those cases; ``bk_core`` upcasts bf16/fp16 only). Options: ``config`` (a
-:class:`FusedConfig` or dict), ``tol`` (carry tolerance, relative error of G), ``force_exact`` (skip the fast
-path: every chain through the exact kernel — for tests).
+Two entry points:
+
+- :func:`call`, used by :func:`bkbench.bk_core`: the user's inputs as they are (``a`` (B, N) float32 / bf16 /
+  fp16, ``b``, ``c`` (B, N-1) tensors of any real dtype and strides or numbers, ``z`` a number or a per-chain
+  tensor); ``b * c`` and every cast happen in registers (``_triton_fused_launch.Operands``).
+- :func:`triton_fused` (the registry calling convention, the "bare kernel"): ``a`` (B, N), ``k`` (B, N-1) real
+  (a stride-0 view of one value is read once), ``z`` (B,) complex64.
+
+Output complex64 (B, N). Not supported (declared, so the gate skips those cases and ``bk_core`` says so): complex
+``a``, complex couplings, float64. Options: ``config`` (a :class:`FusedConfig` or dict), ``bwd_config``, ``tol``
+(carry tolerance, relative error of G), ``force_exact`` (every chain through the exact kernel — for tests).
 """
 
 from __future__ import annotations
 
-import dataclasses
 import functools
-import math
-from dataclasses import dataclass
-from typing import Any, ClassVar
+from typing import Any
 
 import torch
 
-from bkbench.registry import is_uniform, register
+from bkbench.registry import register
 from kernels._cplx_triton import HAS_TRITON, check_device, interpreting, triton_available
+from kernels._triton_fused_config import SEQ2_MAXNREG, BwdConfig, FusedConfig, Plan, plan
+from kernels._triton_fused_launch import (
+    K_TENSOR_SQUARED,
+    K_TENSOR_TENSOR,
+    K_TENSOR_VALUE,
+    K_VALUE,
+    Z_COMPLEX_TENSOR,
+    Z_REAL_TENSOR,
+    Z_VALUE,
+    Operands,
+    Stream,
+    chunks,
+    counters,
+    from_kernel_convention,
+    launch,
+    pow2_at_least,
+    scratch,
+)
+from kernels._triton_fused_tables import lookup
 
 if HAS_TRITON:
-    from kernels import _triton_fused_core as _core
+    from kernels import _triton_fused_exact as _exact
+    from kernels import _triton_fused_kernels as _kern
+
+__all__ = ["BwdConfig", "FusedConfig", "Plan", "SEQ2_MAXNREG", "call", "forward", "plan", "triton_fused", "vjp"]
 
 # Largest B * N accepted under the CPU interpreter (it runs the kernels element by element in numpy).
 INTERPRETER_MAX_ELEMENTS = 8192
 DTYPES = (torch.float32, torch.bfloat16, torch.float16)
 DEFAULT_TOL = 2e-7
-# register cap of the two-tile forward kernel when the config leaves maxnreg at 0 (see FusedConfig.seq)
-SEQ2_MAXNREG = 128
-
-
-@dataclass(frozen=True)
-class FusedConfig:
-    """Launch configuration of the forward kernel.
-
-    seg: segments per program (rows x segments of the tile); L: positions per segment (one thread's run);
-    H: halo segments on each side of a chunk (chains longer than one tile); M1: length of the first pass
-    (<= L); warps: num_warps; stages: num_stages (the kernel has no pipelined loads; kept for the tuner's
-    record); maxpass: most passes before a chain is flagged for the exact kernel; store: how the output tile
-    is written (0: columns joined into one tile, which Triton converts to its coalesced layout join by join;
-    1: one store per column; 2: one store per pair of columns — see ``_triton_fused_core.store_cols``);
-    seq: 2 = a chain of seg*L < N <= 2*seg*L positions that halo'd chunks would split into three or more is done
-    by one program as two tiles one after the other, with exact carries between them (``_fwd_seq2_kernel``,
-    about 2.1 tiles of work); chains the halo'd chunks cover in two tiles keep seq 1. 1 (default) = never.
-    Measured on the H100: at N = 1024 (three halo'd chunks) 5 % faster than the halo'd chunks, with a scalar
-    coupling the fastest layout (run 6: 93.1 against 97.9 µs at B 16384); at N = 768 and 520 (two halo'd
-    chunks) 17-50 % slower (run 6), which is why it needs three chunks. The tuner does not search it; the
-    packaged table uses it where it was measured fastest.
-    maxnreg: register cap per thread passed to ptxas; 0 = the compiler's choice, except that the two-tile kernel
-    is capped at ``SEQ2_MAXNREG`` (ptxas gives it 168 registers at a one-warp seg 32 / L 16 tile, 12 warps per
-    SM; 128, the one-tile kernel's count, keeps 16 warps per SM and spills nothing; uncapped it measured 22 %
-    slower at N = 1024).
-    Entries of tuning tables written before ``seq`` existed load with seq = 1 (how they were measured).
-    """
-
-    _label: ClassVar[str] = "config"
-
-    seg: int = 32
-    L: int = 16
-    H: int = 1
-    M1: int = 16
-    warps: int = 1
-    stages: int = 1
-    maxpass: int = 4
-    store: int = 0
-    seq: int = 1
-    maxnreg: int = 0
-
-    def __post_init__(self) -> None:
-        for name in ("seg", "L"):
-            v = getattr(self, name)
-            if v < 1 or v & (v - 1):
-                raise ValueError(f"config.{name}: must be a power of two >= 1, got {v}")
-        if not 1 <= self.M1 <= self.L:
-            raise ValueError(f"config.M1: must be in 1..L={self.L}, got {self.M1}")
-        if self.H < 1 or 2 * self.H >= self.seg:
-            raise ValueError(f"config.H: must be >= 1 and < seg/2 = {self.seg // 2}, got {self.H}")
-        if self.warps not in (1, 2, 4, 8, 16, 32):
-            raise ValueError(f"config.warps: must be a power of two in 1..32, got {self.warps}")
-        if self.maxpass < 2:
-            raise ValueError(f"config.maxpass: must be >= 2, got {self.maxpass}")
-        if self.store not in (0, 1, 2):
-            raise ValueError(f"config.store: must be 0 (joined tile), 1 (per column) or 2 (column pairs), "
-                             f"got {self.store}")
-        if self.seq not in (1, 2):
-            raise ValueError(f"config.seq: must be 1 (halo'd chunks) or 2 (two tiles in sequence), got {self.seq}")
-        if self.maxnreg and not 24 <= self.maxnreg <= 255:
-            raise ValueError(f"config.maxnreg: must be 0 (compiler's choice) or in 24..255, got {self.maxnreg}")
-
-    def to_dict(self) -> dict[str, int]:
-        return dataclasses.asdict(self)
-
-    @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> FusedConfig:
-        names = {f.name for f in dataclasses.fields(cls)}
-        unknown = set(d) - names
-        if unknown:
-            raise ValueError(f"{cls._label}: unknown keys {sorted(unknown)}; known: {sorted(names)}")
-        return cls(**{"seq": 1, **{k: int(v) for k, v in d.items()}})  # no "seq": written before it existed
-
-
-@dataclass(frozen=True)
-class BwdConfig(FusedConfig):
-    """Launch configuration of the backward kernel: the fields of :class:`FusedConfig` (with backward
-    defaults) plus ``lin_exact``, how the F/R recurrences cross segments: 1, exact affine scans (five shuffle
-    levels in a one-warp tile); 2, each segment composes its neighbour's map with the segment before (one
-    shuffle level; the dropped carry is bounded by the two segments' contraction, else the chain goes to the
-    exact kernel); 0, a one-segment halo with a contraction bound."""
-
-    _label: ClassVar[str] = "bwd_config"
-
-    seg: int = 32
-    L: int = 8
-    H: int = 2
-    M1: int = 8
-    warps: int = 1
-    stages: int = 1
-    maxpass: int = 4
-    store: int = 0
-    seq: int = 1
-    lin_exact: int = 2
-
-    def __post_init__(self) -> None:
-        super().__post_init__()
-        if self.lin_exact not in (0, 1, 2):
-            raise ValueError(f"bwd_config.lin_exact: must be 0, 1 or 2, got {self.lin_exact}")
-        if self.seq != 1:
-            raise ValueError(f"bwd_config.seq: the backward kernel has no two-tile mode (seq must be 1), "
-                             f"got {self.seq}")
-
-
-@dataclass(frozen=True)
-class Plan:
-    """A config resolved for one (B, N): tile R x S x L, halo H, chunks per chain NCH of CORE positions;
-    seq 2: one program per R chains does two tiles in sequence (NCH = 1, H = 0)."""
-
-    R: int
-    S: int
-    L: int
-    H: int
-    NCH: int
-    CORE: int
-    M1: int
-    warps: int
-    stages: int
-    maxpass: int
-    store: int = 0
-    seq: int = 1
-    maxnreg: int = 0
-
-    def programs(self, batch: int) -> int:
-        return math.ceil(batch / self.R) * self.NCH
-
-    @property
-    def gather(self) -> bool:
-        """Shift carries between segments by ``tl.gather`` (one warp: shuffles) rather than a scan (the kernels'
-        ``GATHER``; across warps a gather replicates the tile)."""
-        return self.warps == 1
-
-
-def _pow2_at_least(x: int) -> int:
-    return 1 << max(0, (x - 1).bit_length())
-
-
-@functools.lru_cache(maxsize=4096)
-def plan(cfg: FusedConfig | BwdConfig, batch: int, n: int) -> Plan:
-    """Resolve ``cfg`` for a (batch, n) problem: one chunk per chain when a tile holds the chain."""
-    segs = math.ceil(n / cfg.L)
-    store = min(cfg.store, cfg.L)  # a column pair needs L >= 2
-    if segs <= cfg.seg:
-        s = _pow2_at_least(segs)
-        r = max(1, min(cfg.seg // s, _pow2_at_least(batch)))
-        return Plan(r, s, cfg.L, 0, 1, s * cfg.L, min(cfg.M1, cfg.L), cfg.warps, cfg.stages, cfg.maxpass, store,
-                    maxnreg=cfg.maxnreg)
-    core = (cfg.seg - 2 * cfg.H) * cfg.L
-    if cfg.seq == 2 and segs <= 2 * cfg.seg and cfg.seg >= 2 and math.ceil(n / core) > 2:
-        return Plan(1, cfg.seg, cfg.L, 0, 1, 2 * cfg.seg * cfg.L, cfg.M1, cfg.warps, cfg.stages, cfg.maxpass, store,
-                    seq=2, maxnreg=cfg.maxnreg or SEQ2_MAXNREG)
-    return Plan(1, cfg.seg, cfg.L, cfg.H, math.ceil(n / core), core, cfg.M1, cfg.warps, cfg.stages, cfg.maxpass,
-                store, maxnreg=cfg.maxnreg)
-
-
-# exact kernel: segments per chunk and persistent grid cap
+# tile of the stand-alone exact kernels (force_exact): segments x positions per chunk, warps
 EXACT_S = 64
 EXACT_L = 16
 EXACT_WARPS = 4
-_SCRATCH: dict[tuple[str, int], torch.Tensor] = {}
+# how the fast kernels fold the exact path in (``_triton_fused_kernels._chain_needs_exact``): 2, the chain's last
+# chunk decides once the others have counted; 1, the last program to arrive decides; 0, no fold (flagged chains
+# keep the fast path's values: for timing the parts only)
+FOLD = 2
 
 
-@functools.lru_cache(maxsize=16)
-def _sm_count(index: int) -> int:
-    return torch.cuda.get_device_properties(index).multi_processor_count
+def _reg_cap(p: Plan) -> tuple[tuple[str, int], ...]:
+    """The ``maxnreg`` launch option when the plan caps registers (GPU only: the interpreter has no registers)."""
+    return (("maxnreg", p.maxnreg),) if p.maxnreg and not interpreting() else ()
 
 
-def _exact_programs(batch: int, device: torch.device) -> int:
-    """Persistent grid of the exact kernels: 4 programs per SM (they exit at once on unflagged chains)."""
-    if device.type == "cuda":
-        return max(1, min(batch, 4 * _sm_count(device.index if device.index is not None else 0)))
-    return max(1, min(batch, 4))
+def fold_segment(p: Plan, backward: bool = False) -> int:
+    """XL: the segment length of the exact path folded into the fast kernels (``_fold_exact_fwd``): short, so the
+    rarely run exact path does not raise the kernel's register count (offline ptxas, sm_90, one-warp tiles:
+    forward 127 registers without the fold, 156 with it at XL 16, 123 at XL 8; backward 115 without, 139 at XL 8,
+    96 at XL 4)."""
+    return min(p.L, 4 if backward else 8)
 
 
-def _flag_block(nch: int) -> int:
-    """Chains whose flags an exact kernel reads per vector load: 1024 flags (FB x FP2) at most."""
-    return max(1, 1024 // _pow2_at_least(nch))
+def fold_chunks(p: Plan, n: int, backward: bool = False) -> int:
+    """Chunks (of S x XL positions) of the fold's exact sweeps: the scratch rows' length (MAXCH)."""
+    return chunks(n, p.S * fold_segment(p, backward))
 
 
-def _exact_launch(batch: int, n: int, nch: int, device: torch.device,
-                  fb: int | None = None) -> tuple[int, int, dict[str, int]]:
-    """(programs, chunks per chain, constexpr and launch options) of an exact kernel for ``batch`` chains of ``n``
-    positions with ``nch`` flags each; ``fb`` overrides the chains read per flag load (``_flag_block``)."""
-    meta = {"S": EXACT_S, "L": EXACT_L, "FP2": _pow2_at_least(nch), "FB": fb or _flag_block(nch),
-            "num_warps": EXACT_WARPS}
-    return _exact_programs(batch, device), math.ceil(n / (EXACT_S * EXACT_L)), meta
+@functools.lru_cache(maxsize=1024)
+def _fwd_meta(p: Plan, km: int, zm: int, fold: int) -> tuple[tuple[str, Any], ...]:
+    """Constants and launch options of the forward kernel for a plan (a tuple: hashable, built once)."""
+    meta: tuple[tuple[str, Any], ...] = (("R", p.R), ("S", p.S), ("L", p.L))
+    if p.seq != 2:
+        meta += (("H", p.H),)
+    meta += (("M1", p.M1), ("MAXPASS", p.maxpass), ("KM", km), ("ZM", zm), ("STORE", p.store),
+             ("GATHER", p.gather), ("FOLD", fold))
+    if p.seq != 2:
+        meta += (("FP2", pow2_at_least(p.NCH)),)
+    meta += (("XL", fold_segment(p)),)
+    return meta + (("num_warps", p.warps), ("num_stages", p.stages)) + _reg_cap(p)
 
 
-def launch_fwd_exact(a: torch.Tensor, kk: torch.Tensor, zv: torch.Tensor, gv: torch.Tensor, flags: torch.Tensor,
-                     nch: int, uniform: bool, fb: int | None = None) -> None:
-    """Recompute G exactly for the chains flagged in ``flags`` (B, nch) int32 (``_fwd_exact_kernel``): a (B, N),
-    kk / zv / gv as the forward passes them (k argument, z and G viewed as float). ``fb`` as in
-    :func:`_exact_launch` (the dev script times FB 1 against the default)."""
-    batch, n = a.shape
-    nprog, maxch, meta = _exact_launch(batch, n, nch, a.device, fb)
-    _core._fwd_exact_kernel[(nprog,)](
-        a, kk, zv, gv, flags, _scratch(a.device, nprog, maxch), batch, n, nch, nprog, maxch,
-        K_SCALAR=uniform, FORCE=0, **meta,
-    )
+@functools.lru_cache(maxsize=1024)
+def _bwd_meta(p: Plan, km: int, zm: int, need_s: bool, lin_exact: int, fold: int) -> tuple[tuple[str, Any], ...]:
+    return (("R", p.R), ("S", p.S), ("L", p.L), ("H", p.H), ("M1", p.M1), ("MAXPASS", p.maxpass), ("KM", km),
+            ("ZM", zm), ("NEED_S", need_s), ("LIN_EXACT", lin_exact), ("STORE", p.store), ("GATHER", p.gather),
+            ("FOLD", fold), ("FP2", pow2_at_least(p.NCH)), ("XL", fold_segment(p, True)),
+            ("num_warps", p.warps), ("num_stages", p.stages))
+
+
+def _exact_meta(km: int, zm: int, need_s: bool | None = None) -> tuple[tuple[str, Any], ...]:
+    meta: tuple[tuple[str, Any], ...] = (("S", EXACT_S), ("L", EXACT_L), ("KM", km), ("ZM", zm))
+    if need_s is not None:
+        meta += (("NEED_S", need_s),)
+    return meta + (("num_warps", EXACT_WARPS),)
 
 
 def _empty(*shape: int, dtype: torch.dtype, device: torch.device) -> torch.Tensor:
@@ -240,155 +120,157 @@ def _empty(*shape: int, dtype: torch.dtype, device: torch.device) -> torch.Tenso
     return torch.empty(*shape, dtype=dtype, device=device)
 
 
-def _scratch(device: torch.device, nprog: int, maxch: int) -> torch.Tensor:
-    key = (str(device), 0)
-    need = nprog * maxch * 4
-    buf = _SCRATCH.get(key)
-    if buf is None or buf.numel() < need:
-        buf = torch.empty(max(need, 4096), dtype=torch.float32, device=device)
-        _SCRATCH[key] = buf
-    return buf
-
-
-def _reg_cap(p: Plan) -> dict[str, int]:
-    """The ``maxnreg`` launch option when the plan caps registers (GPU only: the interpreter has no registers)."""
-    return {"maxnreg": p.maxnreg} if p.maxnreg and not interpreting() else {}
-
-
-def _check_inputs(a: torch.Tensor, k: torch.Tensor, z: torch.Tensor) -> bool:
-    check_device(a, "triton_fused")
-    if a.dtype not in DTYPES:
+def _check_operands(ops: Operands) -> None:
+    if ops.a.device.type != "cuda":
+        check_device(ops.a, "triton_fused")
+    if ops.a.dtype not in DTYPES:
         raise ValueError(
-            f"a: dtype {a.dtype} is not supported by triton_fused (float32, bfloat16, float16); "
-            "use impl='thomas' for float64 or complex a"
+            f"a: dtype {str(ops.a.dtype).replace('torch.', '')} is not supported by triton_fused (float32, "
+            "bfloat16, float16); use impl='thomas' for float64 or complex a"
         )
-    if k.is_complex():
-        raise ValueError("k: complex couplings are not supported by triton_fused; use impl='thomas'")
-    if a.dim() != 2 or k.shape != (a.shape[0], max(a.shape[1] - 1, 0)):
-        raise ValueError(f"a, k: expected (B, N) and (B, N-1), got {tuple(a.shape)} and {tuple(k.shape)}")
-    if z.dtype != torch.complex64 or z.shape != (a.shape[0],):
-        raise ValueError(f"z: expected complex64 of shape ({a.shape[0]},), got {z.dtype} {tuple(z.shape)}")
-    return is_uniform(k)
+    for name, t in (("b", ops.b), ("c", ops.c)):
+        if t is not None and t.is_complex():
+            raise ValueError(f"{name}: complex couplings are not supported by triton_fused; use impl='thomas'")
 
 
-def _k_arg(a: torch.Tensor, k: torch.Tensor, uniform: bool) -> torch.Tensor:
-    """k as the kernels take it: the stride-0 view itself when uniform (they read its one value through
-    the data pointer: no copy, no launch), else contiguous (any real dtype: the kernels upcast)."""
-    if k.numel() == 0:
-        return torch.zeros(1, dtype=torch.float32, device=a.device)
-    return k if uniform else k.contiguous()
-
-
-def forward(
-    a: torch.Tensor,
-    k: torch.Tensor,
-    z: torch.Tensor,
-    config: FusedConfig | None = None,
-    tol: float = DEFAULT_TOL,
-    force_exact: bool = False,
-    return_flags: bool = False,
-) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
-    """G (B, N) complex64 from a (B, N), k (B, N-1), z (B,) complex64 (no autograd; see module docs)."""
-    uniform = _check_inputs(a, k, z)
-    cfg = config or FusedConfig()
-    a = a.contiguous()
-    batch, n = a.shape
-    g = _empty(batch, n, dtype=torch.complex64, device=a.device)
+def forward_operands(ops: Operands, config: FusedConfig, tol: float = DEFAULT_TOL, force_exact: bool = False,
+                     fold: int = FOLD, return_flags: bool = False) -> Any:
+    """G (B, N) complex64 of ``ops`` (no autograd). One launch; ``force_exact``: every chain through the exact
+    kernel; ``fold``: how flagged chains are recomputed in the same launch (:data:`FOLD`; 0 leaves them as the
+    fast path wrote them, for timing the parts);
+    ``return_flags``: also the (B, chunks) int32 flags of the fast path."""
+    _check_operands(ops)
+    batch, n = ops.batch, ops.n
+    dev = ops.a.device
+    where = Stream.current(dev)
+    g = _empty(batch, n, dtype=torch.complex64, device=dev)
     if batch == 0:
-        return (g, torch.zeros(0, 1, dtype=torch.int32, device=a.device)) if return_flags else g
+        return (g, torch.zeros(0, 1, dtype=torch.int32, device=dev)) if return_flags else g
     gv = torch.view_as_real(g)
-    zv = torch.view_as_real(z.contiguous())
-    kk = _k_arg(a, k, uniform)
-    p = plan(cfg, batch, n)
-    flags = torch.empty(batch, p.NCH, dtype=torch.int32, device=a.device)
+    args = ops.args()
     if force_exact:
-        flags.fill_(1)
-    elif p.seq == 2:
-        _core._fwd_seq2_kernel[(p.programs(batch),)](
-            a, kk, zv, gv, flags, batch, n, float(tol),
-            R=p.R, S=p.S, L=p.L, M1=p.M1, MAXPASS=p.maxpass, K_SCALAR=uniform, STORE=p.store,
-            GATHER=p.gather, num_warps=p.warps, num_stages=p.stages, **_reg_cap(p),
-        )
+        maxch = chunks(n, EXACT_S * EXACT_L)
+        launch(_exact._fwd_exact_kernel, batch, args + (gv, scratch(where, batch * maxch * 4), n, maxch),
+               _exact_meta(ops.km, ops.zm), where)
+        return (g, torch.ones(batch, 1, dtype=torch.int32, device=dev)) if return_flags else g
+    p = plan(config, batch, n)
+    maxch = fold_chunks(p, n)
+    flags = torch.empty(batch, p.NCH, dtype=torch.int32, device=dev)
+    common = (gv, flags, counters(where, batch), scratch(where, batch * maxch * 4))
+    meta = _fwd_meta(p, ops.km, ops.zm, fold)
+    if p.seq == 2:
+        launch(_kern._fwd_seq2_kernel, p.programs(batch), args + common + (batch, n, maxch, float(tol)), meta, where)
     else:
-        _core._fwd_fast_kernel[(p.programs(batch),)](
-            a, kk, zv, gv, flags, batch, n, p.NCH, p.CORE, float(tol),
-            R=p.R, S=p.S, L=p.L, H=p.H, M1=p.M1, MAXPASS=p.maxpass, K_SCALAR=uniform, STORE=p.store,
-            GATHER=p.gather, num_warps=p.warps, num_stages=p.stages, **_reg_cap(p),
-        )
-    launch_fwd_exact(a, kk, zv, gv, flags, p.NCH, uniform)
+        launch(_kern._fwd_fast_kernel, p.programs(batch),
+               args + common + (batch, n, p.NCH, p.CORE, maxch, float(tol)), meta, where)
     return (g, flags) if return_flags else g
 
 
-def vjp(
-    a: torch.Tensor,
-    k: torch.Tensor,
-    z: torch.Tensor,
-    g: torch.Tensor,
-    grad_g: torch.Tensor,
-    need_s: bool = False,
-    config: BwdConfig | None = None,
-    tol: float = DEFAULT_TOL,
-    gtol: float = 2e-5,
-    force_exact: bool = False,
-    return_flags: bool = False,
-) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
-    """Backward of G = bk_core(a, k, z): returns grad_a = -Re S (B, N) float32, or S (B, N) complex64 when
-    ``need_s`` (then grad_z = conj(S.sum(1))), with S_j = sum_i w_i G_ij G_ji, w = conj(grad_g)."""
-    uniform = _check_inputs(a, k, z)
-    cfg = config or BwdConfig()
-    a = a.contiguous()
-    batch, n = a.shape
-    out = _empty(batch, n, dtype=torch.complex64 if need_s else torch.float32, device=a.device)
+def vjp_operands(ops: Operands, g: torch.Tensor, grad_g: torch.Tensor, need_s: bool, config: BwdConfig,
+                 tol: float = DEFAULT_TOL, gtol: float = 2e-5, force_exact: bool = False, fold: int = FOLD,
+                 return_flags: bool = False) -> Any:
+    """Backward of G = bk_core(ops): grad_a = -Re S (B, N) float32, or S (B, N) complex64 when ``need_s``
+    (then grad_z = conj(S.sum(1))), with S_j = sum_i w_i G_ij G_ji, w = conj(grad_g). One launch."""
+    _check_operands(ops)
+    batch, n = ops.batch, ops.n
+    dev = ops.a.device
+    where = Stream.current(dev)
+    out = _empty(batch, n, dtype=torch.complex64 if need_s else torch.float32, device=dev)
     if batch == 0:
-        return (out, torch.zeros(0, 1, dtype=torch.int32, device=a.device)) if return_flags else out
+        return (out, torch.zeros(0, 1, dtype=torch.int32, device=dev)) if return_flags else out
     ov = torch.view_as_real(out) if need_s else out
     gv = torch.view_as_real(g.contiguous())
     gg = torch.view_as_real(grad_g.to(torch.complex64).contiguous())
-    zv = torch.view_as_real(z.contiguous())
-    kk = _k_arg(a, k, uniform)
-    p = plan(cfg, batch, n)
-    flags = torch.empty(batch, p.NCH, dtype=torch.int32, device=a.device)
+    args = ops.args()
     if force_exact:
-        flags.fill_(1)
-    else:
-        _core._bwd_fast_kernel[(p.programs(batch),)](
-            a, kk, zv, gv, gg, ov, flags, batch, n, p.NCH, p.CORE, float(tol), float(gtol),
-            R=p.R, S=p.S, L=p.L, H=p.H, M1=p.M1, MAXPASS=p.maxpass, K_SCALAR=uniform, NEED_S=need_s,
-            LIN_EXACT=int(cfg.lin_exact), STORE=p.store, GATHER=p.gather,
-            num_warps=p.warps, num_stages=p.stages,
-        )
-    nprog, maxch, meta = _exact_launch(batch, n, p.NCH, a.device)
-    _core._bwd_exact_kernel[(nprog,)](
-        a, kk, zv, gv, gg, ov, flags, _scratch(a.device, nprog, 2 * maxch), batch, n, p.NCH, nprog, maxch,
-        K_SCALAR=uniform, FORCE=0, NEED_S=need_s, **meta,
-    )
+        maxch = chunks(n, EXACT_S * EXACT_L)
+        launch(_exact._bwd_exact_kernel, batch, args + (gv, gg, ov, scratch(where, batch * maxch * 8), n, maxch),
+               _exact_meta(ops.km, ops.zm, need_s), where)
+        return (out, torch.ones(batch, 1, dtype=torch.int32, device=dev)) if return_flags else out
+    p = plan(config, batch, n)
+    maxch = fold_chunks(p, n, backward=True)
+    flags = torch.empty(batch, p.NCH, dtype=torch.int32, device=dev)
+    launch(_kern._bwd_fast_kernel, p.programs(batch),
+           args + (gv, gg, ov, flags, counters(where, batch), scratch(where, batch * maxch * 8), batch, n, p.NCH,
+                   p.CORE, maxch, float(tol), float(gtol)),
+           _bwd_meta(p, ops.km, ops.zm, need_s, int(config.lin_exact), fold), where)
     return (out, flags) if return_flags else out
 
 
+# --------------------------------------------------------------------------------------------------------
+# the registry calling convention (bare kernel): a (B, N), k (B, N-1), z (B,) complex64
+# --------------------------------------------------------------------------------------------------------
+
+
+def _configs(ops: Operands, config: Any, bwd_config: Any) -> tuple[FusedConfig, BwdConfig]:
+    cfg = _as_config(FusedConfig, config)
+    bcfg = _as_config(BwdConfig, bwd_config)
+    if cfg is None or bcfg is None:
+        found = lookup(ops.a.device, ops.a.dtype, ops.scalar_coupling, ops.batch, ops.n)
+        cfg = cfg or found.fwd
+        bcfg = bcfg or found.bwd
+    return cfg, bcfg
+
+
+def forward(a: torch.Tensor, k: torch.Tensor, z: torch.Tensor, config: FusedConfig | None = None,
+            tol: float = DEFAULT_TOL, force_exact: bool = False, return_flags: bool = False) -> Any:
+    """G (B, N) complex64 from a (B, N), k (B, N-1), z (B,) complex64 (no autograd; ``config`` None: the tuned
+    table's)."""
+    _check_convention(a, k, z)
+    ops = from_kernel_convention(a, k, z)
+    cfg = config if config is not None else _configs(ops, None, BwdConfig())[0]
+    return forward_operands(ops, cfg, tol=tol, force_exact=force_exact, return_flags=return_flags)
+
+
+def vjp(a: torch.Tensor, k: torch.Tensor, z: torch.Tensor, g: torch.Tensor, grad_g: torch.Tensor,
+        need_s: bool = False, config: BwdConfig | None = None, tol: float = DEFAULT_TOL, gtol: float = 2e-5,
+        force_exact: bool = False, return_flags: bool = False) -> Any:
+    """Backward of G = triton_fused(a, k, z) (see :func:`vjp_operands`)."""
+    _check_convention(a, k, z)
+    ops = from_kernel_convention(a, k, z)
+    cfg = config if config is not None else _configs(ops, FusedConfig(), None)[1]
+    return vjp_operands(ops, g, grad_g, need_s, cfg, tol=tol, gtol=gtol, force_exact=force_exact,
+                        return_flags=return_flags)
+
+
+def _check_convention(a: torch.Tensor, k: torch.Tensor, z: torch.Tensor) -> None:
+    if a.dim() != 2 or k.shape != (a.shape[0], max(a.shape[1] - 1, 0)):
+        raise ValueError(f"a, k: expected (B, N) and (B, N-1), got {tuple(a.shape)} and {tuple(k.shape)}")
+    if k.is_complex():
+        raise ValueError("k: complex couplings are not supported by triton_fused; use impl='thomas'")
+    if z.dtype != torch.complex64 or z.shape != (a.shape[0],):
+        raise ValueError(f"z: expected complex64 of shape ({a.shape[0]},), got {z.dtype} {tuple(z.shape)}")
+
+
 class FusedGreen(torch.autograd.Function):
-    """G = triton_fused(a, k, z) with the exact O(N) backward w.r.t. a and z (Triton kernels both ways)."""
+    """G = triton_fused(ops) with the exact O(N) backward w.r.t. a and z (Triton kernels both ways). ``a`` (B, N)
+    and ``zt`` (B,) (a tensor shift, or None) are the tensors ``ops`` reads, passed here so autograd sees them."""
 
     @staticmethod
-    def forward(ctx, a, z, k, config, bwd_config, tol):  # type: ignore[override]
-        g = forward(a, k, z, config=config, tol=tol)
-        ctx.save_for_backward(a, z, g)
-        ctx.k = k
-        ctx.bwd_config = bwd_config
+    def forward(ctx, a, zt, ops, cfg, bcfg, tol):  # type: ignore[override]
+        g = forward_operands(ops, cfg, tol=tol)
+        ctx.save_for_backward(g)
+        ctx.ops = ops
+        ctx.bcfg = bcfg
         ctx.tol = tol
+        ctx.a_dtype = a.dtype
+        ctx.z_dtype = zt.dtype if zt is not None else None
         return g
 
     @staticmethod
     def backward(ctx, grad_g):  # type: ignore[override]
-        a, z, g = ctx.saved_tensors
-        need_z = ctx.needs_input_grad[1]
-        res = vjp(a.detach(), ctx.k, z.detach(), g, grad_g, need_s=need_z, config=ctx.bwd_config, tol=ctx.tol)
+        (g,) = ctx.saved_tensors
+        need_a, need_z = ctx.needs_input_grad[0], ctx.needs_input_grad[1]
+        res = vjp_operands(ctx.ops, g, grad_g, need_s=need_z, config=ctx.bcfg, tol=ctx.tol)
         grad_a = grad_z = None
         if need_z:
             grad_z = res.sum(dim=1).conj()
-            if ctx.needs_input_grad[0]:
-                grad_a = (-res.real).to(a.dtype)
-        elif ctx.needs_input_grad[0]:
-            grad_a = res.to(a.dtype)
+            grad_z = grad_z if ctx.z_dtype.is_complex else grad_z.real
+            grad_z = grad_z.to(ctx.z_dtype)
+            if need_a:
+                grad_a = (-res.real).to(ctx.a_dtype)
+        elif need_a:
+            grad_a = res.to(ctx.a_dtype)
         return grad_a, grad_z, None, None, None, None
 
 
@@ -398,6 +280,65 @@ def _as_config(cls: type, value: Any) -> Any:
     if isinstance(value, dict):
         return cls.from_dict(value)
     raise ValueError(f"config: expected a {cls.__name__} or a dict, got {type(value).__name__}")
+
+
+def _run(a: torch.Tensor, zt: torch.Tensor | None, ops: Operands, needs_grad: bool, config: Any, bwd_config: Any,
+         tol: float, force_exact: bool) -> torch.Tensor:
+    cfg, bcfg = _configs(ops, config, bwd_config)
+    if force_exact:
+        return forward_operands(ops, cfg, tol=tol, force_exact=True)
+    if needs_grad:
+        return FusedGreen.apply(a, zt, ops, cfg, bcfg, tol)
+    return forward_operands(ops, cfg, tol=tol)
+
+
+def operands_of(args: Any) -> tuple[Operands, torch.Tensor | None]:
+    """The :class:`Operands` of a :class:`bkbench.validate.CallArgs` (views, no copies) and its shift tensor (or
+    None for a number)."""
+    a = args.a if args.a.stride(-1) == 1 else args.a.contiguous()
+    b, c = args.b, args.c
+    ops_k: dict[str, Any]
+    if args.n < 2:
+        ops_k = {"km": K_VALUE, "bval": 0.0, "cval": 0.0}
+    elif isinstance(b, torch.Tensor) and isinstance(c, torch.Tensor):
+        same = b is c or (b.data_ptr() == c.data_ptr() and b.stride() == c.stride() and b.dtype == c.dtype)
+        ops_k = {"km": K_TENSOR_SQUARED, "b": b} if same else {"km": K_TENSOR_TENSOR, "b": b, "c": c}
+    elif isinstance(b, torch.Tensor) or isinstance(c, torch.Tensor):
+        t, v = (b, c) if isinstance(b, torch.Tensor) else (c, b)
+        ops_k = {"km": K_TENSOR_VALUE, "b": t, "cval": _real(v, "b" if t is c else "c")}
+    else:
+        ops_k = {"km": K_VALUE, "bval": _real(b, "b") * _real(c, "c"), "cval": 1.0}
+    z = args.z
+    if isinstance(z, torch.Tensor):
+        zv = torch.view_as_real(z) if z.is_complex() else z
+        return Operands(a, zm=Z_COMPLEX_TENSOR if z.is_complex() else Z_REAL_TENSOR, z=zv, **ops_k), z
+    return Operands(a, zm=Z_VALUE, zre=z.real, zim=z.imag, **ops_k), None
+
+
+def call(args: Any, needs_grad: bool = False, config: FusedConfig | dict | None = None,
+         bwd_config: BwdConfig | dict | None = None, tol: float = DEFAULT_TOL, force_exact: bool = False
+         ) -> torch.Tensor:
+    """G (B, N) complex64 for a :class:`bkbench.validate.CallArgs` (the public call's inputs as views): b, c and z
+    reach the kernel as they are (module docs). Differentiable w.r.t. a and a tensor z when ``needs_grad``."""
+    ops, zt = operands_of(args)
+    return _run(args.a, zt, ops, needs_grad, config, bwd_config, tol, force_exact)
+
+
+def vjp_call(args: Any, g: torch.Tensor, grad_g: torch.Tensor, need_a: bool, need_z: bool,
+             config: FusedConfig | dict | None = None, bwd_config: BwdConfig | dict | None = None,
+             tol: float = DEFAULT_TOL, force_exact: bool = False) -> tuple[Any, Any]:
+    """(grad_a (B, N) | None, grad_z (B,) complex64 | None) of G = call(args) for the cotangent ``grad_g``."""
+    ops, _ = operands_of(args)
+    _, bcfg = _configs(ops, config, bwd_config)
+    res = vjp_operands(ops, g, grad_g, need_s=need_z, config=bcfg, tol=tol, force_exact=force_exact)
+    grad_a = (-res.real if need_z else res) if need_a else None
+    return grad_a, (res.sum(dim=1).conj() if need_z else None)
+
+
+def _real(x: Any, name: str) -> float:
+    if isinstance(x, complex):
+        raise ValueError(f"{name}: complex couplings are not supported by triton_fused; use impl='thomas'")
+    return float(x)
 
 
 def supports(problem: Any) -> str | None:
@@ -418,9 +359,11 @@ def supports(problem: Any) -> str | None:
     devices=("cpu", "cuda"),
     dtypes=DTYPES,
     differentiable=True,
-    description="fused Triton kernel: tile loads, two-pass forgetting carries + exact fallback, one store",
+    description="fused Triton kernel: tile loads, two-pass forgetting carries, exact fallback folded in, one store",
     available=triton_available,
     supports=supports,
+    call=call,
+    vjp=vjp_call,
 )
 def triton_fused(
     a: torch.Tensor,
@@ -434,17 +377,8 @@ def triton_fused(
     """a (B, N) float32/bf16/fp16, k (B, N-1) real, z (B,) complex64 -> G (B, N) complex64.
 
     Differentiable w.r.t. a and z. ``config``/``bwd_config`` default to the tuned table for this GPU
-    (bkbench.tuning), else the built-in defaults."""
-    cfg = _as_config(FusedConfig, config)
-    bcfg = _as_config(BwdConfig, bwd_config)
-    if cfg is None or bcfg is None:
-        from bkbench.tuning import lookup
-
-        t_cfg, t_bcfg = lookup(a, k)
-        cfg = cfg or t_cfg
-        bcfg = bcfg or t_bcfg
-    if force_exact:
-        return forward(a, k, z, config=cfg, tol=tol, force_exact=True)
-    if torch.is_grad_enabled() and (a.requires_grad or z.requires_grad):
-        return FusedGreen.apply(a, z, k, cfg, bcfg, tol)
-    return forward(a, k, z, config=cfg, tol=tol)
+    (``_triton_fused_tables``), else the built-in defaults."""
+    _check_convention(a, k, z)
+    ops = from_kernel_convention(a, k, z)
+    needs_grad = torch.is_grad_enabled() and (a.requires_grad or z.requires_grad)
+    return _run(a, z, ops, needs_grad, config, bwd_config, tol, force_exact)

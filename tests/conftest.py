@@ -1,5 +1,5 @@
-"""Test configuration. On a machine without a GPU, Triton kernels run in the CPU interpreter
-(kernels/__init__.py sets TRITON_INTERPRET=1 before any kernel is imported)."""
+"""Test configuration. On a machine without a GPU, Triton kernels run in the CPU interpreter: the tests opt in
+(TRITON_INTERPRET=1 before any kernel module is imported; the library itself never sets it)."""
 
 import os
 import sys

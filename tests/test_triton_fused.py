@@ -15,6 +15,7 @@ from bkbench.reference import dense_grad_reference, reference
 from bkbench.validate import normalize
 
 tf = pytest.importorskip("kernels.triton_fused")
+from kernels._triton_fused_launch import from_kernel_convention  # noqa: E402
 
 SMALL = tf.FusedConfig(seg=8, L=16, H=1, M1=16, warps=1, seq=1)
 SMALL_BWD = tf.BwdConfig(seg=8, L=8, H=2, M1=8, warps=1)
@@ -74,11 +75,10 @@ def test_exact_path_alone_matches_reference(device):
     assert err.finite and err.rel_err < TOL, err
 
 
-def test_exact_kernels_redo_exactly_the_flagged_chains(monkeypatch, device):
-    """Near-real z on three chains of 21 (flagged), z = i elsewhere. With two chains' flags per vector load, the
-    exact kernels skip unflagged blocks and still reach flagged chains in later blocks of a program's sequence
-    (CPU: 4 programs, so chains 13 and 20 sit in a program's second and third block); every chain matches."""
-    monkeypatch.setattr(tf, "_flag_block", lambda nch: 2)
+def test_the_fold_redoes_exactly_the_flagged_chains(device):
+    """Near-real z on three chains of 21 (flagged), z = i elsewhere: in the same launch, the program that finishes a
+    flagged chain last recomputes it exactly (the fold), so every chain matches float64; without the fold the
+    flagged chains keep the fast path's unconverged values. The backward the same."""
     bad = [1, 13, 20]
     inp = make_inputs(Problem(batch=(21,), n=200, coupling="random", seed=4).with_(device=device))
     z = torch.full((21,), 1j, dtype=torch.complex64)
@@ -89,6 +89,8 @@ def test_exact_kernels_redo_exactly_the_flagged_chains(monkeypatch, device):
     ref = reference(Inputs(inp.a.cpu(), inp.b.cpu(), inp.c.cpu(), z.to(torch.complex128)))
     err = relative_error(g.cpu(), ref)
     assert err.finite and err.rel_err < 1e-5, err
+    unfolded = tf.forward_operands(from_kernel_convention(nm.a, nm.k, nm.z), SMALL, fold=0)
+    assert not relative_error(unfolded[bad].cpu(), ref[bad]).rel_err < 1e-5
     go = torch.randn(g.shape, dtype=torch.complex64, generator=torch.Generator().manual_seed(5)).to(device)
     got, bflags = tf.vjp(nm.a, nm.k, nm.z, g, go, config=SMALL_BWD, return_flags=True)
     exact = tf.vjp(nm.a, nm.k, nm.z, g, go, config=SMALL_BWD, force_exact=True)

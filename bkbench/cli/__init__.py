@@ -30,7 +30,20 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def use_interpreter_without_gpu() -> None:
+    """The command line runs Triton kernels in Triton's CPU interpreter on a machine without a GPU (small sizes:
+    the kernels declare what they take there). Set before any kernel module is imported; an explicit
+    ``TRITON_INTERPRET`` is kept. The library itself never sets it."""
+    import os
+
+    import torch
+
+    if not torch.cuda.is_available():
+        os.environ.setdefault("TRITON_INTERPRET", "1")
+
+
 def main(argv: Sequence[str] | None = None) -> int:
+    use_interpreter_without_gpu()
     parser = build_parser()
     args = parser.parse_args(argv)
     if not getattr(args, "func", None):

@@ -1,0 +1,139 @@
+"""The BK-core as PyTorch operators: ``torch.ops.bkbench.bk_core`` and its backward ``bk_core_backward``.
+
+``torch.compile`` traces :func:`bkbench.bk_core` into one call of ``bkbench::bk_core`` (a ``torch.library``
+custom operator with a fake implementation and a registered autograd formula), so a model that calls it compiles
+with ``fullgraph=True``; eager calls run the same implementation without the operator's dispatch (~20 µs of host
+time per call). The operator takes the user's inputs as they are: a number ``b``, ``c`` or ``z`` travels as
+(re, im) floats with its tensor argument None.
+
+Backward: ``bkbench::bk_core_backward`` returns (grad_a, grad_z) from the implementation's explicit
+vector-Jacobian product (the registry record's ``vjp``: ``triton_fused``'s Triton kernels, the pivot form's F/R
+recurrences for ``thomas`` and ``assoc_scan``).
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import torch
+from torch import Tensor
+
+from bkbench.validate import WIDE_DTYPES, CallArgs, call_args
+
+NAMESPACE = "bkbench"
+
+
+def _number(re: float, im: float) -> float | complex:
+    return complex(re, im) if im != 0.0 else float(re)
+
+
+def _split(x: Any) -> tuple[Tensor | None, float, float]:
+    """(tensor or None, re, im) of a tensor-or-number argument."""
+    if isinstance(x, Tensor):
+        return x, 0.0, 0.0
+    x = complex(x)
+    return None, x.real, x.imag
+
+
+def _args(a: Tensor, b: Tensor | None, c: Tensor | None, z: Tensor | None, b_re: float, b_im: float, c_re: float,
+          c_im: float, z_re: float, z_im: float) -> CallArgs:
+    return call_args(a, b if b is not None else _number(b_re, b_im), c if c is not None else _number(c_re, c_im),
+                     z if z is not None else complex(z_re, z_im))
+
+
+def _out_dtype(*tensors: Tensor | None) -> torch.dtype:
+    wide = any(t is not None and t.dtype in WIDE_DTYPES for t in tensors)
+    return torch.complex128 if wide else torch.complex64
+
+
+@torch.library.custom_op(f"{NAMESPACE}::bk_core", mutates_args=())
+def bk_core_op(a: Tensor, b: Tensor | None, c: Tensor | None, z: Tensor | None, b_re: float, b_im: float,
+               c_re: float, c_im: float, z_re: float, z_im: float, impl: str, options: str,
+               needs_grad: bool) -> Tensor:
+    """G = bk_core(a, b, c, z) of shape ``a.shape`` (a number b, c or z: its tensor None and its (re, im) given).
+    ``options``: the implementation's options as JSON; ``needs_grad``: pick a differentiable implementation
+    for ``impl="auto"``."""
+    from bkbench.api import resolve, run
+    from bkbench.registry import default_registry
+
+    args = _args(a, b, c, z, b_re, b_im, c_re, c_im, z_re, z_im)
+    rec = resolve(default_registry(), impl, args, needs_grad)
+    with torch.no_grad():
+        g = run(rec, args, False, json.loads(options))
+    return g.reshape(*args.lead, args.n).contiguous()  # the fake's layout (some implementations return views)
+
+
+@bk_core_op.register_fake
+def _bk_core_fake(a, b, c, z, b_re, b_im, c_re, c_im, z_re, z_im, impl, options, needs_grad):
+    return a.new_empty(a.shape, dtype=_out_dtype(a, b, c, z))
+
+
+@torch.library.custom_op(f"{NAMESPACE}::bk_core_backward", mutates_args=())
+def bk_core_backward_op(grad: Tensor, g: Tensor, a: Tensor, b: Tensor | None, c: Tensor | None, z: Tensor | None,
+                        b_re: float, b_im: float, c_re: float, c_im: float, z_re: float, z_im: float, impl: str,
+                        options: str, need_a: bool, need_z: bool) -> tuple[Tensor, Tensor]:
+    """(grad_a of ``a``'s shape and dtype, grad_z of ``z``'s shape and dtype) for the cotangent ``grad`` of G;
+    an input whose gradient is not needed gets an empty tensor."""
+    from bkbench.api import check_options, resolve
+    from bkbench.registry import default_registry
+
+    args = _args(a, b, c, z, b_re, b_im, c_re, c_im, z_re, z_im)
+    rec = resolve(default_registry(), impl, args, True)
+    need_z = need_z and z is not None
+    if rec.vjp is None:
+        raise ValueError(f"impl: {rec.name!r} has no explicit vector-Jacobian product (registry field vjp), which "
+                         "its gradient needs under torch.compile; use thomas, assoc_scan or triton_fused")
+    ga, gz = rec.vjp(args, g.reshape(args.batch, args.n), grad.reshape(args.batch, args.n), need_a, need_z,
+                     **check_options(rec, json.loads(options)))
+    grad_a = _like(ga, a, args.lead) if need_a else a.new_empty(0)
+    grad_z = _like(gz, z, args.lead) if need_z else a.new_empty(0)
+    return grad_a, grad_z
+
+
+def _like(grad: Tensor, x: Tensor, lead: tuple[int, ...]) -> Tensor:
+    """``grad`` (per chain for z, per element for a) summed back to ``x``'s shape (``x`` may have been broadcast
+    to the chains ``lead``) and cast to its dtype."""
+    if grad.shape != x.shape:
+        grad = grad.reshape(*lead, *grad.shape[1:]) if grad.dim() == 1 else grad.reshape(x.shape)
+        grad = grad.sum_to_size(x.shape) if x.dim() else grad.sum()
+    if not x.is_complex() and grad.is_complex():
+        grad = grad.real
+    return grad.to(x.dtype).contiguous()
+
+
+@bk_core_backward_op.register_fake
+def _bk_core_backward_fake(grad, g, a, b, c, z, b_re, b_im, c_re, c_im, z_re, z_im, impl, options, need_a, need_z):
+    grad_a = torch.empty_like(a) if need_a else a.new_empty(0)
+    grad_z = torch.empty_like(z) if need_z and z is not None else a.new_empty(0)
+    return grad_a, grad_z
+
+
+def _setup_context(ctx, inputs, output):
+    a, b, c, z, b_re, b_im, c_re, c_im, z_re, z_im, impl, options, needs_grad = inputs
+    ctx.save_for_backward(a, b, c, z, output)
+    ctx.scalars = (b_re, b_im, c_re, c_im, z_re, z_im, impl, options)
+
+
+def _backward(ctx, grad):
+    a, b, c, z, g = ctx.saved_tensors
+    need_a, need_z = ctx.needs_input_grad[0], ctx.needs_input_grad[3]
+    if not (need_a or need_z):
+        return (None,) * 13
+    grad_a, grad_z = bk_core_backward_op(grad, g, a, b, c, z, *ctx.scalars, need_a, need_z)
+    return (grad_a if need_a else None, None, None, grad_z if need_z else None) + (None,) * 9
+
+
+bk_core_op.register_autograd(_backward, setup_context=_setup_context)
+
+
+def traced_call(a: Tensor, b: Any, c: Any, z: Any, impl: str, options: dict[str, Any], needs_grad: bool,
+                args: CallArgs) -> Tensor:
+    """What :func:`bkbench.bk_core` is under ``torch.compile``: one ``bkbench::bk_core`` call (the implementation is
+    resolved when the operator runs; shape, dtype and device errors were raised while tracing)."""
+    from bkbench.api import options_json
+
+    bt, b_re, b_im = _split(args.b if not isinstance(b, Tensor) else b)
+    ct, c_re, c_im = _split(args.c if not isinstance(c, Tensor) else c)
+    zt, z_re, z_im = _split(args.z if not isinstance(z, Tensor) else z)
+    return bk_core_op(a, bt, ct, zt, b_re, b_im, c_re, c_im, z_re, z_im, impl, options_json(options), needs_grad)
