@@ -196,7 +196,8 @@ def _usercall(an: Analysis) -> dict[str, Any]:
 
     return _table(usercall.overhead_table(an.loaded.df), [
         ("platform", "platform", None), ("mode", "mode", None), ("impl", "impl", None), ("variant", "variant", None),
-        ("dtype", "dtype", None), ("smallest B·d·N", "small_elements", fmt_n), ("overhead there", "small_overhead_s", us),
+        ("dtype", "dtype", None), ("smallest B·d·N", "small_elements", fmt_n),
+        ("overhead there", "small_overhead_s", us),
         ("ratio there", "small_ratio", lambda v: fmt_num(v, ".2f") + "×" if _finite(v) else "—"),
         ("largest B·d·N", "large_elements", fmt_n), ("user call (bk_core)", "large_call_s", fmt_time),
         ("bare kernel", "large_kernel_s", fmt_time), ("overhead", "large_overhead_s", us),
