@@ -6,8 +6,8 @@ Run on the GPU machine from the repository root, with the benchmark tools' wheel
     python3 bench/asv_pytest_agreement.py   # $OUT/agreement.md, agreement.json, asv.log, pytest_benchmark.{json,log}
 
 For one implementation (default ``triton_fused``; ``--impl`` to change) and a few float32 shapes it measures the
-median time of one forward call four ways, all on the same callable (``bkbench.benchcase``: the kernel on
-pre-normalised inputs under no_grad, as the suite runner times it):
+median time of one forward call four ways, all on the same callable (``bkbench.benchcase``: the user call
+``bkbench.bk_core(a, b, c, z, impl=...)`` under no_grad, the headline the suite runner times):
 
   harness warm  the suite runner's own path, ``bkbench.worker.run_case`` (prepare, first call, correctness
                 check, ``bkbench/timing.py`` mode "warm": CUDA events around back-to-back calls); measured before
@@ -207,7 +207,8 @@ def pytest_medians(py: str, tree: Path, impl: str, shapes: list[tuple[int, int]]
     env = {**os.environ, "BKBENCH_BENCH_IMPLS": impl,
            f"BKBENCH_BENCH_{device.upper()}_SHAPES": ",".join(f"{b}x{n}" for b, n in shapes)}
     with open(out / "pytest_benchmark.log", "w") as fh:
-        res = run([py, "-m", "pytest", "tests/benchmarks", "-p", "no:xdist", "--benchmark-only", "-k", device,
+        res = run([py, "-m", "pytest", "tests/benchmarks", "-p", "no:xdist", "--benchmark-only", "-k",
+                   f"{device} and test_bk_core",  # the user call, as the harness's headline and asv's time_bk_core
                    "--benchmark-warmup=on", f"--benchmark-json={json_path}", "-q"], cwd=tree, env=env, stdout=fh,
                   stderr=subprocess.STDOUT)
     log(f"pytest-benchmark: exit status {res.returncode} (log {out / 'pytest_benchmark.log'})")

@@ -1,10 +1,18 @@
 """One BK-core benchmark case, prepared the same way by every benchmark front end.
 
 The asv suite (``suites/asv_benchmarks``), the pytest-benchmark suite (``tests/benchmarks``) and the pre-merge
-check (:mod:`bkbench.premerge`) all time the same thing: the registered kernel function called on inputs that
-are already in the kernel calling convention (``docs/architecture.md``), under ``torch.no_grad()`` — exactly the
-callable the suite runner times (``bkbench.workloads.prepare_bk``, mode ``fwd``). Validation and
-normalisation happen once, outside the timed region.
+check (:mod:`bkbench.premerge`) all time the same two callables, under ``torch.no_grad()``, as the suite runner
+does (``bkbench.workloads.prepare_bk``, mode ``fwd``):
+
+``Case.fn``         the **user call** (the headline): ``bkbench.bk_core(a, b, c, z, impl=name)`` with the inputs
+                    as a user holds them — ``a`` (B, N) in the case dtype, ``b``, ``c`` (B, N-1) tensors (or
+                    numbers for a scalar coupling), ``z`` a number; validation, normalisation and the coupling
+                    product happen inside, as in a model. Value checks are off (:func:`no_check_kwargs`).
+``Case.kernel_fn``  the **bare kernel**: the registered function ``rec.fn(a, k, z)`` on inputs already in the
+                    kernel calling convention (``docs/architecture.md``), normalised once, outside the timing.
+
+Each has its own ideal bytes (:func:`call_ideal_bytes`: a, b, c read, G written — fp32 with separate b, c:
+20 B per element, 12 B with scalar couplings; :func:`ideal_bytes`: a, k read, G written — 16 B per element).
 
 This module imports only the foundation API that every commit of bkbench has (``bkbench.registry``,
 ``bkbench.problems``, ``bkbench.validate``, ``bkbench.reference``, ``bkbench.accuracy``) plus its sibling files
@@ -13,13 +21,14 @@ check load this file from the current working tree while they benchmark an older
 the same for every commit, so a change in the history is a change in the kernel, not in the harness.
 
 Shapes: a case is ``B`` independent chains of length ``N`` (``Problem(batch=(B,), n=N)``); ``a`` (B, N) real,
-``k`` (B, N-1) per-position couplings (Laplacian: b = c = 1), ``z`` (B,) complex, ``G`` (B, N) complex64
-(float32 work) or complex128 (float64 work).
+``b``, ``c`` (B, N-1) per-position couplings (Laplacian: b = c = 1), ``z`` = 1j; the kernel gets ``k = b*c``
+(B, N-1) and ``z`` (B,) complex; ``G`` (B, N) complex64 (float32 work) or complex128 (float64 work).
 """
 
 from __future__ import annotations
 
 import importlib.util
+import inspect
 import os
 import sys
 import types
@@ -146,9 +155,42 @@ def ideal_bytes(chains: int, n: int, a_dtype: torch.dtype, k: torch.Tensor | Non
     return chains * n * _elt(a_dtype) + k_bytes + chains * _elt(out_dtype) + chains * n * _elt(out_dtype)
 
 
+def _arg_bytes(x: Any) -> int:
+    """Bytes a call reads for argument ``x``: a tensor's elements at its own dtype; a Python number: 0."""
+    return x.numel() * x.element_size() if isinstance(x, torch.Tensor) else 0
+
+
+def call_ideal_bytes(inputs: Inputs, out_dtype: torch.dtype) -> int:
+    """Compulsory bytes of one forward *user call* ``bk_core(a, b, c, z)``: a, b, c (and z when it is a tensor)
+    read at their own dtypes, G written. Numbers cost nothing. fp32 a, b, c + complex64 G = 20 B per element;
+    scalar couplings 12 B; bf16 a, b, c + complex64 G = 14 B."""
+    g_bytes = inputs.a.numel() * _elt(out_dtype)
+    return sum(_arg_bytes(x) for x in (inputs.a, inputs.b, inputs.c, inputs.z)) + g_bytes
+
+
+def no_check_kwargs(bk_core: Callable[..., Any]) -> dict[str, bool]:
+    """The keyword that turns ``bk_core``'s value checks (NaN/Inf scans, host synchronisations) off:
+    ``check=False`` when ``bk_core`` takes ``check``; ``check_finite=False`` on commits before that API
+    (the fallback can go once no benchmarked commit needs it); nothing when it takes neither."""
+    try:
+        params = inspect.signature(bk_core).parameters
+    except (TypeError, ValueError):
+        return {}
+    if "check" in params:
+        return {"check": False}
+    if "check_finite" in params:
+        return {"check_finite": False}
+    return {}
+
+
+TARGETS = ("call", "kernel")  # what a benchmark times: the user call bk_core(...) or the bare kernel
+
+
 @dataclass
 class Case:
-    """A prepared case. ``fn()`` runs the kernel once (no validation, no copies) and returns G (B, N)."""
+    """A prepared case. ``fn()`` makes the user call ``bk_core(a, b, c, z, impl=...)`` once and returns G (B, N);
+    ``kernel_fn()`` runs the bare kernel on prepared inputs (no validation, no copies) and returns G (B, N).
+    ``ideal_bytes`` / ``kernel_ideal_bytes``: each callable's own compulsory bytes per call."""
 
     impl: str
     problem: Problem
@@ -157,6 +199,8 @@ class Case:
     work_dtype: torch.dtype
     uniform_k: bool
     ideal_bytes: int
+    kernel_fn: Callable[[], torch.Tensor]
+    kernel_ideal_bytes: int
     options: dict[str, Any] = field(default_factory=dict)
 
     @property
@@ -168,8 +212,18 @@ class Case:
         return f"{self.impl}:{self.problem.key}"
 
     def gbs(self, seconds: float) -> float:
-        """Achieved bandwidth in GB/s (1e9 B/s) for a call of ``seconds``, by :attr:`ideal_bytes`."""
+        """Achieved bandwidth in GB/s (1e9 B/s) of the user call taking ``seconds``, by :attr:`ideal_bytes`."""
         return self.ideal_bytes / seconds / 1e9
+
+    def kernel_gbs(self, seconds: float) -> float:
+        """Achieved bandwidth in GB/s of the bare kernel taking ``seconds``, by :attr:`kernel_ideal_bytes`."""
+        return self.kernel_ideal_bytes / seconds / 1e9
+
+    def callable(self, target: str = "call") -> Callable[[], torch.Tensor]:
+        """``fn`` for ``target`` "call" (the user call), ``kernel_fn`` for "kernel" (the bare kernel)."""
+        if target not in TARGETS:
+            raise ValueError(f"target: {target!r} is not one of {TARGETS}")
+        return self.fn if target == "call" else self.kernel_fn
 
 
 def make_problem(batch: int, n: int, dtype: str = "float32", device: str = "cpu", **fields: Any) -> Problem:
@@ -187,7 +241,10 @@ def prepare(
     warm: bool = True,
 ) -> Case:
     """Build inputs (deterministic in the problem's seed) and the timed callable; raise :class:`Skip` with the
-    reason when the case cannot be timed here. ``warm`` makes the first call (compilation, autotuning) now."""
+    reason when the case cannot be timed here. ``warm`` makes the first call of each callable (compilation,
+    autotuning) now. Both callables read the same seeded inputs (``make_inputs(problem)``)."""
+    import bkbench
+
     reason = decline_reason(rec, problem, allow_interpreted)
     if reason:
         raise Skip(reason)
@@ -199,17 +256,27 @@ def prepare(
     k, z = norm.k, norm.z
     opts = {**rec.defaults, **(options or {})}
     impl_fn = rec.fn
+    bk_core = bkbench.bk_core
+    call_kw = {**no_check_kwargs(bk_core), **opts}
+    ua, ub, uc, uz = inputs.a, inputs.b, inputs.c, inputs.z
+    name = rec.name
 
     def fn() -> torch.Tensor:
+        with torch.no_grad():
+            return bk_core(ua, ub, uc, uz, impl=name, **call_kw)
+
+    def kernel_fn() -> torch.Tensor:
         with torch.no_grad():
             return impl_fn(a, k, z, **opts)
 
     case = Case(
         impl=rec.name, problem=problem, fn=fn, inputs=inputs, work_dtype=wdt, uniform_k=is_uniform(k),
-        ideal_bytes=ideal_bytes(a.shape[0], a.shape[1], a.dtype, k, norm.out_dtype), options=opts,
+        ideal_bytes=call_ideal_bytes(inputs, norm.out_dtype), kernel_fn=kernel_fn,
+        kernel_ideal_bytes=ideal_bytes(a.shape[0], a.shape[1], a.dtype, k, norm.out_dtype), options=opts,
     )
     if warm:
         fn()
+        kernel_fn()
         tree_module("benchtimer").synchronize()
     return case
 
@@ -222,8 +289,9 @@ def find(name: str, registry: Registry | None = None) -> Implementation:
     return rec
 
 
-def relative_error(case: Case, chains: int = 4) -> float:
-    """max|G - G_ref| / max|G_ref| over the first ``chains`` chains, against the float64 reference (inf on NaN)."""
+def relative_error(case: Case, chains: int = 4, target: str = "call") -> float:
+    """max|G - G_ref| / max|G_ref| over the first ``chains`` chains of ``target``'s result ("call": the user
+    call, "kernel": the bare kernel), against the float64 reference (inf on NaN)."""
     from bkbench.accuracy import relative_error as _rel
     from bkbench.reference import reference
 
@@ -234,7 +302,7 @@ def relative_error(case: Case, chains: int = 4) -> float:
     b2 = b.reshape(-1, b.shape[-1])[:m] if isinstance(b, torch.Tensor) else b
     c2 = c.reshape(-1, c.shape[-1])[:m] if isinstance(c, torch.Tensor) else c
     z2 = z.reshape(-1)[:m] if isinstance(z, torch.Tensor) else z
-    g = case.fn().reshape(-1, a.shape[-1])[:m]
+    g = case.callable(target)().reshape(-1, a.shape[-1])[:m]
     ref = reference(Inputs(a2.cpu(), b2.cpu() if isinstance(b2, torch.Tensor) else b2,
                            c2.cpu() if isinstance(c2, torch.Tensor) else c2,
                            z2.cpu() if isinstance(z2, torch.Tensor) else z2))
@@ -248,13 +316,14 @@ def timing_mode(device: str) -> str:
 
 
 def measure(case: Case, mode: str | None = None, budget_s: float = 1.0, rel_ci: float = 0.01,
-            warmup_s: float = 0.05, min_reps: int = 10) -> Any:
-    """Time ``case.fn`` with the harness's own engine (``bkbench/timing.py``: CUDA events on the GPU,
-    ``perf_counter`` on the CPU). Returns its ``Timing`` (``.median`` seconds per call, ``.stats``, ``.samples``)."""
+            warmup_s: float = 0.05, min_reps: int = 10, target: str = "call") -> Any:
+    """Time ``target`` of ``case`` ("call": the user call ``case.fn``; "kernel": the bare kernel) with the
+    harness's own engine (``bkbench/timing.py``: CUDA events on the GPU, ``perf_counter`` on the CPU). Returns
+    its ``Timing`` (``.median`` seconds per call, ``.stats``, ``.samples``)."""
     timing = tree_module("timing")
     cfg = timing.TimingConfig(mode=mode or timing_mode(case.device), warmup_s=warmup_s, budget_s=budget_s,
                               rel_ci=rel_ci, min_reps=min_reps)
-    return timing.measure(case.fn, cfg, case.device)
+    return timing.measure(case.callable(target), cfg, case.device)
 
 
 def copy_bandwidth(device: str) -> float:

@@ -217,6 +217,8 @@ class Comparison:
     rounds: int = 0
     calls_per_block: int = 0
     detail: str = ""
+    base_kernel_s: float | None = None  # bare kernel median (one block; recorded, not compared: bkbench/benchcase.py)
+    head_kernel_s: float | None = None
 
 
 @dataclass
@@ -328,7 +330,8 @@ def _compare(impl: str, shape: tuple[int, int, str], device: str, base: WorkerPr
     ratio = statistics.median(ratios)
     comp = Comparison(impl, case, "ok", base_median_s=statistics.median(base_stats),
                       head_median_s=statistics.median(head_stats), ratio=ratio, ratio_min=min(ratios),
-                      ratio_max=max(ratios), rounds=rounds, calls_per_block=calls)
+                      ratio_max=max(ratios), rounds=rounds, calls_per_block=calls,
+                      base_kernel_s=b.get("kernel_median_s"), head_kernel_s=h.get("kernel_median_s"))
     if ratio > 1.0 + threshold:
         comp.status = "regression"
         comp.detail = f"{ratio:.2f}x slower than base (threshold {1 + threshold:.2f}x)"

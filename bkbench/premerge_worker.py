@@ -13,10 +13,16 @@ pointed at stderr, so whatever a kernel prints cannot corrupt the protocol.
 
     {"op": "hello"}                                   -> {"ok", "bkbench", "kernels", "impls": [...], "failures"}
     {"op": "prepare", "impl", "batch", "n", "dtype", "device"}
-                                                      -> {"ok", "key", "skip", "first_call_s", "per_call_s"}
-    {"op": "time", "key", "calls"}                    -> {"ok", "samples"}  (seconds per call, one per call)
+        -> {"ok", "key", "skip", "first_call_s", "per_call_s", "kernel_median_s", "call_ideal_bytes",
+            "kernel_ideal_bytes"}
+    {"op": "time", "key", "calls"[, "target"]}        -> {"ok", "samples"}  (seconds per call, one per call)
     {"op": "exit"}
 Errors answer {"ok": false, "error": "..."}.
+
+What is timed (``target``; :mod:`bkbench.benchcase`): ``"call"`` (the default, what premerge compares) is the
+user call ``bkbench.bk_core(a, b, c, z, impl=name)`` on inputs as a user holds them; ``"kernel"`` is the bare
+kernel ``rec.fn(a, k, z)`` on prepared inputs. ``prepare`` records the bare kernel once: the median of one
+block of per-call samples (``kernel_median_s``), next to the user call's estimate ``per_call_s``.
 
 Per-call samples: ``perf_counter`` around each call on the CPU; on CUDA, events around each of ``calls``
 back-to-back calls (the harness's ``warm`` mode), one synchronisation at the end.
@@ -28,6 +34,7 @@ import argparse
 import importlib.util
 import json
 import os
+import statistics
 import sys
 import time
 import traceback
@@ -81,21 +88,34 @@ class Worker:
             first = time.perf_counter() - t0
         except bc.Skip as exc:
             return {"key": key, "skip": str(exc)}
+        per = self._per_call(case.fn)
+        kernel_per = self._per_call(case.kernel_fn)  # the bare kernel's first call and warm-up
+        self.cases[key] = case
+        kernel = self._samples(case.kernel_fn, case.device, int(min(1000, max(3, 0.05 / max(kernel_per, 1e-9)))))
+        return {"key": key, "skip": None, "first_call_s": first, "per_call_s": per,
+                "kernel_median_s": statistics.median(kernel), "call_ideal_bytes": case.ideal_bytes,
+                "kernel_ideal_bytes": case.kernel_ideal_bytes}
+
+    @staticmethod
+    def _per_call(fn: Any) -> float:
+        """Mean wall time of ``fn`` over >= 2 back-to-back calls (about 0.05 s), synchronised at the end."""
         t0 = time.perf_counter()
         reps = 0
         while reps < 2 or (time.perf_counter() - t0 < 0.05 and reps < 100):
-            case.fn()
+            fn()
             reps += 1
         _load("benchtimer").synchronize()
-        per = (time.perf_counter() - t0) / reps
-        self.cases[key] = case
-        return {"key": key, "skip": None, "first_call_s": first, "per_call_s": per}
+        return (time.perf_counter() - t0) / reps
 
     def time(self, req: dict[str, Any]) -> dict[str, Any]:
         case = self.cases[req["key"]]
-        calls = max(1, int(req["calls"]))
-        fn = case.fn
-        if case.device == "cuda":
+        fn = case.callable(req.get("target", "call"))
+        return {"samples": self._samples(fn, case.device, max(1, int(req["calls"])))}
+
+    @staticmethod
+    def _samples(fn: Any, device: str, calls: int) -> list[float]:
+        """Seconds per call of ``calls`` back-to-back calls (CUDA events on the GPU, perf_counter on the CPU)."""
+        if device == "cuda":
             import torch
 
             starts = [torch.cuda.Event(enable_timing=True) for _ in range(calls)]
@@ -113,7 +133,7 @@ class Worker:
                 t0 = time.perf_counter()
                 fn()
                 samples.append(time.perf_counter() - t0)
-        return {"samples": samples}
+        return samples
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -85,6 +85,7 @@ def run_case(spec: Any, registry: Any, stage: Callable[[str], None] = lambda s: 
     from bkbench.energy import EnergyConfig, measure_energy
     from bkbench.memory import peak_memory
     from bkbench.timing import TimingConfig, measure
+    from bkbench.usercall import kernel_metrics
     from bkbench.workloads import Skip, prepare
 
     t_case = time.perf_counter()
@@ -150,6 +151,9 @@ def run_case(spec: Any, registry: Any, stage: Callable[[str], None] = lambda s: 
                     tokens=wl.model.tokens, cfg=EnergyConfig(**spec.energy),
                 )
             row.update(metrics.compute(ctx))
+            if wl.kernel is not None:  # BK-core: the bare kernel under the timed user call (kernel_* metrics)
+                enter("kernel timing")
+                row.update(kernel_metrics(wl, cfg, spec.device, copy_bandwidth_gbs))
             row.update(status="ok", reason=None)
     except Skip as exc:
         row.update(status="skipped", reason=str(exc))

@@ -4,18 +4,21 @@ correctness check that runs before any timing.
 ``prepare(spec, registry) -> Workload`` (raises :class:`Skip` with the reason when the implementation declines).
 
 Kind ``"bk"`` (BK-core implementations)
-    Inputs come from :class:`bkbench.problems.Problem` (batch = (B, d): B*d chains of length N) and are
-    brought to the kernel calling convention by :func:`bkbench.validate.normalize` once, outside the timed
-    region; the timed callable is the registered kernel function itself, ``rec.fn(a, k, z, **options)``.
-    Half-precision inputs are upcast to float32 beforehand unless the implementation lists them, exactly as
-    :func:`bkbench.bk_core` does. Mode ``fwd`` runs under ``torch.no_grad``; mode ``fwd+bwd`` runs the
-    forward on a leaf ``a`` and ``torch.autograd.grad(G, a, grad_out)`` (no ``.grad`` accumulation is timed).
-    Check: the full output must be finite and of the right shape/dtype; a spread subset of up to
-    ``CHECK_CHAINS`` chains is compared with the float64 reference (dense inverse for N <= 256, pivot form
-    beyond), on the timed seed and on every ``check_seeds`` seed (fresh inputs of the same shape, up to
-    ``EXTRA_SEED_MAX_ELEMENTS`` elements); fwd+bwd also compares the gradient w.r.t.
-    ``a`` with a float64 reference (dense autograd for N <= 256, the exact O(N) F/R recurrences in numpy
-    beyond).
+    Inputs come from :class:`bkbench.problems.Problem` (batch = (B, d): B*d chains of length N). The timed
+    callable (the headline) is the **user call** ``bkbench.bk_core(a, b, c, z, impl=name, **options)`` on those
+    inputs as a user holds them (:mod:`bkbench.usercall`); ``Workload.kernel`` is the **bare kernel**, the
+    registered function ``rec.fn(a, k, z, **options)`` on inputs brought to the kernel calling convention by
+    :func:`bkbench.validate.normalize` once, outside the timed region (half-precision ``a`` upcast to float32
+    unless the implementation lists it, exactly as :func:`bkbench.bk_core` does), timed second as the
+    ``kernel_*`` metrics. Mode ``fwd`` runs both under ``torch.no_grad``; mode ``fwd+bwd`` runs the user call
+    on a leaf ``a`` (``.grad`` reset, ``G.backward(grad_out)``) and the bare kernel's forward on a leaf ``a``
+    with ``torch.autograd.grad(G, a, grad_out)`` (no ``.grad`` accumulation is timed).
+    Check (on the same seeded inputs the timed calls read): for the bare kernel and for the user call, the
+    full output must be finite and of the right shape/dtype; a spread subset of up to ``CHECK_CHAINS`` chains
+    is compared with the float64 reference (dense inverse for N <= 256, pivot form beyond), on the timed seed
+    and on every ``check_seeds`` seed (fresh inputs of the same shape, up to ``EXTRA_SEED_MAX_ELEMENTS``
+    elements); fwd+bwd also compares the gradient w.r.t. ``a`` with a float64 reference (dense autograd for
+    N <= 256, the exact O(N) F/R recurrences in numpy beyond).
 
 Kinds ``"ssm"`` / ``"attention"`` (baselines)
     Delegated to :func:`bkbench.baselines.prepare` (its ``Prepared.fn`` clears ``.grad`` itself in fwd+bwd
@@ -24,7 +27,8 @@ Kinds ``"ssm"`` / ``"attention"`` (baselines)
     inputs truncated to those tokens — exact for causal models, whose prefix does not depend on later tokens.
 
 Ideal-bytes convention: fwd = every input read once + every output written once; fwd+bwd adds a backward
-that re-reads the inputs, reads grad_out and writes the input gradients.
+that re-reads the inputs, reads grad_out and writes the input gradients. A BK row counts its user call's
+arguments (a, b, c: 20 B per fp32 element); its ``kernel_*`` metrics count the kernel's (a, k: 16 B).
 """
 
 from __future__ import annotations
@@ -43,6 +47,7 @@ from bkbench.metrics import CheckResult, WorkModel
 from bkbench.problems import Inputs, Problem, draw, make_inputs
 from bkbench.reference import DENSE_MAX_N, dense_grad_reference, reference
 from bkbench.registry import Implementation, Registry, is_uniform
+from bkbench.usercall import TIMED_CALL, KernelPart, call_model, user_call
 from bkbench.validate import HALF_DTYPES, normalize
 
 CHECK_CHAINS = 32
@@ -57,14 +62,16 @@ class Skip(Exception):
 
 @dataclass
 class Workload:
-    """fn: the zero-argument callable to time. model: its analytic model. check: runs the correctness check
-    (calls the implementation; untimed). info: what was prepared (stored in metrics_json)."""
+    """fn: the zero-argument callable to time (BK-core: the user call). model: its analytic model. check: runs
+    the correctness check (calls the implementation; untimed). info: what was prepared (stored in
+    metrics_json). kernel: BK-core only, the bare kernel timed as the second metric (``kernel_*`` columns)."""
 
     fn: Callable[[], Any]
     model: WorkModel
     check: Callable[[], CheckResult]
     device: str
     info: dict[str, Any] = field(default_factory=dict)
+    kernel: KernelPart | None = None
 
 
 def _elt(dtype: torch.dtype) -> int:
@@ -219,7 +226,7 @@ def _bk_model(rec: Implementation, work_a: torch.Tensor, k: torch.Tensor, out_dt
                      peak_bytes=float(peak), note=note)
 
 
-def prepare_bk(spec: Any, rec: Implementation) -> Workload:
+def prepare_bk(spec: Any, rec: Implementation, registry: Registry | None = None) -> Workload:
     p = bk_problem(spec)
     reason = rec.decline_reason(p)
     if reason:
@@ -227,7 +234,7 @@ def prepare_bk(spec: Any, rec: Implementation) -> Workload:
     if spec.mode == "fwd+bwd" and not rec.differentiable:
         raise Skip("not differentiable")
     opts = {**rec.defaults, **(spec.options or {})}
-    _, norm = bk_inputs(p)
+    inp, norm = bk_inputs(p)
     work_a = _work_a(rec, norm.a)
     k, z = norm.k, norm.z
     fn_impl = rec.fn
@@ -236,39 +243,44 @@ def prepare_bk(spec: Any, rec: Implementation) -> Workload:
 
     if spec.mode == "fwd":
 
-        def fn() -> Any:
+        def kernel_fn() -> Any:
             with torch.no_grad():
                 return fn_impl(work_a, k, z, **opts)
 
     else:
         a_leaf = work_a.detach().clone().requires_grad_(True)
 
-        def fn() -> Any:
+        def kernel_fn() -> Any:
             g = fn_impl(a_leaf, k, z, **opts)
             (ga,) = torch.autograd.grad(g, a_leaf, grad_out)
             return g, ga
 
-    model = _bk_model(rec, work_a, k, out_dtype, spec.batch, spec.mode)
+    fn = user_call(rec, inp, spec.mode, spec.options or {}, registry, grad_out)
+    chains, n = work_a.shape
+    model = call_model(inp, out_dtype, chains, n, spec.batch, spec.mode, BK_FLOPS_PER_ELEMENT)
+    kernel = KernelPart(kernel_fn, _bk_model(rec, work_a, k, out_dtype, spec.batch, spec.mode))
 
     def check() -> CheckResult:
-        return _check_bk(spec, rec, opts, grad_out)
+        return _check_bk(spec, rec, opts, grad_out, registry)
 
-    info = {"work_dtype": str(work_a.dtype).replace("torch.", ""), "uniform_k": is_uniform(k),
-            "chains": work_a.shape[0], "options": opts, "problem_key": p.key}
-    return Workload(fn=fn, model=model, check=check, device=p.device, info=info)
+    info = {"timed_call": TIMED_CALL, "work_dtype": str(work_a.dtype).replace("torch.", ""),
+            "uniform_k": is_uniform(k), "chains": chains, "options": opts, "problem_key": p.key,
+            "kernel_model_note": kernel.model.note}
+    return Workload(fn=fn, model=model, check=check, device=p.device, info=info, kernel=kernel)
 
 
-def _check_bk(spec: Any, rec: Implementation, opts: dict[str, Any],
-              grad_out: torch.Tensor | None = None) -> CheckResult:
-    """Value (and gradient) check of ``rec`` on the timed seed and every check seed (``grad_out``: the timed
-    cotangent, reused for the timed seed instead of being drawn again)."""
+def _check_bk(spec: Any, rec: Implementation, opts: dict[str, Any], grad_out: torch.Tensor | None = None,
+              registry: Registry | None = None) -> CheckResult:
+    """Value (and gradient) check of ``rec``'s bare kernel and of the user call ``bk_core(..., impl=rec.name)``
+    on the timed seed and every check seed (``grad_out``: the timed cotangent, reused for the timed seed instead
+    of being drawn again)."""
     extra = [s for s in (spec.check_seeds or ()) if s != spec.seed]
     if spec.elements > EXTRA_SEED_MAX_ELEMENTS:
         extra = []  # fresh full-size inputs would cost seconds of host time per case
     seeds = [spec.seed, *extra]
     worst: CheckResult | None = None
     for seed in seeds:
-        res = _check_bk_seed(spec, rec, opts, seed, grad_out if seed == spec.seed else None)
+        res = _check_bk_seed(spec, rec, opts, seed, grad_out if seed == spec.seed else None, registry)
         if not res.passed:
             return res
         if worst is None or (res.rel_err or 0.0) >= (worst.rel_err or 0.0):
@@ -279,9 +291,10 @@ def _check_bk(spec: Any, rec: Implementation, opts: dict[str, Any],
 
 
 def _check_bk_seed(spec: Any, rec: Implementation, opts: dict[str, Any], seed: int,
-                   grad_out: torch.Tensor | None = None) -> CheckResult:
+                   grad_out: torch.Tensor | None = None, registry: Registry | None = None) -> CheckResult:
     """One seed: the timed seed on the timed inputs themselves, another seed on fresh inputs of the same
-    shape (the same shape, so shape-specialised kernels are not compiled or autotuned again)."""
+    shape (the same shape, so shape-specialised kernels are not compiled or autotuned again). The bare kernel
+    is checked first, then the user call on the same inputs."""
     p = bk_problem(spec, seed)
     if seed != spec.seed:
         inp = make_inputs(p)
@@ -291,11 +304,41 @@ def _check_bk_seed(spec: Any, rec: Implementation, opts: dict[str, Any], seed: i
     work_a = _work_a(rec, norm.a)
     chains, n = work_a.shape
     tol = rec.tolerance(p, opts) or exact_tolerance(p.torch_dtype)
+    gout = None
+    if spec.mode == "fwd+bwd":
+        gout = grad_out if grad_out is not None else _grad_out((chains, n), norm.out_dtype, p.device, seed)
     with torch.no_grad():
         g = rec.fn(work_a, norm.k, norm.z, **opts)
-    if tuple(g.shape) != (chains, n) or g.dtype != norm.out_dtype or g.device.type != p.device:
+
+    def kernel_grad() -> torch.Tensor:
+        a_leaf = work_a.detach().clone().requires_grad_(True)
+        return torch.autograd.grad(rec.fn(a_leaf, norm.k, norm.z, **opts), a_leaf, gout)[0]
+
+    kernel = _compare_bk(p, rec, inp, g, (chains, n), norm.out_dtype, tol, gout, kernel_grad)
+    if not kernel.passed:
+        return kernel
+    out = user_call(rec, inp, spec.mode, spec.options or {}, registry, gout)()
+    ug, uga = out if isinstance(out, tuple) else (out, None)
+    call = _compare_bk(p, rec, inp, ug, tuple(inp.a.shape), norm.out_dtype, tol, gout, lambda: uga)
+    if not call.passed:
+        return CheckResult(False, call.rel_err, call.tolerance, f"user call bk_core(impl={rec.name!r}): "
+                           f"{call.detail}", f"user call: {call.scope}")
+    return CheckResult(True, max(kernel.rel_err or 0.0, call.rel_err or 0.0), kernel.tolerance, kernel.detail,
+                       f"{kernel.scope}; the same for the user call bk_core")
+
+
+def _compare_bk(p: Problem, rec: Implementation, inp: Inputs, g: torch.Tensor, shape: tuple[int, ...],
+                out_dtype: torch.dtype, tol: float, gout: torch.Tensor | None,
+                grad: Callable[[], torch.Tensor | None]) -> CheckResult:
+    """Compare one result with the float64 references of ``inp``: ``g`` must have ``shape`` (B*d chains x N
+    once flattened), ``out_dtype`` and ``p``'s device, be finite everywhere and match on the spread subset of
+    chains; with ``gout`` (fwd+bwd) the gradient ``grad()`` w.r.t. ``a`` (any shape of B*d x N elements) too."""
+    n = p.n
+    chains = p.chains
+    if tuple(g.shape) != shape or g.dtype != out_dtype or g.device.type != p.device:
         return CheckResult(False, None, tol, f"returned {tuple(g.shape)} {g.dtype} on {g.device}, expected "
-                           f"{(chains, n)} {norm.out_dtype} on {p.device}")
+                           f"{shape} {out_dtype} on {p.device}")
+    g = g.reshape(chains, n)
     bad = int((~torch.isfinite(g)).sum())
     if bad:
         return CheckResult(False, math.inf, tol, f"{bad} non-finite value(s) in G", "all chains")
@@ -307,17 +350,19 @@ def _check_bk_seed(spec: Any, rec: Implementation, opts: dict[str, Any], seed: i
     if err.rel_err > tol:
         return CheckResult(False, err.rel_err, tol, f"error {err.rel_err:.2e} > tolerance {tol:.1e} "
                            f"(worst chain {err.rel_err_chain:.2e})", scope)
-    if spec.mode != "fwd+bwd":
+    if gout is None:
         return CheckResult(True, err.rel_err, tol, "", scope)
     # gradient w.r.t. a
     gtol = grad_tolerance(p.torch_dtype) if rec.exact else max(tol, grad_tolerance(p.torch_dtype))
-    a_leaf = work_a.detach().clone().requires_grad_(True)
-    gout = grad_out if grad_out is not None else _grad_out((chains, n), norm.out_dtype, p.device, seed)
-    (ga,) = torch.autograd.grad(rec.fn(a_leaf, norm.k, norm.z, **opts), a_leaf, gout)
+    ga = grad()
+    if ga is None or ga.numel() != chains * n:
+        return CheckResult(False, None, gtol, "no gradient w.r.t. a" if ga is None else
+                           f"grad_a has shape {tuple(ga.shape)}, expected {chains * n} elements", scope)
+    ga = ga.reshape(chains, n)
     bad = int((~torch.isfinite(ga)).sum())
     if bad:
         return CheckResult(False, math.inf, gtol, f"{bad} non-finite value(s) in grad_a", scope)
-    gsub = gout.detach().to("cpu")[idx]
+    gsub = gout.detach().reshape(chains, n).to("cpu")[idx]
     if n <= DENSE_MAX_N:
         gref = _cached(("grad", p.key, tuple(idx.tolist())), lambda: dense_grad_reference(sub, gsub)[0])
         how = "dense autograd"
@@ -428,5 +473,5 @@ def prepare(spec: Any, registry: Registry) -> Workload:
         raise Skip(f"implementation {spec.impl!r} is not registered" + (f" ({failures})" if failures else ""))
     rec = registry.get(spec.impl)
     if rec.kind == "bk":
-        return prepare_bk(spec, rec)
+        return prepare_bk(spec, rec, registry)
     return prepare_baseline(spec, rec, registry)

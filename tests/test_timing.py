@@ -301,7 +301,7 @@ def test_pivot_grad_reference_matches_dense_autograd():
         assert torch.allclose(got, ref.reshape(got.shape), rtol=1e-9, atol=1e-11)
 
 
-def test_bk_workload_times_the_kernel_on_normalised_inputs(monkeypatch):
+def test_bk_workload_times_the_user_call_and_the_kernel_on_normalised_inputs(monkeypatch):
     import bkbench.validate as validate
     from bkbench.registry import default_registry
     from bkbench.workloads import prepare
@@ -310,14 +310,16 @@ def test_bk_workload_times_the_kernel_on_normalised_inputs(monkeypatch):
     chk = wl.check()
     assert chk.passed and chk.rel_err < 1e-5 and "chains" in chk.scope
     assert wl.model.elements == 2 * 3 * 40 and wl.model.tokens == 2 * 40
-    assert wl.model.ideal_bytes == 6 * 40 * 4 + 6 * 39 * 4 + 6 * 8 + 6 * 40 * 8
+    assert wl.model.ideal_bytes == 6 * 40 * 4 + 2 * 6 * 39 * 4 + 6 * 40 * 8  # user call: a, b, c read, G written
+    assert wl.kernel.model.ideal_bytes == 6 * 40 * 4 + 6 * 39 * 4 + 6 * 8 + 6 * 40 * 8  # bare kernel: a, k, z, G
+    assert wl.fn().shape == (2, 3, 40)  # the user call returns G in the user's shape
 
     def boom(*a, **k):
-        raise AssertionError("validation ran inside the timed call")
+        raise AssertionError("validation ran inside the bare kernel's timed call")
 
     monkeypatch.setattr(validate, "normalize", boom)
     monkeypatch.setattr("bkbench.api.normalize", boom)
-    g = wl.fn()
+    g = wl.kernel.fn()
     assert g.shape == (6, 40) and g.dtype == torch.complex64
 
 
@@ -328,9 +330,10 @@ def test_bk_fwd_bwd_does_not_accumulate_grad():
     wl = prepare(_spec(mode="fwd+bwd", n=300), default_registry())
     chk = wl.check()
     assert chk.passed and "O(N) recurrences" in chk.scope, chk
-    g1, ga1 = wl.fn()
-    g2, ga2 = wl.fn()
-    assert torch.equal(ga1, ga2)  # the same gradient each call, nothing accumulated
+    for fn in (wl.fn, wl.kernel.fn):  # the user call and the bare kernel
+        g1, ga1 = fn()
+        g2, ga2 = fn()
+        assert torch.equal(ga1, ga2)  # the same gradient each call, nothing accumulated
     assert wl.model.flops == 2 * 28 * 6 * 300
 
 

@@ -16,7 +16,9 @@ columns:
 ``tokens``     batch × n;
 ``time_s``     ``time_median_s`` for ok rows, NaN otherwise (no speed is ever shown for a failed case);
 ``gbps_eff``   stored ``gbps``, else ideal_bytes / time_s;
-``roof_pct``   stored ``roofline_pct``, else gbps_eff / run copy bandwidth × 100.
+``roof_pct``   stored ``roofline_pct``, else gbps_eff / run copy bandwidth × 100;
+``timed``, ``kernel_time_s``, ``kernel_gbps_eff``, ``kernel_roof_pct``  which BK-core number the row's time is
+               (user call or bare kernel) and the bare kernel's own timing (:mod:`bkbench.report.usercall`).
 
 The databases are opened read-only (``sqlite3`` URI ``mode=ro``): a committed database is never modified.
 """
@@ -34,6 +36,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from bkbench.report import usercall
 from bkbench.store import RESULT_COLUMNS, RUN_COLUMNS, STATUSES, Store
 
 NUMERIC = [
@@ -190,7 +193,7 @@ def _derive(df: pd.DataFrame) -> pd.DataFrame:
     df["gbps_eff"] = gbps.fillna(df["ideal_bytes"] / df["time_s"] / 1e9)
     roof = df["roofline_pct"].where(np.isfinite(df["roofline_pct"]) & ok)
     df["roof_pct"] = roof.fillna(df["gbps_eff"] / df["copy_bandwidth_gbs"] * 100.0)
-    return df
+    return usercall.derive(df)
 
 
 def _read(db_paths: list[str | Path]) -> tuple[pd.DataFrame, list[dict[str, Any]]]:

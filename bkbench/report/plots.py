@@ -22,6 +22,7 @@ import pandas as pd  # noqa: E402
 from matplotlib.lines import Line2D  # noqa: E402
 from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter  # noqa: E402
 
+from bkbench.report import usercall  # noqa: E402
 from bkbench.report.analysis import (  # noqa: E402
     KIND_ORDER,
     Analysis,
@@ -303,7 +304,8 @@ def plot_roofline(an: Analysis, pal: Palette, out_dir: Path) -> Figure | None:
     _legend_below(fig, list(handles.values()), list(handles), ncol=3)
     name = _save(fig, out_dir, "roofline.png")
     return Figure(name, "Roofline", "Ideal bytes come from each implementation's analytic bytes model (stored by "
-                  "the runner); the ceiling is the device copy bandwidth measured in the same run. One line per "
+                  "the runner; a BK-core row counts what it timed: the user call bk_core's a, b, c, or the bare "
+                  "kernel's a, k); the ceiling is the device copy bandwidth measured in the same run. One line per "
                   "implementation and dtype (its most-measured options); the table lists every variant.")
 
 
@@ -580,6 +582,7 @@ def make_all(an: Analysis, out_dir: Path) -> dict[str, list[Figure]]:
         "scaling": plot_scaling(an, pal, out_dir),
         "crossover": plot_crossover(an, pal, out_dir),
         "roofline": one(plot_roofline(an, pal, out_dir)),
+        "usercall": one(usercall.plot(an, pal, out_dir)),
         "energy": one(plot_energy(an, pal, out_dir)),
         "pareto": one(plot_pareto(an, pal, out_dir)),
         "sparsity": one(plot_sparsity(an, pal, out_dir)),

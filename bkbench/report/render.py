@@ -21,7 +21,7 @@ from typing import Any
 import jinja2
 import pandas as pd
 
-from bkbench.report import plots
+from bkbench.report import plots, usercall
 from bkbench.report.analysis import Analysis, Crossover, Series, fmt_n, fmt_time, shape_text, short_dtype
 
 TEMPLATE_DIR = Path(__file__).resolve().parent / "templates"
@@ -176,13 +176,33 @@ def _oom(an: Analysis) -> dict[str, Any]:
 
 
 def _roofline(an: Analysis) -> dict[str, Any]:
-    return _table(an.roofline, [
+    roof = an.roofline.assign(timed=usercall.series_timed(an.roofline, an.loaded.df)) if len(an.roofline) else None
+    return _table(roof, [
         ("platform", "platform", None), ("mode", "mode", None), ("impl", "impl", None), ("variant", "variant", None),
-        ("dtype", "dtype", None), ("best GB/s", "best_gbps", lambda v: fmt_num(v, ".0f")),
+        ("dtype", "dtype", None), ("timed", "timed", None), ("best GB/s", "best_gbps", lambda v: fmt_num(v, ".0f")),
         ("best % of copy BW", "best_pct", lambda v: fmt_num(v, ".1f")),
         ("at B·d·N", "best_elements", fmt_n), ("GB/s at largest size", "last_gbps", lambda v: fmt_num(v, ".0f")),
         ("% at largest size", "last_pct", lambda v: fmt_num(v, ".1f")), ("largest B·d·N", "last_elements", fmt_n),
         ("copy BW (GB/s)", "copy_bw", lambda v: fmt_num(v, ".0f"))])
+
+
+def _usercall(an: Analysis) -> dict[str, Any]:
+    """User call (bk_core) vs bare kernel per BK-core series (bkbench.report.usercall)."""
+    def us(v: Any) -> str:
+        return ("−" if v < 0 else "+") + fmt_time(abs(v)) if _finite(v) else "—"
+
+    def pct(v: Any) -> str:
+        return fmt_num(v, ".1f")
+
+    return _table(usercall.overhead_table(an.loaded.df), [
+        ("platform", "platform", None), ("mode", "mode", None), ("impl", "impl", None), ("variant", "variant", None),
+        ("dtype", "dtype", None), ("smallest B·d·N", "small_elements", fmt_n),
+        ("overhead there", "small_overhead_s", us),
+        ("ratio there", "small_ratio", lambda v: fmt_num(v, ".2f") + "×" if _finite(v) else "—"),
+        ("largest B·d·N", "large_elements", fmt_n), ("user call (bk_core)", "large_call_s", fmt_time),
+        ("bare kernel", "large_kernel_s", fmt_time), ("overhead", "large_overhead_s", us),
+        ("ratio", "large_ratio", lambda v: fmt_num(v, ".2f") + "×" if _finite(v) else "—"),
+        ("user call % of copy BW", "large_call_pct", pct), ("bare kernel % of copy BW", "large_kernel_pct", pct)])
 
 
 def _energy(an: Analysis) -> dict[str, Any]:
@@ -376,7 +396,8 @@ def write_csvs(an: Analysis, data_dir: Path) -> list[str]:
     written = []
     tables = {"fits.csv": an.fits, "crossovers.csv": an.crossover_df, "oom.csv": an.oom,
               "failures.csv": an.failures.drop(columns=["samples_json"], errors="ignore"),
-              "roofline.csv": an.roofline, "pareto_points.csv": an.pareto["points"], "sparsity.csv": an.sparsity}
+              "roofline.csv": an.roofline, "pareto_points.csv": an.pareto["points"], "sparsity.csv": an.sparsity,
+              "usercall.csv": usercall.overhead_rows(an.loaded.df)}
     if an.comparison is not None:
         tables["comparison.csv"] = an.comparison["cases"]
     for name, df in tables.items():
@@ -416,7 +437,7 @@ def render(an: Analysis, out_dir: str | Path, *, title: str = "bkbench report", 
         "sources": sources or sorted({r["db"] for r in an.loaded.runs}),
         "runs": [_run_title(r) for r in an.loaded.runs],
         "synthetic": _synthetic(an),
-        "notes": an.loaded.notes + ([] if an.facts else [
+        "notes": an.loaded.notes + usercall.notes(an.loaded.df) + ([] if an.facts else [
             "The implementation registry could not be imported: exactness of implementations is unknown, so "
             "approximate implementations may appear among the headline candidates."]),
         "n_rows": len(an.loaded.df),
@@ -426,6 +447,7 @@ def render(an: Analysis, out_dir: str | Path, *, title: str = "bkbench report", 
         "crossovers": _crossover_matrices(an),
         "oom": _oom(an),
         "roofline": _roofline(an),
+        "usercall": _usercall(an),
         "energy": _energy(an),
         "energy_missing": _table(an.energy_missing, [("energy status", "energy_status", None),
                                                      ("cases", "cases", None)]),

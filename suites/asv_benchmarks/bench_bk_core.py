@@ -1,14 +1,24 @@
 """asv benchmarks of every registered BK-core implementation: implementation x N x dtype.
 
-``BKCore.time_bk_core``   asv's own timing of one kernel call. The timer (``bkbench.benchtimer.timer``) waits
+Two callables per case (``bkbench/benchcase.py``), both on the same seeded inputs:
+the **user call** ``bkbench.bk_core(a, b, c, z, impl=...)`` with inputs as a user holds them (``a`` (B, N),
+separate ``b``, ``c`` (B, N-1), ``z`` = 1j; validation and normalisation inside the timed call) — the headline —
+and the **bare kernel** ``rec.fn(a, k, z)`` on inputs prepared once outside the timing.
+
+``BKCore.time_bk_core``   asv's own timing of one user call. The timer (``bkbench.benchtimer.timer``) waits
                           for queued CUDA work before it reads the clock, so each sample is the call's real
                           device time plus one launch and one synchronisation (≈ 5–10 µs on an H100: compare
-                          µs-scale kernels with ``track_median``).
-``BKCore.track_median``   the harness's own median (``bkbench/timing.py``: CUDA events around back-to-back
-                          calls on the GPU, ``perf_counter`` on the CPU, adaptive repetitions), in seconds.
-``BKCoreRoofline.track_roofline_pct``  GPU only: achieved bandwidth of the anchor shape B16384·N4096 float32
-                          as a percentage of the measured device copy bandwidth. Skipped on a machine
-                          without a GPU (setup raises NotImplementedError with the reason).
+                          µs-scale calls with ``track_median``).
+``BKCore.time_bare_kernel``  the same for the bare kernel.
+``BKCore.track_median``   the harness's own median of the user call (``bkbench/timing.py``: CUDA events around
+                          back-to-back calls on the GPU, ``perf_counter`` on the CPU, adaptive repetitions), in
+                          seconds; ``track_kernel_median`` the same for the bare kernel.
+``BKCoreRoofline.track_roofline_pct``  GPU only: achieved bandwidth of the user call at the anchor shape
+                          B16384·N4096 float32, counted with the call's own ideal bytes (a, b, c read, G
+                          written: 20 B per element), as a percentage of the measured device copy bandwidth;
+                          ``track_kernel_roofline_pct`` the bare kernel's, with its own (a, k read, G written:
+                          16 B per element). Skipped on a machine without a GPU (setup raises
+                          NotImplementedError with the reason).
 
 A parameter combination an implementation cannot run here (device, dtype, availability, a Triton kernel under
 the CPU interpreter) is skipped the same way, with the reason printed by asv.
@@ -75,7 +85,8 @@ def _case(impl: str, batch: int, n: int, dtype: str, device: str):
 
 
 class BKCore:
-    """One forward BK-core call, G = diag((T - zI)^-1) for B chains of length N."""
+    """One forward BK-core call, G = diag((T - zI)^-1) for B chains of length N: the user call and the bare
+    kernel."""
 
     params = (IMPLS, NS, DTYPES)
     param_names = ("impl", "n", "dtype")
@@ -96,14 +107,23 @@ class BKCore:
     def time_bk_core(self, impl: str, n: int, dtype: str) -> None:
         self.case.fn()
 
+    def time_bare_kernel(self, impl: str, n: int, dtype: str) -> None:
+        self.case.kernel_fn()
+
     def track_median(self, impl: str, n: int, dtype: str) -> float:
         return float(benchcase.measure(self.case, budget_s=1.0).median)
 
     track_median.unit = "seconds"
 
+    def track_kernel_median(self, impl: str, n: int, dtype: str) -> float:
+        return float(benchcase.measure(self.case, budget_s=1.0, target="kernel").median)
+
+    track_kernel_median.unit = "seconds"
+
 
 class BKCoreRoofline:
-    """GPU only: achieved GB/s of B16384·N4096 float32 as a % of the measured device copy bandwidth."""
+    """GPU only: achieved GB/s of B16384·N4096 float32 as a % of the measured device copy bandwidth (user call
+    and bare kernel, each with its own ideal bytes)."""
 
     params = (IMPLS,)
     param_names = ("impl",)
@@ -119,3 +139,9 @@ class BKCoreRoofline:
         return 100.0 * self.case.gbs(median) / benchcase.copy_bandwidth("cuda")
 
     track_roofline_pct.unit = "%"
+
+    def track_kernel_roofline_pct(self, impl: str) -> float:
+        median = benchcase.measure(self.case, budget_s=2.0, target="kernel").median
+        return 100.0 * self.case.kernel_gbs(median) / benchcase.copy_bandwidth("cuda")
+
+    track_kernel_roofline_pct.unit = "%"

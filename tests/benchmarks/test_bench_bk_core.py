@@ -1,14 +1,20 @@
 """pytest-benchmark over the registry: every BK-core implementation x a few shapes, on the CPU and on CUDA when
 present. Run with ``pytest tests/benchmarks --benchmark-only -p no:xdist`` (docs/pytest-benchmark.md).
 
+Two benchmarks per case, in one group (``bk_core <device> B<b>xN<n> <dtype>``), so pytest-benchmark's table
+shows them side by side: ``test_bk_core`` times the **user call** ``bkbench.bk_core(a, b, c, z, impl=...)``
+with inputs as a user holds them (``a`` (B, N), separate ``b``, ``c`` (B, N-1), ``z`` = 1j) — the headline;
+``test_bk_kernel`` times the **bare kernel** ``rec.fn(a, k, z)`` on inputs prepared once outside the timing
+(``bkbench.benchcase``; the same callables asv, premerge and the suite runner time).
+
 Timing: the marker's timer (``bkbench.benchtimer.timer``) drains the CUDA queue before each clock read, and
 rounds last >= 10 ms (``min_time``), so pytest-benchmark's rounds of back-to-back calls measure device time (or
-the host's pace, for a launch-bound call) with the synchronisation amortised. The timed callable is the kernel on
-pre-normalised inputs (``bkbench.benchcase``), the same callable asv and the suite runner time.
+the host's pace, for a launch-bound call) with the synchronisation amortised.
 
-Each benchmark first checks the result against the float64 reference (first 4 chains) and fails when the error
-exceeds the gate's tolerance: a wrong kernel gets no speed. ``extra_info`` (in ``--benchmark-json``) carries the
-implementation, device, case key, ideal bytes, achieved GB/s, % of the measured copy bandwidth (roofline), the
+Each benchmark first checks the result of what it times against the float64 reference (first 4 chains) and
+fails when the error exceeds the gate's tolerance: a wrong result gets no speed. ``extra_info`` (in
+``--benchmark-json``) carries ``timed`` ("user call (bk_core)" or "bare kernel"), the implementation, device,
+case key, the timed callable's own ideal bytes, achieved GB/s, % of the measured copy bandwidth (roofline), the
 copy bandwidth itself, the relative error and its tolerance.
 """
 
@@ -67,29 +73,47 @@ def _copy_bandwidth(device: str) -> float:
 MIN_ROUND_S = 0.01
 
 
-@pytest.mark.benchmark(timer=timer, warmup=True, warmup_iterations=20, min_time=MIN_ROUND_S)
-@pytest.mark.parametrize(("impl", "device", "batch", "n", "dtype"), _cases())
-def test_bk_core(benchmark, impl: str, device: str, batch: int, n: int, dtype: str) -> None:
+TIMED = {"call": "user call (bk_core)", "kernel": "bare kernel"}
+
+
+def _bench(benchmark, target: str, impl: str, device: str, batch: int, n: int, dtype: str) -> None:
+    """Check, then time ``target`` ("call" or "kernel") of the case; fill ``extra_info``."""
     rec = benchcase.find(impl)
     problem = benchcase.make_problem(batch, n, dtype, device)
     try:
         case = benchcase.prepare(rec, problem)
     except benchcase.Skip as exc:
         pytest.skip(str(exc))
-    err = benchcase.relative_error(case)
+    err = benchcase.relative_error(case, target=target)
     tol = rec.tolerance(problem) or exact_tolerance(problem.torch_dtype)
+    ideal = case.ideal_bytes if target == "call" else case.kernel_ideal_bytes
     info = benchmark.extra_info
-    info.update(impl=impl, device=device, case=problem.key, batch=batch, n=n, dtype=dtype,
-                work_dtype=str(case.work_dtype).replace("torch.", ""), ideal_bytes=case.ideal_bytes,
-                rel_err=err, tolerance=tol, exact=rec.exact)
-    assert math.isfinite(err) and err <= tol, f"{impl} is wrong on {problem.key}: error {err:.2e} > {tol:.1e}"
+    info.update(timed=TIMED[target], impl=impl, device=device, case=problem.key, batch=batch, n=n, dtype=dtype,
+                work_dtype=str(case.work_dtype).replace("torch.", ""), ideal_bytes=ideal, rel_err=err,
+                tolerance=tol, exact=rec.exact)
+    assert math.isfinite(err) and err <= tol, (f"{impl} ({TIMED[target]}) is wrong on {problem.key}: error "
+                                               f"{err:.2e} > {tol:.1e}")
 
     benchmark.group = f"bk_core {device} B{batch}xN{n} {dtype}"
-    benchmark(case.fn)
+    benchmark(case.callable(target))
 
     stats = getattr(benchmark, "stats", None)
     if stats is not None:  # None under --benchmark-disable
         median = stats.stats.median
         bandwidth = _copy_bandwidth(device)
-        info.update(median_s=median, gbs=case.gbs(median), copy_bandwidth_gbs=bandwidth,
-                    roofline_pct=100.0 * case.gbs(median) / bandwidth)
+        gbs = ideal / median / 1e9
+        info.update(median_s=median, gbs=gbs, copy_bandwidth_gbs=bandwidth, roofline_pct=100.0 * gbs / bandwidth)
+
+
+@pytest.mark.benchmark(timer=timer, warmup=True, warmup_iterations=20, min_time=MIN_ROUND_S)
+@pytest.mark.parametrize(("impl", "device", "batch", "n", "dtype"), _cases())
+def test_bk_core(benchmark, impl: str, device: str, batch: int, n: int, dtype: str) -> None:
+    """The user call bk_core(a, b, c, z, impl=...): the headline."""
+    _bench(benchmark, "call", impl, device, batch, n, dtype)
+
+
+@pytest.mark.benchmark(timer=timer, warmup=True, warmup_iterations=20, min_time=MIN_ROUND_S)
+@pytest.mark.parametrize(("impl", "device", "batch", "n", "dtype"), _cases())
+def test_bk_kernel(benchmark, impl: str, device: str, batch: int, n: int, dtype: str) -> None:
+    """The bare kernel rec.fn(a, k, z) on prepared inputs."""
+    _bench(benchmark, "kernel", impl, device, batch, n, dtype)
