@@ -3,8 +3,8 @@
 A :class:`WorkerHandle` owns one ``python -m bkbench.worker`` process (protocol in :mod:`bkbench.worker`) and
 turns whatever happens to a case into a row: the worker's own result row, or — when the worker dies or does
 not answer within the case's timeout — a ``crash`` / ``timeout`` row made here (the worker's process group is
-killed and a fresh worker takes the next case). Every row is tagged with the host, GPU name and GPU index
-(``CUDA_VISIBLE_DEVICES`` of the worker) it ran on.
+killed and a fresh worker takes the next case). Every row is tagged with the host, GPU name, GPU index
+(``CUDA_VISIBLE_DEVICES`` of the worker) and GPU UUID it ran on.
 
 :func:`drive` feeds batches of cases to a list of workers (one thread each, one shared queue, so a slow case
 does not hold the others back) and hands every row to a callback in the calling thread, with a progress bar.
@@ -188,7 +188,8 @@ class WorkerHandle:
         tag: dict[str, Any] = {"host": self.env.get("host") or socket.gethostname(), "worker": self.name}
         if self.device == "cuda":
             index = self.cuda_index if self.cuda_index is not None else os.environ.get("CUDA_VISIBLE_DEVICES")
-            tag.update(gpu_name=self.env.get("gpu"), gpu_index=None if index is None else str(index))
+            tag.update(gpu_name=self.env.get("gpu"), gpu_index=None if index is None else str(index),
+                       gpu_uuid=self.env.get("gpu_uuid"))
         return tag
 
     def run(self, spec: CaseSpec, timeout_s: float, op: str = "case") -> dict[str, Any]:

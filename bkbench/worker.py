@@ -254,6 +254,8 @@ def main() -> int:
 
             env["copy_bandwidth_gbs"] = copy_bandwidth("cpu")
             env["copy_bandwidth_note"] = "CPU memcpy, 64 MiB, bytes read + written"
+        if device == "cuda" and torch.cuda.is_available():  # which physical GPU this is, whatever its index here
+            env["gpu_uuid"] = str(getattr(torch.cuda.get_device_properties(0), "uuid", "") or "") or None
     except Exception as exc:  # the environment must not stop the run; say what failed
         env["environment_error"] = _short_tb(exc)
     if os.environ.get("BKBENCH_COPY_BW"):  # a resumed run reuses the bandwidth measured when it started
