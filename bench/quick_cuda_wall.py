@@ -2,7 +2,7 @@
 
 Run from the repository root on a CUDA machine (fla-core installed for the fla baselines)::
 
-    PYTHONPATH=$PWD python3 bench/quick_cuda_wall.py --out $OUT [--no-warm] [--extra "--impl thomas"]
+    PYTHONPATH=$PWD python3 bench/quick_cuda_wall.py --out $OUT [--extra "--warm-jobs 8"] [--limit-s 540]
 
 Empty Triton and torch.compile caches (fresh temporary directories, as on a new machine), then the
 command itself as a subprocess, timed. Writes ``OUT/quick.db`` (the run), ``OUT/quick.log`` (its output),
@@ -27,15 +27,20 @@ from contextlib import closing
 from pathlib import Path
 
 
-def run_once(out: Path, name: str, extra: list[str]) -> dict:
+def run_once(out: Path, name: str, extra: list[str], limit_s: float, suite: str = "quick",
+             device: str = "cuda") -> dict:
     caches = Path(tempfile.mkdtemp(prefix=f"bkbench-caches-{name}-"))  # empty: as on a fresh machine
     env = dict(os.environ, TRITON_CACHE_DIR=str(caches / "triton"), TORCHINDUCTOR_CACHE_DIR=str(caches / "inductor"))
     db = out / f"{name}.db"
-    cmd = [sys.executable, "-m", "bkbench", "run", "quick", "--device", "cuda", "--db", str(db), "--no-progress",
-           *extra]
+    cmd = [sys.executable, "-m", "bkbench", "run", suite, "--device", device, "--db", str(db), "--no-progress", *extra]
     t0 = time.monotonic()
     with open(out / f"{name}.log", "w") as log:
-        code = subprocess.run(cmd, env=env, stdout=log, stderr=subprocess.STDOUT).returncode
+        proc = subprocess.Popen(cmd, env=env, stdout=log, stderr=subprocess.STDOUT)
+        try:
+            code = proc.wait(timeout=limit_s)
+        except subprocess.TimeoutExpired:  # stop it cleanly (SIGTERM: the run is stored as interrupted)
+            proc.terminate()
+            code = proc.wait(timeout=60)
     wall = time.monotonic() - t0
     with closing(sqlite3.connect(db)) as conn:
         conn.row_factory = sqlite3.Row
@@ -71,13 +76,18 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--out", required=True)
     ap.add_argument("--extra", default="", help="more arguments for bkbench run, e.g. '--warm-jobs 8'")
+    ap.add_argument("--suite", default="quick")
+    ap.add_argument("--device", default="cuda", help="cuda (default); cpu only to try the script")
     ap.add_argument("--also-no-warm", action="store_true", help="also run once with --no-warm")
+    ap.add_argument("--limit-s", type=float, default=540.0,
+                    help="stop a run (SIGTERM, rows kept) after this many seconds (default 540)")
     args = ap.parse_args()
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    results = {"quick": run_once(out, "quick", shlex.split(args.extra))}
+    extra, where = shlex.split(args.extra), (args.suite, args.device)
+    results = {"quick": run_once(out, "quick", extra, args.limit_s, *where)}
     if args.also_no_warm:
-        results["quick-nowarm"] = run_once(out, "quick-nowarm", [*shlex.split(args.extra), "--no-warm"])
+        results["quick-nowarm"] = run_once(out, "quick-nowarm", [*extra, "--no-warm"], args.limit_s, *where)
     (out / "summary.json").write_text(json.dumps(results, indent=1))
     md = "".join(markdown(k, v) for k, v in results.items())
     (out / "summary.md").write_text(md)
