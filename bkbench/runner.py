@@ -1,32 +1,34 @@
 """The suite runner: every case in a worker subprocess, every result committed at once, resumable.
 
 :func:`run_suite` expands a suite (:mod:`bkbench.suites`) for one device, opens (or, with ``resume``, reopens)
-a run in the results store, and hands the cases to persistent worker processes (:mod:`bkbench.worker`): one
-worker, or one per GPU with ``devices=[0, 1, ...]`` (``CUDA_VISIBLE_DEVICES`` pins each worker to its GPU;
-cases are pulled from one queue, so a slow case does not hold the others back). For each case the parent
-waits at most the case's ``timeout_s``:
+a run in the results store, warms the cases up (:mod:`bkbench.warm`: compiles their kernels in parallel
+processes; on by default, nothing to do on the CPU) and runs them with one of three executors:
+
+- ``inline`` (default): persistent worker processes of this process (:mod:`bkbench.pool`): one, or one per
+  GPU with ``devices=[0, 1, ...]`` (``CUDA_VISIBLE_DEVICES`` pins each worker to its GPU; cases are pulled from
+  one queue, so a slow case does not hold the others back);
+- ``local`` / ``slurm``: the cases grouped into jobs submitted through submitit (:mod:`bkbench.executors`),
+  each running the same worker loop into a store in its folder, merged into this run as rows arrive.
+
+For each case a worker gets at most the case's ``timeout_s``:
 
 - a result row arrives                      -> stored as it is (ok / incorrect / oom / skipped / crash);
 - the worker dies (segfault, abort, sticky CUDA error, host OOM kill) -> ``crash`` with the signal or exit
   code, the stage it was in and the tail of its log; a fresh worker takes the next case;
 - nothing arrives in time (a hang)          -> the worker's process group is killed, ``timeout``, new worker.
 
-Rows are written by the parent only, one transaction each (``Store.add_result``), so killing the runner
-at any moment loses at most the cases in flight. ``resume=True`` reopens the latest run of the same suite,
-device and shard and runs only the cases it does not hold yet: nothing is repeated.
+Rows are written by this process only, one transaction each, so killing the runner at any moment loses at
+most the cases in flight. ``resume=True`` reopens the latest run of the same suite, device and shard and runs
+only the cases it does not hold yet: nothing is repeated. Worker logs go to a temporary folder that is removed
+when the run ends, unless a case crashed or timed out: then it is kept and named (or to ``log_dir``, kept).
 """
 
 from __future__ import annotations
 
 import json
-import os
-import queue
-import select
+import shutil
 import signal
-import subprocess
-import sys
 import tempfile
-import threading
 import time
 from collections import Counter
 from collections.abc import Sequence
@@ -34,184 +36,10 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
+from bkbench.pool import BROKEN_STATUSES
 from bkbench.registry import Registry
 from bkbench.store import RETRY_STATUSES, Store, default_path
 from bkbench.suites import CaseSpec, Suite, default_device, load_suite, shard
-
-STARTUP_TIMEOUT_S = 300.0
-ROOT = Path(__file__).resolve().parent.parent
-
-
-class WorkerDied(RuntimeError):
-    pass
-
-
-def _signal_name(code: int | None) -> str:
-    if code is None:
-        return "still running"
-    if code < 0:
-        try:
-            return f"killed by signal {signal.Signals(-code).name} ({-code})"
-        except ValueError:
-            return f"killed by signal {-code}"
-    return f"exited with code {code}"
-
-
-class WorkerHandle:
-    """One persistent worker process (restarted by :meth:`run` after a crash or timeout)."""
-
-    def __init__(self, name: str, device: str, cuda_index: int | None, plugins: Sequence[str], log_dir: Path,
-                 measure_bandwidth: bool = True, known_bw: float | None = None) -> None:
-        self.known_bw = known_bw
-        self.name = name
-        self.device = device
-        self.cuda_index = cuda_index
-        self.plugins = list(plugins)
-        self.log_path = log_dir / f"worker-{name}.log"
-        self.measure_bandwidth = measure_bandwidth
-        self.proc: subprocess.Popen[bytes] | None = None
-        self.fd: int | None = None
-        self.buf = b""
-        self.env: dict[str, Any] = {}
-        self.starts = 0
-
-    # -- process management -----------------------------------------------------------------------------
-    def start(self) -> dict[str, Any]:
-        read_fd, write_fd = os.pipe()
-        env = dict(os.environ)
-        env["BKBENCH_WORKER_FD"] = str(write_fd)
-        env["BKBENCH_DEVICE"] = self.device
-        env["BKBENCH_PARENT_PID"] = str(os.getpid())
-        env["BKBENCH_PLUGINS"] = ",".join(self.plugins)
-        env["BKBENCH_BANDWIDTH"] = "1" if (self.measure_bandwidth and self.starts == 0 and not self.known_bw) else "0"
-        if self.known_bw:
-            env["BKBENCH_COPY_BW"] = str(self.known_bw)
-        env["PYTHONPATH"] = os.pathsep.join(p for p in (str(ROOT), env.get("PYTHONPATH", "")) if p)
-        if self.cuda_index is not None:
-            env["CUDA_VISIBLE_DEVICES"] = str(self.cuda_index)
-        log = open(self.log_path, "ab")
-        log.write(f"\n=== worker start {time.strftime('%Y-%m-%d %H:%M:%S')}\n".encode())
-        log.flush()
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "bkbench.worker"], stdin=subprocess.PIPE, stdout=log, stderr=subprocess.STDOUT,
-            pass_fds=(write_fd,), env=env, start_new_session=True, cwd=os.getcwd(),
-        )
-        log.close()
-        os.close(write_fd)
-        self.fd, self.buf = read_fd, b""
-        self.starts += 1
-        msg = self._read(time.monotonic() + STARTUP_TIMEOUT_S)
-        if msg is None or msg.get("op") != "hello":
-            tail = self.log_tail()
-            self.kill()
-            raise RuntimeError(f"worker {self.name} did not start: {tail}")
-        if self.starts == 1 or msg.get("env", {}).get("copy_bandwidth_gbs"):
-            self.env = msg.get("env", {})
-        return self.env
-
-    def alive(self) -> bool:
-        return self.proc is not None and self.proc.poll() is None
-
-    def kill(self) -> int | None:
-        """Kill the worker's whole process group (it runs in its own session); returns its exit status."""
-        if self.proc is None:
-            return None
-        if self.proc.poll() is None:
-            try:
-                os.killpg(self.proc.pid, signal.SIGKILL)
-            except (ProcessLookupError, PermissionError):
-                pass
-        try:
-            code = self.proc.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            code = None
-        self._close()
-        return code
-
-    def _close(self) -> None:
-        if self.fd is not None:
-            os.close(self.fd)
-            self.fd = None
-        if self.proc is not None and self.proc.stdin:
-            try:
-                self.proc.stdin.close()
-            except OSError:
-                pass
-        self.proc = None
-
-    def stop(self) -> None:
-        if self.alive():
-            try:
-                assert self.proc is not None and self.proc.stdin is not None
-                self.proc.stdin.write(b'{"op": "exit"}\n')
-                self.proc.stdin.flush()
-                self.proc.wait(timeout=10)
-            except (OSError, subprocess.TimeoutExpired):
-                pass
-        self.kill()
-
-    def log_tail(self, chars: int = 1500) -> str:
-        try:
-            data = self.log_path.read_bytes()[-chars:]
-        except OSError:
-            return ""
-        return data.decode(errors="replace").strip()
-
-    # -- protocol -----------------------------------------------------------------------------------------
-    def _read(self, deadline: float) -> dict[str, Any] | None:
-        """Next message, None on timeout; raises WorkerDied on EOF."""
-        assert self.fd is not None
-        while b"\n" not in self.buf:
-            left = deadline - time.monotonic()
-            if left <= 0:
-                return None
-            ready, _, _ = select.select([self.fd], [], [], min(left, 1.0))
-            if not ready:
-                continue
-            chunk = os.read(self.fd, 1 << 16)
-            if not chunk:
-                raise WorkerDied()
-            self.buf += chunk
-        line, self.buf = self.buf.split(b"\n", 1)
-        return json.loads(line)
-
-    def run(self, spec: CaseSpec, timeout_s: float) -> dict[str, Any]:
-        """Run one case; always returns a row (crash / timeout rows are made here)."""
-        if not self.alive():
-            self.start()
-        assert self.proc is not None and self.proc.stdin is not None
-        t0 = time.monotonic()
-        stage = "sending"
-        try:
-            self.proc.stdin.write((json.dumps({"op": "case", "spec": spec.to_dict()}) + "\n").encode())
-            self.proc.stdin.flush()
-            deadline = t0 + timeout_s
-            while True:
-                msg = self._read(deadline)
-                if msg is None:
-                    self.kill()
-                    return _row(spec, "timeout", f"no result within {timeout_s:g} s (stage: {stage}); worker killed",
-                                wall_s=time.monotonic() - t0, stage=stage)
-                if msg.get("op") == "stage":
-                    stage = msg.get("stage", stage)
-                elif msg.get("op") == "result":
-                    row = msg["row"]
-                    if msg.get("fatal"):
-                        row["worker_restarted"] = True
-                        self.kill()
-                    return row
-        except (WorkerDied, BrokenPipeError, OSError):
-            code = self.proc.wait(timeout=30) if self.proc is not None else None
-            tail = self.log_tail()
-            self._close()
-            return _row(spec, "crash", f"worker {_signal_name(code)} during {stage}", wall_s=time.monotonic() - t0,
-                        stage=stage, worker_log_tail=tail[-1200:])
-
-
-def _row(spec: CaseSpec, status: str, reason: str, **extra: Any) -> dict[str, Any]:
-    row = spec.identity()
-    row.update(status=status, reason=reason, **extra)
-    return row
 
 
 # -- runs ---------------------------------------------------------------------------------------------------------
@@ -226,6 +54,10 @@ class RunSummary:
     seconds: float = 0.0
     interrupted: bool = False
     problems: list[dict[str, Any]] = field(default_factory=list)  # non-ok, non-skipped rows run now
+    warm_s: float = 0.0  # wall time of the warm-up (compilation before timing)
+    missing: int = 0  # planned cases the run still lacks at the end (failed jobs; --resume runs them)
+    kept: list[str] = field(default_factory=list)  # folders kept for a look: worker logs, job folders
+    notes: list[str] = field(default_factory=list)  # what the command line should say at the end
 
 
 SELECTION_KEYS = ("impls", "skip_impls", "missing", "retry")  # a run's case selection, as its config stores it
@@ -366,20 +198,36 @@ def run_suite(
     skip_impls: Sequence[str] | None = None,
     missing: bool = False,
     retry: Sequence[str] = (),
+    warm: bool = True,
+    warm_jobs: int | None = None,
+    executor: str = "inline",
+    jobs: int | None = None,
+    jobs_dir: str | Path | None = None,
+    slurm: Any = None,
 ) -> RunSummary:
     """Run ``suite`` (name or :class:`Suite`) and store every case. See the module docstring.
 
     ``impls`` / ``skip_impls`` select implementations; ``missing`` runs only the cases that no run of this
     suite on this device in the database holds a row for (a ``timeout`` row does not count, nor a row whose status
-    is in ``retry``, e.g. ``incorrect`` after a fix), whatever shard or group stored them."""
+    is in ``retry``, e.g. ``incorrect`` after a fix), whatever shard or group stored them. ``warm`` compiles the
+    cases' kernels first (``warm_jobs`` processes; default: the host's cores); ``executor`` "local" or "slurm"
+    runs the cases as ``jobs`` jobs whose folders go under ``jobs_dir`` (default ``<db stem>-jobs/`` next to
+    the database), with the :class:`bkbench.executors.SlurmSettings` ``slurm``."""
     from bkbench.console import make_console
+    from bkbench.executors import require_submitit
 
     t_start = time.monotonic()
     console = console or make_console()
-    dev = resolve_device(device)
+    require_submitit(executor)
+    dev = resolve_device(device, require=executor != "slurm")  # a SLURM driver may run on a login node
     s = load_suite(suite) if isinstance(suite, str) else suite
     if devices and dev != "cuda":
         raise ValueError("devices: --devices shards across GPUs; it needs --device cuda (or auto on a GPU host)")
+    if devices and executor == "slurm":
+        raise ValueError("devices: --devices names GPUs of this host; with --executor slurm SLURM places the jobs "
+                         "(--slurm-gpus-per-job)")
+    if jobs is not None and (executor == "inline" or jobs < 1):
+        raise ValueError(f"jobs: --jobs {jobs} needs --executor local or slurm and a number >= 1")
     if retry and not missing:
         raise ValueError("retry: re-runs stored cases of a status only together with --missing")
     not_held = _not_held(retry)
@@ -407,19 +255,17 @@ def run_suite(
                           seconds=time.monotonic() - t_start)
     if prior is not None:
         run_id = int(prior["id"])
-        store.conn.execute("UPDATE runs SET status = 'running', finished = NULL WHERE id = ?", (run_id,))
-        store.conn.commit()
+        store.reopen_run(run_id)
     else:
         config = {"suite_digest": s.digest, "suite_path": str(s.path) if s.path else None, "shard": shard_spec,
                   "groups": list(groups) if groups else None, "devices": list(devices) if devices else None,
-                  "plugins": list(plugins), "timeout_s": timeout_s, "cases": len(cases), **selection}
+                  "plugins": list(plugins), "timeout_s": timeout_s, "cases": len(cases), "executor": executor,
+                  "jobs": jobs, **selection}
         run_id = store.start_run(s.name, dev, _parent_env(dev), config, run_label)
     done = store.done_case_ids(run_id) | stored_elsewhere
     todo = [c for c in cases if c.case_id not in done]
     summary = RunSummary(run_id=run_id, db=store.path, total=len(cases), already_done=len(cases) - len(todo),
                          executed=0)
-    logs = Path(log_dir) if log_dir else Path(tempfile.mkdtemp(prefix="bkbench-workers-"))
-    logs.mkdir(parents=True, exist_ok=True)
     if prior is not None:
         console.print(f"resuming run {run_id} of suite {s.name!r} on {dev}: {summary.already_done} of "
                       f"{len(cases)} cases already stored, {len(todo)} to go")
@@ -427,6 +273,21 @@ def run_suite(
         console.print(f"run {run_id}: suite {s.name!r} on {dev}, {len(todo)} cases -> {store.path}")
 
     counts: Counter[str] = Counter()
+
+    def take(row: dict[str, Any]) -> None:
+        """Store one row of this run (never over a row it holds) and count it."""
+        outcome = store.add_result_if_new(run_id, row)
+        if outcome == "conflict":
+            summary.notes.append(f"{row['case_id']}: stored twice with different results; the first row is kept")
+        if outcome != "added":
+            return
+        status = row["status"]
+        counts[status] += 1
+        summary.executed += 1
+        if status not in ("ok", "skipped"):
+            summary.problems.append(row)
+            console.print(f"[red]{status}[/red] {row['impl']} {row['case_key']} {row['mode']}: {row.get('reason')}")
+
     interrupted = False
     old_term = signal.getsignal(signal.SIGTERM)
 
@@ -434,114 +295,119 @@ def run_suite(
         raise KeyboardInterrupt
 
     signal.signal(signal.SIGTERM, on_term)
-    workers: list[WorkerHandle] = []
+    logs = Path(log_dir) if log_dir else Path(tempfile.mkdtemp(prefix="bkbench-workers-"))
+    logs.mkdir(parents=True, exist_ok=True)
+    outcome = None
     try:
-        pre = [c for c in todo if c.skip_reason]
+        for c in todo:
+            if c.skip_reason:
+                take({**c.identity(), "status": "skipped", "reason": c.skip_reason, "wall_s": 0.0})
         work = [c for c in todo if not c.skip_reason]
-        for c in pre:
-            store.add_result(run_id, _row(c, "skipped", c.skip_reason or "", wall_s=0.0))
-            counts["skipped"] += 1
-            summary.executed += 1
-        if work:
-            slots: list[int | None] = list(devices) if devices else [None]
-            known_bw = json.loads(store.run(run_id)["env_json"] or "{}").get("copy_bandwidth_gbs")
-            workers = [WorkerHandle(f"{dev}{'' if i is None else i}", dev, i, plugins, logs, known_bw=known_bw)
-                       for i in slots]
-            _drive(workers, work, store, run_id, counts, summary, console, progress, s.name)
+        if executor != "inline":  # first what the jobs of an earlier attempt stored, or still run
+            from bkbench.executors import recover_jobs, run_jobs
+
+            def take_env(job: str, env: dict[str, Any]) -> None:
+                _store_job_env(store, run_id, job, env)
+
+            folder = Path(jobs_dir) if jobs_dir else store.path.parent / f"{store.path.stem}-jobs"
+            outcome = recover_jobs(executor, store=store, run_id=run_id, jobs_dir=folder, take=take,
+                                   take_env=take_env)
+            held = store.done_case_ids(run_id) | outcome.adopted_cases()
+            work = [c for c in work if c.case_id not in held]
+        columns: dict[str, dict[str, Any]] = {}
+        if work and warm and executor != "slurm":  # SLURM jobs warm up on their own nodes
+            columns = _warm_up(work, summary, devices, plugins, warm_jobs, log_dir, console, progress)
+        if work and executor == "inline":
+            _run_inline(work, dev, devices, plugins, logs, store, run_id, take, columns, console, progress, s.name)
+        elif outcome is not None and (work or outcome.adopted):
+            run_jobs(executor, outcome, store=store, run_id=run_id, cases=work, jobs=jobs, devices=devices,
+                     slurm=slurm, plugins=plugins, warm_in_job=warm and executor == "slurm", compile_columns=columns,
+                     take=take, take_env=take_env, console=console, progress=progress)
     except KeyboardInterrupt:
         interrupted = True
     finally:
-        for w in workers:
-            w.stop()
         signal.signal(signal.SIGTERM, old_term)
-        store.finish_run(run_id, "interrupted" if interrupted else "finished")
+        held = store.done_case_ids(run_id) | stored_elsewhere
+        summary.missing = sum(c.case_id not in held for c in cases)
+        store.finish_run(run_id, "interrupted" if interrupted or summary.missing else "finished")
         store.close()
+        _tidy(summary, logs, temporary=not log_dir, outcome=outcome)
     summary.counts = dict(counts)
     summary.seconds = time.monotonic() - t_start
     summary.interrupted = interrupted
     return summary
 
 
-def _drive(workers: list[WorkerHandle], work: list[CaseSpec], store: Store, run_id: int, counts: Counter[str],
-           summary: RunSummary, console: Any, show: bool, suite_name: str) -> None:
-    """Feed ``work`` to the workers (one thread each) and store rows as they arrive (main thread)."""
-    from rich.progress import (
-        BarColumn,
-        MofNCompleteColumn,
-        Progress,
-        TextColumn,
-        TimeElapsedColumn,
-        TimeRemainingColumn,
-    )
+def _warm_up(work: list[CaseSpec], summary: RunSummary, devices: Sequence[int] | None, plugins: Sequence[str],
+             jobs: int | None, log_dir: str | Path | None, console: Any, progress: bool) -> dict[str, dict[str, Any]]:
+    """Compile ``work``'s kernels before timing (:func:`bkbench.warm.warm`); {case_id: compile columns}."""
+    from bkbench.warm import compile_columns, default_jobs, kernels, needs_warm, warm
 
-    todo: queue.Queue[CaseSpec | None] = queue.Queue()
-    for c in work:
-        todo.put(c)
-    results: queue.Queue[tuple[str, Any]] = queue.Queue()
-    stop = threading.Event()
+    if not needs_warm(work):
+        return {}
+    t0 = time.monotonic()
+    n_kernels = len(kernels(work))
+    n_jobs = min(jobs or default_jobs(n_kernels), n_kernels)
+    console.print(f"warm-up: compiling {n_kernels} kernels ({len(work)} cases) in {n_jobs} processes "
+                  "(--no-warm skips it)")
+    results = warm(work, jobs=n_jobs, devices=devices, plugins=plugins, log_dir=log_dir, console=console,
+                   progress=progress)
+    summary.warm_s = time.monotonic() - t0
+    bad = [r for r in results if r.status not in ("ok", "skipped")]
+    console.print(f"warm-up: {summary.warm_s:.1f} s" + (f"; {len(bad)} case(s) failed to warm up (the timed run "
+                                                          "records their errors)" if bad else ""))
+    return compile_columns(results)
 
-    def serve(w: WorkerHandle) -> None:
-        try:
-            env = w.start()
-            results.put(("env", env))
-        except Exception as exc:
-            results.put(("fatal", f"{w.name}: {exc}"))
-            return
-        while not stop.is_set():
-            try:
-                spec = todo.get_nowait()
-            except queue.Empty:
-                break
-            if spec is None:
-                break
-            results.put(("start", (w.name, spec)))
-            try:
-                row = w.run(spec, spec.timeout_s)
-            except Exception as exc:  # could not even restart the worker
-                row = _row(spec, "crash", f"worker could not run the case: {exc}")
-            row["worker"] = w.name
-            results.put(("row", row))
-        results.put(("done", w.name))
 
-    threads = [threading.Thread(target=serve, args=(w,), daemon=True) for w in workers]
-    for t in threads:
-        t.start()
-    live = len(threads)
+def _run_inline(work: list[CaseSpec], dev: str, devices: Sequence[int] | None, plugins: Sequence[str], logs: Path,
+                store: Store, run_id: int, take: Any, columns: dict[str, dict[str, Any]], console: Any,
+                progress: bool, title: str) -> None:
+    """Run ``work`` in this process's workers: one, or one per GPU of ``devices``."""
+    from bkbench.pool import WorkerHandle, drive
+    from bkbench.warm import with_compile_columns
+
+    slots: list[int | None] = list(devices) if devices else [None]
+    known_bw = json.loads(store.run(run_id)["env_json"] or "{}").get("copy_bandwidth_gbs")
+    workers = [WorkerHandle(f"{dev}{'' if i is None else i}", dev, i, plugins, logs, known_bw=known_bw)
+               for i in slots]
     env_stored = False
-    columns = (TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-               TextColumn("eta"), TimeRemainingColumn(), TextColumn("{task.fields[current]}", style="dim"))
-    with Progress(*columns, console=console, disable=not show, transient=False) as prog:
-        task = prog.add_task(suite_name, total=len(work), current="starting workers")
-        try:
-            while live:
-                kind, payload = results.get()
-                if kind == "env":
-                    if not env_stored and payload:
-                        _store_env(store, run_id, payload)
-                        env_stored = True
-                elif kind == "fatal":
-                    console.print(f"[bold red]worker failed to start[/bold red] {payload}")
-                elif kind == "start":
-                    name, spec = payload
-                    prog.update(task, current=f"{name}: {spec.impl} {spec.case_key} {spec.mode}")
-                elif kind == "row":
-                    store.add_result(run_id, payload)
-                    status = payload["status"]
-                    counts[status] += 1
-                    summary.executed += 1
-                    if status not in ("ok", "skipped"):
-                        summary.problems.append(payload)
-                        console.print(f"[red]{status}[/red] {payload['impl']} {payload['case_key']} "
-                                      f"{payload['mode']}: {payload.get('reason')}")
-                    prog.advance(task)
-                elif kind == "done":
-                    live -= 1
-        except KeyboardInterrupt:
-            stop.set()
-            for w in workers:
-                w.kill()
-            raise
 
+    def on_env(env: dict[str, Any]) -> None:
+        nonlocal env_stored
+        if not env_stored and env:
+            _store_env(store, run_id, env)
+            env_stored = True
+
+    try:
+        drive(workers, [[c] for c in work], lambda row: take(with_compile_columns(row, columns)), title=title,
+              console=console, show=progress, on_env=on_env)
+    finally:
+        for w in workers:
+            w.stop()
+
+
+def _tidy(summary: RunSummary, logs: Path, temporary: bool, outcome: Any) -> None:
+    """Remove what nobody needs to look at: the temporary worker-log folder unless a case crashed or timed
+    out, the run's jobs folder unless a job failed or cases are missing. Kept folders go to ``summary.kept``."""
+    from bkbench.executors import remove_folder
+
+    broken = any(r["status"] in BROKEN_STATUSES for r in summary.problems)
+    if temporary:
+        if broken and any(logs.iterdir()):
+            summary.kept.append(str(logs))
+        else:
+            shutil.rmtree(logs, ignore_errors=True)
+    if outcome is not None:
+        if outcome.failed or outcome.still_running or summary.missing or broken:
+            summary.kept.append(str(outcome.folder))
+            summary.notes += [f"job {job}: {why}" for job, why in outcome.failed]
+            if outcome.still_running:
+                summary.notes.append(f"{len(outcome.still_running)} SLURM job(s) still running; --resume merges "
+                                     "their rows")
+        else:
+            remove_folder(outcome)
+        if outcome.recovered:
+            summary.notes.append(f"{outcome.recovered} row(s) recovered from jobs of an earlier attempt")
 
 def _parent_env(device: str) -> dict[str, Any]:
     """The run's first environment header, written before any worker starts. On a GPU run the parent does
@@ -573,3 +439,14 @@ def _store_env(store: Store, run_id: int, worker_env: dict[str, Any]) -> None:
         env.update({k: v for k, v in worker_env.items() if v is not None})
         env["worker_header"] = True
     store.update_run_env(run_id, env)
+
+
+def _store_job_env(store: Store, run_id: int, job: str, env: dict[str, Any]) -> None:
+    """A job's worker header: the run's header when it has none from a worker yet, and a line of the run's
+    ``jobs`` list (job, host, GPU, driver, date) in any case."""
+    header = json.loads(store.run(run_id)["env_json"] or "{}")
+    if not header.get("worker_header"):
+        header.update({k: v for k, v in env.items() if v is not None and k != "job"})
+        header["worker_header"] = True
+    header.setdefault("jobs", []).append({"job": job, **{k: env.get(k) for k in ("host", "gpu", "driver", "date")}})
+    store.update_run_env(run_id, header)

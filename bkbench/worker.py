@@ -3,12 +3,13 @@
 It runs cases one at a time and answers each with one result row, so that whatever a case does — an illegal
 memory access, a segfault, a hang, an OOM — costs at most this process, never the run. Protocol (JSON lines):
 
-    parent -> worker (stdin):             {"op": "case", "spec": {...CaseSpec...}} | {"op": "exit"}
+    parent -> worker (stdin):             {"op": "case" | "warm", "spec": {...CaseSpec...}} | {"op": "exit"}
     worker -> parent (fd $BKBENCH_WORKER_FD): {"op": "hello", "pid", "env"} once, then per case
                                           {"op": "stage", "stage"} ... {"op": "result", "row", "fatal"}
 
 The worker's stdout/stderr go to a log file chosen by the parent (a kernel's prints cannot corrupt the
 protocol). After a sticky CUDA error the worker answers and exits, and the parent starts a fresh one.
+``"warm"`` only prepares the case and calls it once (:func:`warm_case`; the warm-up of :mod:`bkbench.warm`).
 
 Steps of one case (:func:`run_case`): prepare (inputs, normalisation, models; untimed) -> first call
 (compile / autotune; its wall time is recorded as ``first_call_s``) -> correctness check (an incorrect case
@@ -179,6 +180,46 @@ def run_case(spec: Any, registry: Any, stage: Callable[[str], None] = lambda s: 
     return row, fatal
 
 
+def warm_case(spec: Any, registry: Any, stage: Callable[[str], None] = lambda s: None) -> tuple[dict[str, Any], bool]:
+    """Prepare one case and call it once (forward, or forward + backward), for the warm-up: Triton compiles
+    and autotunes on that call and writes its binaries to its on-disk cache. Returns (row, fatal); the row
+    has ``status`` ok / skipped / oom / crash, ``reason`` and ``compile_s`` (the wall time of the call,
+    synchronised). Never raises."""
+    from bkbench.workloads import Skip, prepare
+
+    row: dict[str, Any] = spec.identity()
+    fatal = False
+    current = "prepare"
+    wl = None
+    try:
+        if spec.skip_reason:
+            raise Skip(spec.skip_reason)
+        stage(current)
+        wl = prepare(spec, registry)
+        current = "first call"
+        stage(current)
+        t0 = time.perf_counter()
+        out = wl.fn()
+        _sync(spec.device)
+        row.update(status="ok", reason=None, compile_s=time.perf_counter() - t0)
+        del out
+    except Skip as exc:
+        row.update(status="skipped", reason=str(exc))
+    except Exception as exc:
+        row.update(status="oom" if is_oom(exc) else "crash", reason=f"during {current}: {_short_tb(exc)}")
+        fatal = cuda_broken(exc)
+    finally:
+        wl = None
+        gc.collect()
+        if spec.device == "cuda" and torch.cuda.is_available() and not fatal:
+            try:
+                torch.cuda.empty_cache()
+            except Exception:
+                fatal = True
+    row["stage"] = current
+    return row, fatal
+
+
 def _set_parent_death_signal() -> None:
     """Linux: die with the parent (a killed runner leaves no orphan worker holding the GPU)."""
     try:
@@ -191,8 +232,6 @@ def _set_parent_death_signal() -> None:
     parent = os.environ.get("BKBENCH_PARENT_PID")
     if parent and os.getppid() != int(parent):
         os._exit(0)
-
-
 
 
 def main() -> int:
@@ -219,6 +258,8 @@ def main() -> int:
 
             env["copy_bandwidth_gbs"] = copy_bandwidth("cpu")
             env["copy_bandwidth_note"] = "CPU memcpy, 64 MiB, bytes read + written"
+        if device == "cuda" and torch.cuda.is_available():  # which physical GPU this is, whatever its index here
+            env["gpu_uuid"] = str(getattr(torch.cuda.get_device_properties(0), "uuid", "") or "") or None
     except Exception as exc:  # the environment must not stop the run; say what failed
         env["environment_error"] = _short_tb(exc)
     if os.environ.get("BKBENCH_COPY_BW"):  # a resumed run reuses the bandwidth measured when it started
@@ -233,10 +274,14 @@ def main() -> int:
         msg = json.loads(line)
         if msg.get("op") == "exit":
             break
-        if msg.get("op") != "case":
+        if msg.get("op") not in ("case", "warm"):
             continue
         spec = CaseSpec.from_dict(msg["spec"])
-        row, fatal = run_case(spec, registry, lambda s: send({"op": "stage", "stage": s}), bw)
+        stage = lambda s: send({"op": "stage", "stage": s})  # noqa: E731
+        if msg["op"] == "warm":
+            row, fatal = warm_case(spec, registry, stage)
+        else:
+            row, fatal = run_case(spec, registry, stage, bw)
         send({"op": "result", "row": row, "fatal": fatal})
         if fatal:
             proto.close()

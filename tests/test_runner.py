@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+import socket
 import sqlite3
 import subprocess
 import sys
@@ -20,7 +21,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from bkbench.runner import WorkerHandle, _drive, plan, run_suite
+from bkbench.pool import WorkerHandle, drive
+from bkbench.runner import plan, run_suite
 from bkbench.store import Store
 from bkbench.suites import list_suites, load_suite, parse_suite, shard
 
@@ -218,19 +220,13 @@ def test_two_workers_share_the_queue(tmp_path, planted):
         d = [1]
         """))
     cases = plan(suite, "cpu", plugins=["planted_kernels"])
-    from collections import Counter
-
-    from bkbench.console import make_console
-    from bkbench.runner import RunSummary
-
     db = tmp_path / "p.db"
     store = Store(db)
     run_id = store.start_run("pool", "cpu", {})
     workers = [WorkerHandle(f"w{i}", "cpu", None, ["planted_kernels"], tmp_path, measure_bandwidth=False)
                for i in range(2)]
-    summary = RunSummary(run_id, db, len(cases), 0, 0)
     try:
-        _drive(workers, cases, store, run_id, Counter(), summary, make_console(), False, "pool")
+        drive(workers, [[c] for c in cases], lambda row: store.add_result(run_id, row), show=False)
     finally:
         for w in workers:
             w.stop()
@@ -239,6 +235,24 @@ def test_two_workers_share_the_queue(tmp_path, planted):
     assert sorted(r["case_id"] for r in rows) == sorted(c.case_id for c in cases)
     used = {json.loads(r["metrics_json"])["worker"] for r in rows}
     assert used == {"w0", "w1"}
+    assert {r["host"] for r in rows} == {socket.gethostname()}  # every row says where it ran
+
+
+def test_a_worker_that_cannot_start_does_not_hang_the_run(tmp_path):
+    """A worker whose process dies before saying hello (here: a plugin it cannot import) is reported and the
+    loop ends (it used to wait forever); its cases get no row, so the run lacks them and --resume runs them."""
+    import threading
+
+    from bkbench.console import make_console
+
+    cases = plan("quick", "cpu")[:2]
+    rows: list[dict] = []
+    worker = WorkerHandle("w", "cpu", None, ["no_such_module_for_bkbench"], tmp_path, measure_bandwidth=False)
+    loop = threading.Thread(target=drive, args=([worker], [[c] for c in cases], rows.append),
+                            kwargs={"show": False, "console": make_console()}, daemon=True)
+    loop.start()
+    loop.join(timeout=120)
+    assert not loop.is_alive() and rows == []
 
 
 def test_shards_partition_the_plan():
@@ -518,10 +532,11 @@ def test_impl_selection_and_missing_fill_in_across_runs(tmp_path):
     assert sorted(r["status"] for r in rows) == ["incorrect", "ok"]
 
 
-def test_warm_compiles_one_case_per_kernel_and_reports_failures(tmp_path, planted):
-    """bkbench warm: one process per distinct (impl, mode, dtype, shape but N, options), at the smallest N;
-    a raising kernel is an error and a hanging one a timeout, reported and not raised; nothing is stored."""
-    from bkbench.warm import representatives, warm
+def test_warm_runs_each_kernel_in_order_of_n_and_reports_failures(tmp_path, planted):
+    """bkbench warm: the cases grouped by kernel (everything but N), each group in order of N in one worker;
+    a raising kernel is a crash and a hanging one a timeout, reported and not raised, and the rest of that
+    kernel is not warmed; the temporary logs are kept and named only then; nothing is stored."""
+    from bkbench.warm import compile_columns, kernels, warm, with_compile_columns
 
     suite = _suite(tmp_path, """
         name = "warmt"
@@ -532,22 +547,39 @@ def test_warm_compiles_one_case_per_kernel_and_reports_failures(tmp_path, plante
         d = [2]
         """)
     cases = plan(str(suite), "cpu", plugins=["planted_kernels"])
-    reps = representatives(cases)
-    assert sorted((c.impl, c.n) for c in reps) == [("planted_hang", 8), ("planted_raise", 8), ("thomas", 8)]
+    groups = kernels(cases)
+    assert sorted((g[0].impl, [c.n for c in g]) for g in groups) == [
+        ("planted_hang", [8, 16, 32]), ("planted_raise", [8, 16, 32]), ("thomas", [8, 16, 32])]
     seen = []
-    results = warm(cases, jobs=3, timeout_s=20, plugins=["planted_kernels"], on_done=seen.append)
-    by = {r.impl: r for r in results}
-    assert seen == results and len(results) == 3
-    assert by["thomas"].status == "ok"
-    assert by["planted_raise"].status == "error" and "planted failure" in by["planted_raise"].detail
-    assert by["planted_hang"].status == "timeout" and by["planted_hang"].seconds < 60
+    results = warm(cases, jobs=3, timeout_s=5, plugins=["planted_kernels"], on_done=seen.append)
+    assert seen == results and len(results) == 9
+    by = {(r.impl, int(r.case_key.split("_N")[1].split("_")[0])): r for r in results}
+    assert all(by[("thomas", n)].status == "ok" and by[("thomas", n)].seconds > 0 for n in (8, 16, 32))
+    assert by[("planted_raise", 8)].status == "crash" and "planted failure" in by[("planted_raise", 8)].detail
+    assert by[("planted_hang", 8)].status == "timeout" and by[("planted_hang", 8)].seconds < 60
+    for impl in ("planted_raise", "planted_hang"):
+        for n in (16, 32):
+            assert by[(impl, n)].status == "skipped" and "ended with" in by[(impl, n)].detail
+    kept = by[("planted_hang", 8)].detail.split("(worker logs: ")[1].rstrip(")")
+    assert Path(kept).is_dir()  # a case timed out: the logs are kept and named
+    import shutil
+
+    shutil.rmtree(kept)
+    cols = compile_columns(results)
+    thomas8 = next(r for r in results if r.impl == "thomas" and "_N8_" in r.case_key)
+    assert cols[thomas8.case_id] == {"compile_s": thomas8.seconds, "compile_source": "warm-up"}
+    timed = with_compile_columns({"case_id": thomas8.case_id, "first_call_s": 9.0}, cols)
+    assert timed["compile_s"] == thomas8.seconds and timed["compile_source"] == "warm-up"
+    untimed = with_compile_columns({"case_id": "other", "first_call_s": 9.0}, cols)
+    assert untimed["compile_s"] == 9.0 and untimed["compile_source"] == "first call"
     with pytest.raises(ValueError, match="jobs"):
         warm(cases, jobs=0)
     db = tmp_path / "none.db"
     out = subprocess.run([sys.executable, "-m", "bkbench", "warm", str(suite), "--device", "cpu", "--impl", "thomas",
                           "--plugin", "planted_kernels", "--jobs", "1", "--missing", "--db", str(db)], cwd=ROOT,
                          capture_output=True, text=True, timeout=120)
-    assert out.returncode == 0 and "1 distinct kernels" in out.stdout and "1 of 1 done" in out.stdout, out.stdout
+    assert out.returncode == 0 and "3 cases of 1 distinct kernels" in out.stdout and "3 of 3 done" in out.stdout, \
+        out.stdout + out.stderr
     assert not db.exists()  # warm stores nothing
 
 

@@ -20,27 +20,32 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--retry", action="append", default=[], choices=RETRY_STATUSES,
                    help="with --missing: rows of this status count as not held (as in bkbench run)")
     p.add_argument("--plugin", action="append", default=[], metavar="MODULE")
-    p.add_argument("--jobs", type=int, default=4, help="processes at a time (default 4)")
-    p.add_argument("--timeout", type=float, default=600.0, metavar="S", help="per process (default 600 s)")
+    p.add_argument("--devices", default=None, metavar="0,1", help="GPU ids to spread the processes over")
+    p.add_argument("--jobs", type=int, default=None, help="processes at a time (default: this host's cores minus one)")
+    p.add_argument("--timeout", type=float, default=None, metavar="S",
+                   help="per case (default: the case's timeout, at least 300 s)")
     p.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
+    from bkbench.cli.run import _devices
     from bkbench.console import make_console
     from bkbench.runner import resolve_device, selected_cases
-    from bkbench.warm import representatives, warm
+    from bkbench.warm import default_jobs, kernels, warm
 
     console = make_console()
     dev = resolve_device(args.device)
     cases = selected_cases(args.suite, dev, groups=args.group, plugins=args.plugin, impls=args.impl,
                            skip_impls=args.skip_impl, missing=args.missing, db=args.db,
                            retry=args.retry)
-    reps = representatives(cases)
-    console.print(f"warm {args.suite} on {dev}: {len(cases)} cases -> {len(reps)} distinct kernels to compile, "
-                  f"{args.jobs} at a time")
-    results = warm(cases, jobs=args.jobs, timeout_s=args.timeout, plugins=args.plugin,
+    n_kernels = len(kernels(cases))
+    jobs = min(args.jobs or default_jobs(n_kernels), max(1, n_kernels))
+    console.print(f"warm {args.suite} on {dev}: {len(cases)} cases of {n_kernels} distinct kernels to compile, "
+                  f"{jobs} processes")
+    results = warm(cases, jobs=jobs, devices=_devices(args.devices) if args.devices else None, timeout_s=args.timeout,
+                   plugins=args.plugin,
                    on_done=lambda r: console.print(f"  {r.status:8s} {r.seconds:6.1f} s  {r.impl} {r.mode} "
                                                    f"{r.case_key} {r.detail[:200]}"))
-    bad = [r for r in results if r.status in ("error", "timeout")]
+    bad = [r for r in results if r.status not in ("ok", "skipped")]
     console.print(f"warm: {len(results) - len(bad)} of {len(results)} done without error")
     return 0

@@ -37,7 +37,7 @@ import numpy as np
 import pandas as pd
 
 from bkbench.report import usercall
-from bkbench.store import RESULT_COLUMNS, RUN_COLUMNS, STATUSES, Store
+from bkbench.store import RESULT_COLUMNS, RUN_COLUMNS, STATUSES, Store, check_readable, unreadable
 
 NUMERIC = [
     "n", "batch", "d", "sparsity", "rel_err", "tolerance", "time_median_s", "time_p20_s", "time_p80_s",
@@ -75,7 +75,9 @@ def _open_readonly(path: Path) -> tuple[Store, Path | None]:
     try:
         conn = sqlite3.connect(f"file:{path.resolve()}?mode=ro", uri=True, timeout=60)
         conn.execute("SELECT count(*) FROM sqlite_master").fetchone()
-    except sqlite3.OperationalError:
+    except sqlite3.DatabaseError as exc:
+        if not isinstance(exc, sqlite3.OperationalError):  # not a database at all: say so, no traceback
+            raise unreadable(path, exc) from None
         tmpdir = Path(tempfile.mkdtemp(prefix="bkbench-report-"))
         for suffix in ("", "-wal", "-shm"):
             src = Path(str(path) + suffix)
@@ -83,6 +85,13 @@ def _open_readonly(path: Path) -> tuple[Store, Path | None]:
                 shutil.copy2(src, tmpdir / (path.name + suffix))
         conn = sqlite3.connect(f"file:{(tmpdir / path.name).resolve()}?mode=ro", uri=True, timeout=60)
     conn.row_factory = sqlite3.Row
+    try:
+        check_readable(conn, path)
+    except ValueError:
+        conn.close()
+        if tmpdir:
+            shutil.rmtree(tmpdir, ignore_errors=True)
+        raise
     tables = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type='table'")}
     missing = {"runs", "results"} - tables
     if missing:
