@@ -14,9 +14,8 @@ NEEDS_CUDA = (
     "TRITON_INTERPRET on the CPU"
 )
 HOPPER_GATED_BWD = (
-    "fla-core 0.6.0 refuses the gated chunk_bwd_dqkwg (the backward of {op}) on Hopper GPUs with "
-    "Triton >= 3.4.0 and < 3.7.1 (here {triton}): it 'produces incorrect results' (fla issue #640); "
-    "upgrade Triton to >= 3.7.1 or install tilelang"
+    "fla-core refuses the backward of {op} (gated chunk_bwd_dqkwg) on Hopper with 3.4.0 <= Triton < 3.7.1 "
+    "(here {triton}): 'incorrect results', fla issue #640; needs Triton >= 3.7.1 or tilelang"
 )
 
 
