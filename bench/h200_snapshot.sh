@@ -3,14 +3,20 @@
 # BK-core against every SSM and attention baseline, in phases that share one deadline. From the repository root
 # of a device call (fla-core's wheel in .whl/, rich's in .whl/measure/ if the image lacks it):
 #
-#   run(command="BUDGET_S=560 bash bench/h200_snapshot.sh gate core", carry=[".whl", "results"], timeout_s=600)
+#   run(command="BUDGET_S=560 bash bench/h200_snapshot.sh lean", carry=[".whl", "results"], timeout_s=600)
 #
-# then copy the returned h200.db to results/h200.db before the next call, which continues with
-#   BUDGET_S=560 bash bench/h200_snapshot.sh attn        (and fill, fill-fp32, energy, energy-fp32, layers)
+# (the one call that fits ~10 minutes of GPU), then, with the returned h200.db copied to results/h200.db before
+# each call, the full snapshot: `core`, `attn`, `fill`, `fill-fp32`, `energy`, `energy-fp32`, `layers` (~6 more
+# calls of 10 minutes; `gate` is part of `lean`).
 #
 # Every timed run is `bkbench run --missing` on $OUT/h200.db (seeded from results/h200.db when carried), so a
 # phase cut by the deadline loses nothing measured (the runner stores one row per case and marks the run
 # interrupted on SIGTERM) and the next call picks up what is missing. Phases, in the order given:
+#   lean         the gate (as below) while `bkbench warm` compiles fla SSD and GLA at d = 256; then group h200-lean
+#                of the baselines suite (BK-core, flash, cuDNN, memory-efficient attention, fla SSD, GLA and the
+#                four new ones at (B, d) = (8, 256), N = 256/1024/4096/65536, bf16, fwd and fwd+bwd: 80 cases, 72
+#                that run, ~2 s each) and the energy suite's fill-lean (forward energy at B*N = 2^18, d = 256,
+#                N = 4096 and 65536, 9 implementations: 18 cases, ~6.5 s each). ~5 + 3 + 2 min.
 #   gate         `bkbench gate` for each new fla baseline in its own process (all at once; fla's autotune
 #                results not kept: tiny shapes under contention), while `bkbench warm` compiles the kernels of
 #                their B = 8 cases (d = 256 and 1024, bf16 and fp32). Writes gate_<impl>.json. ~4-6 min.
@@ -76,6 +82,7 @@ warm() {
   echo "== warm rc=$?"
 }
 
+# phase_gate [bkbench warm args...]: the four gates in parallel while warm compiles what the args select
 phase_gate() {
   local t; t=$(( $(left) - 10 ))
   echo "== $(date -u +%T) gate (parallel, limit ${t} s) + warm"
@@ -85,8 +92,7 @@ phase_gate() {
       --impl "$impl" --json "$OUT/gate_$impl.json" > "$OUT/gate_$impl.log" 2>&1 &
     pids="$pids $!"
   done
-  JOBS=$(( JOBS > 4 ? JOBS - 4 : 1 )) warm baselines --group baselines-widths --group baselines-widths-fp32 \
-    $(impl_args $NEW)
+  JOBS=$(( JOBS > 4 ? JOBS - 4 : 1 )) warm "$@"
   for p in $pids; do wait "$p"; done
   for impl in $NEW; do echo "-- gate $impl"; tail -n 25 "$OUT/gate_$impl.log"; done
 }
@@ -119,7 +125,9 @@ phase_layers() {
   for phase in "$@"; do
     [ "${exit_code:-0}" = 0 ] || break
     case "$phase" in
-      gate) phase_gate ;;
+      lean) phase_gate baselines --group h200-lean --impl ssm_fla_ssd --impl ssm_fla_gla
+            run baselines --group h200-lean; run energy --group fill-lean ;;
+      gate) phase_gate baselines --group baselines-widths --group baselines-widths-fp32 $(impl_args $NEW) ;;
       core) phase_core ;;
       attn) phase_attn ;;
       fill) phase_fill ;;
@@ -127,7 +135,7 @@ phase_layers() {
       energy) warm energy --group fill $(impl_args $NEW); run energy --group fill ;;
       energy-fp32) run energy --group fill-fp32 ;;
       layers) phase_layers ;;
-      *) echo "unknown phase $phase (gate core attn fill fill-fp32 energy energy-fp32 layers)"; exit_code=2 ;;
+      *) echo "unknown phase $phase (lean gate core attn fill fill-fp32 energy energy-fp32 layers)"; exit_code=2 ;;
     esac
   done
   echo "== $(date -u +%T) done, $(left) s of the budget left; database $DB"
