@@ -328,3 +328,21 @@ def test_gated_deltanet_layer_is_causal_and_rejects_bad_options():
         prepare_layer("gated_deltanet", case, core="cuda")
     with pytest.raises(ValueError, match="expand_v"):
         prepare_layer("gated_deltanet", case, expand_v=0)
+
+
+@pytest.mark.parametrize("name,refused", [("ssm_fla_ssd", True), ("ssm_fla_gated_deltanet", True),
+                                          ("ssm_fla_delta_rule", False), ("ssm_fla_kda", False),
+                                          ("ssm_fla_rwkv7", False)])
+def test_gated_backward_is_declined_on_a_hopper_with_triton_3_6(monkeypatch, name, refused):
+    # what the rule sees on the H100/H200 images (Triton 3.6, no tilelang); fwd is never declined by it
+    triton = pytest.importorskip("triton")
+    monkeypatch.setattr(triton, "__version__", "3.6.0")
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "get_device_capability", lambda *a: (9, 0))
+    monkeypatch.setattr(torch.cuda, "get_device_name", lambda *a: "NVIDIA H200")
+    rec = default_registry().get(name)
+    reason = rec.supports(Case(B=8, N=4096, d=256, dtype="bf16", device="cuda", mode="fwd+bwd"))
+    assert (reason is not None and "#640" in reason and "3.6.0" in reason) is refused
+    assert rec.supports(Case(B=8, N=4096, d=256, dtype="bf16", device="cuda", mode="fwd")) is None
+    monkeypatch.setattr(triton, "__version__", "3.7.1")
+    assert rec.supports(Case(B=8, N=4096, d=256, dtype="bf16", device="cuda", mode="fwd+bwd")) is None
