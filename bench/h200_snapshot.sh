@@ -5,32 +5,35 @@
 #
 #   run(command="BUDGET_S=560 bash bench/h200_snapshot.sh lean", carry=[".whl", "results"], timeout_s=600)
 #
-# (the one call that fits ~10 minutes of GPU), then, with the returned h200.db copied to results/h200.db before
-# each call, the full snapshot: `core`, `attn`, `fill`, `fill-fp32`, `energy`, `energy-fp32`, `layers` (~6 more
-# calls of 10 minutes; `gate` is part of `lean`).
+# (the one call that fits ~10 minutes of GPU; if it is cut, `lean-runs` in the next call finishes it), then, with
+# the returned h200.db copied to results/h200.db before each call, the full snapshot: `core`, `attn`, `fill`,
+# `fill-fp32`, `energy`, `energy-fp32`, `layers` (about nine more calls of ~10 minutes, estimates below from the
+# H100 logs in reports/h100/logs; `gate` is part of `lean`).
 #
 # Every timed run is `bkbench run --missing` on $OUT/h200.db (seeded from results/h200.db when carried), so a
 # phase cut by the deadline loses nothing measured (the runner stores one row per case and marks the run
 # interrupted on SIGTERM) and the next call picks up what is missing. Phases, in the order given:
-#   lean         the gate (as below) while `bkbench warm` compiles fla SSD and GLA at d = 256; then group h200-lean
-#                of the baselines suite (BK-core, flash, cuDNN, memory-efficient attention, fla SSD, GLA and the
-#                four new ones at (B, d) = (8, 256), N = 256/1024/4096/65536, bf16, fwd and fwd+bwd: 80 cases, 72
-#                that run, ~2 s each) and the energy suite's fill-lean (forward energy at B*N = 2^18, d = 256,
-#                N = 4096 and 65536, 9 implementations: 18 cases, ~6.5 s each). ~5 + 3 + 2 min.
+#   lean         = gate-lean + lean-runs. ~5 + 3 + 2 min.
+#   gate-lean    the gate (as `gate` below) while `bkbench warm` compiles fla SSD and GLA at d = 256.
+#   lean-runs    group h200-lean of the baselines suite (BK-core, flash, cuDNN, memory-efficient attention, fla
+#                SSD, GLA and the four new ones at (B, d) = (8, 256), N = 256/1024/4096/65536, bf16, fwd and
+#                fwd+bwd: 80 cases, 72 that run, ~2 s each), then the energy suite's fill-lean (forward energy at
+#                B*N = 2^18, d = 256, N = 4096 and 65536, 9 implementations: 18 cases, ~6.5 s each).
 #   gate         `bkbench gate` for each new fla baseline in its own process (all at once; fla's autotune
 #                results not kept: tiny shapes under contention), while `bkbench warm` compiles the kernels of
 #                their B = 8 cases (d = 256 and 1024, bf16 and fp32). Writes gate_<impl>.json. ~4-6 min.
-#   core         B = 8, d in {256, 1024}, N = 2^8..2^16, fwd and fwd+bwd: triton_fused (group bk-widths, fp32),
-#                the four new fla baselines (baselines-widths bf16, baselines-widths-fp32: Gated DeltaNet).
-#                20 + 70 cases that run (90 more are instant skips: no fp32, fla's Hopper refusal). ~4-5 min.
+#   core         B = 8, d in {256, 1024}, N = 2^8..2^16, fwd and fwd+bwd: triton_fused (group bk-widths, fp32;
+#                20 cases, H100 run 36: 120 s), the four new fla baselines (baselines-widths bf16,
+#                baselines-widths-fp32: Gated DeltaNet fwd) after warming their d = 1024 kernels: 80 cases that
+#                run (48 after `lean`), 80 instant skips (no fp32; fla's Hopper refusal). ~8 min.
 #   attn         B = 8: every other baseline (attention, fla SSD/GLA, PyTorch SSMs), bf16 and fp32, after
-#                warming fla SSD/GLA. ~330 cases that run (H100: ~10 min in all, ~4 min of it fla); 2 calls.
-#   fill         filled B (B*N = 2^18), bf16: groups fill-d256, fill-d1024 (every implementation). ~250 cases
-#                that run; H100 took ~5 s per case: 2 calls.
-#   fill-fp32    filled B, fp32 (group fill-fp32). 120 cases; ~8 min.
+#                warming fla SSD/GLA: 264 cases that run (H100 runs 9, 11, 12: ~12 min in all); 2 calls.
+#   fill         filled B (B*N = 2^18), bf16: groups fill-d256, fill-d1024 (every implementation): 232 cases that
+#                run, ~5 s each on the H100 (runs 24-25, 29): 2-3 calls.
+#   fill-fp32    filled B, fp32 (group fill-fp32): 102 cases that run; ~9 min.
 #   energy       energy suite, group fill (bf16; BK-core, flash, chunked SSD, the four new fla baselines):
-#                140 cases, ~6.5 s each on the H100: 2 calls.
-#   energy-fp32  energy suite, group fill-fp32: 80 cases, ~9 min.
+#                130 cases that run (12 of them in `lean`), ~6.5 s each (H100 run 34): 2 calls.
+#   energy-fp32  energy suite, group fill-fp32: 70 cases that run, ~13 s each (H100 run 40): 2 calls.
 #   layers       bench/baselines_gpu.py's layer timing (bk, mamba2, attention, gated_deltanet at B = 4,
 #                d = 1024, N = 1024 / 4096, bf16, fwd and fwd+bwd). ~1-2 min.
 # The log of everything is $OUT/snapshot.log (its tail is printed at the end).
@@ -99,6 +102,7 @@ phase_gate() {
 
 phase_core() {
   run baselines --group bk-widths --impl triton_fused
+  warm baselines --group baselines-widths --group baselines-widths-fp32 $(impl_args $NEW)
   run baselines --group baselines-widths --group baselines-widths-fp32 $(impl_args $NEW)
 }
 
@@ -127,6 +131,8 @@ phase_layers() {
     case "$phase" in
       lean) phase_gate baselines --group h200-lean --impl ssm_fla_ssd --impl ssm_fla_gla
             run baselines --group h200-lean; run energy --group fill-lean ;;
+      gate-lean) phase_gate baselines --group h200-lean --impl ssm_fla_ssd --impl ssm_fla_gla ;;
+      lean-runs) run baselines --group h200-lean; run energy --group fill-lean ;;
       gate) phase_gate baselines --group baselines-widths --group baselines-widths-fp32 $(impl_args $NEW) ;;
       core) phase_core ;;
       attn) phase_attn ;;
@@ -135,7 +141,8 @@ phase_layers() {
       energy) warm energy --group fill $(impl_args $NEW); run energy --group fill ;;
       energy-fp32) run energy --group fill-fp32 ;;
       layers) phase_layers ;;
-      *) echo "unknown phase $phase (lean gate core attn fill fill-fp32 energy energy-fp32 layers)"; exit_code=2 ;;
+      *) echo "unknown phase $phase (lean gate-lean lean-runs gate core attn fill fill-fp32 energy energy-fp32" \
+           "layers)"; exit_code=2 ;;
     esac
   done
   echo "== $(date -u +%T) done, $(left) s of the budget left; database $DB"

@@ -346,3 +346,21 @@ def test_gated_backward_is_declined_on_a_hopper_with_triton_3_6(monkeypatch, nam
     assert rec.supports(Case(B=8, N=4096, d=256, dtype="bf16", device="cuda", mode="fwd")) is None
     monkeypatch.setattr(triton, "__version__", "3.7.1")
     assert rec.supports(Case(B=8, N=4096, d=256, dtype="bf16", device="cuda", mode="fwd+bwd")) is None
+
+
+@pytest.mark.parametrize("name,form_dtype", [("gdn_torch", "float32"), ("rwkv7_torch", "float64")])
+def test_runner_checks_the_new_forms_against_their_reference(name, form_dtype):
+    # the suite runner's per-case check slices every token-axis input (bkbench.workloads.TOKEN_AXES)
+    from bkbench.suites import CaseSpec
+    from bkbench.workloads import TOKEN_AXES
+    from bkbench.workloads import prepare as prepare_workload
+
+    reg = _stand_in_registry()
+    spec = CaseSpec(suite="t", group="g", impl=name, kind="ssm", n=300, batch=2, d=128, dtype=form_dtype,
+                    sparsity=0.0, mode="fwd", options={}, timing="cpu", device="cpu")
+    res = prepare_workload(spec, reg).check()
+    assert res.passed and res.rel_err is not None and res.rel_err < 1e-5 and "first 256 of 300 tokens" in res.scope
+    form = "gated_delta_rule" if name == "gdn_torch" else "rwkv7"
+    assert set(TOKEN_AXES[form][0]) == set(FORMS[form].build(Case(B=1, N=2, d=64)))
+    if name == "gdn_torch":  # a wrong gated delta rule fails the runner's check too
+        assert not prepare_workload(spec, _stand_in_registry("no-erase")).check().passed

@@ -209,9 +209,12 @@ def rwkv7_model(case: Case, variant: str = "fused", chunk: int = 16) -> Model:
     inputs = tokens * (3 * kd + vd) * e + tokens * 2 * kd * F32
     outputs = tokens * vd * e
     chunk_states = case.B * h * -(-case.N // q) * kd * vd
-    if variant != "fused":
-        raise ValueError(f"variant: {variant!r} must be 'fused'")
-    workspace = chunk_states * e + tokens * (2 * kd + 2 * vd) * e + 4 * tokens * q * F32
+    if variant == "fused":
+        workspace = chunk_states * e + tokens * (2 * kd + 2 * vd) * e + 4 * tokens * q * F32
+    elif variant == "materialized":
+        workspace = chunk_states * F32 + tokens * (2 * kd + 2 * vd + 4 * q) * F32
+    else:
+        raise ValueError(f"variant: {variant!r} must be 'fused' or 'materialized'")
     flops = tokens * (10 * q * kd + 6 * q * vd + 8 * kd * vd + 2 * q * q / 3)
     return _model(flops, 2.0, inputs, outputs, workspace, case.B * h * kd * vd * F32)
 
