@@ -3,10 +3,11 @@
 # BK-core against every SSM and attention baseline, in phases that share one deadline. From the repository root
 # of a device call (fla-core's wheel in .whl/, rich's in .whl/measure/ if the image lacks it):
 #
-#   run(command="BUDGET_S=560 bash bench/h200_snapshot.sh lean", carry=[".whl", "results"], timeout_s=600)
+#   run(command="BUDGET_S=560 bash bench/h200_snapshot.sh lean", carry=[".whl"], timeout_s=600)
 #
 # (the one call that fits ~10 minutes of GPU; if it is cut, `lean-runs` in the next call finishes it), then, with
-# the returned h200.db copied to results/h200.db before each call, the full snapshot: `core`, `attn`, `fill`,
+# the returned h200.db copied to results/h200.db and carry=[".whl", "results/h200.db"] (the carry limit is
+# 64 MiB in all), the full snapshot: `core`, `attn`, `fill`,
 # `fill-fp32`, `energy`, `energy-fp32`, `layers` (about nine more calls of ~10 minutes, estimates below from the
 # H100 logs in reports/h100/logs; `gate` is part of `lean`).
 #
