@@ -275,7 +275,7 @@ def time_group(group: str, verdict: dict[str, str], out: Path, deadline: float) 
         elif group == "layers":
             for n in (1024, 4096):
                 for mode in ("fwd", "fwd+bwd"):
-                    for layer in ("bk", "mamba2", "attention"):
+                    for layer in ("bk", "mamba2", "attention", "gated_deltanet"):
                         case = Case(B=B, N=n, d=d, dtype="bf16", device="cuda", mode=mode)
                         if time.perf_counter() < deadline:
                             _measure(f"layer_{layer}", lambda c=case, m=layer: prepare_layer(m, c), case, rows)

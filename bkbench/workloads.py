@@ -388,6 +388,10 @@ TOKEN_AXES: dict[str, tuple[dict[str, int], int]] = {
     "ssd": ({"x": 1, "dt": 1, "B": 1, "C": 1}, 1),
     "gla": ({"q": 1, "k": 1, "v": 1, "g": 1}, 1),
     "attention": ({"q": 2, "k": 2, "v": 2}, 2),
+    "delta_rule": ({"q": 1, "k": 1, "v": 1, "beta": 1}, 1),
+    "gated_delta_rule": ({"q": 1, "k": 1, "v": 1, "g": 1, "beta": 1}, 1),
+    "kda": ({"q": 1, "k": 1, "v": 1, "g": 1, "beta": 1}, 1),
+    "rwkv7": ({"r": 1, "w": 1, "k": 1, "v": 1, "kappa": 1, "a": 1}, 1),
 }
 
 

@@ -290,7 +290,9 @@ def test_suites_are_listed_and_quick_is_big_enough():
                             for c in fill)
         assert {(c.batch, c.n) for c in fill} == {(1024, 256), (256, 1024), (64, 4096), (16, 16384), (4, 65536)}
         assert {c.dtype for c in fill} == {dtype} and {c.d for c in fill} == {256, 1024}
-    rest = [c for c in energy if c.group not in ("widths-sweep", "fill", "fill-fp32")]  # group settings win
+    lean = [c for c in energy if c.group == "fill-lean"]  # issue 21's first H200 call: the fill windows
+    assert lean and all(c.energy["window_s"] == 1 and c.energy["trials"] == 2 and c.mode == "fwd" for c in lean)
+    rest = [c for c in energy if c.group not in ("widths-sweep", "fill", "fill-fp32", "fill-lean")]  # group wins
     assert rest and all(c.energy and c.energy["window_s"] >= 5 and c.energy["trials"] >= 4 for c in rest)
 
 

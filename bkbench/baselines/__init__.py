@@ -4,13 +4,15 @@
 - ``FORMS`` / :func:`build_inputs` / :func:`reference_output`: what each baseline takes and its reference.
 - :func:`prepare` / :func:`prepare_layer`: a zero-argument callable to time plus its analytic model.
 - :func:`check`: the correctness battery the gate runs for every baseline.
-- :mod:`~bkbench.baselines.models`, :mod:`~bkbench.baselines.equal_work`, :mod:`~bkbench.baselines.layers`.
+- :mod:`~bkbench.baselines.models`, :mod:`~bkbench.baselines.equal_work`, :mod:`~bkbench.baselines.layers`
+  (with :mod:`~bkbench.baselines.gdn_layer`), :mod:`~bkbench.baselines.delta_chunked`.
 """
 
 from bkbench.baselines.case import Case
 from bkbench.baselines.check import check
 from bkbench.baselines.equal_work import CoreShapes, core_shapes
 from bkbench.baselines.forms import FORMS, BaselineMeta, baseline, build_inputs, meta_of, reference_output
+from bkbench.baselines.gdn_layer import GatedDeltaNetLayer
 from bkbench.baselines.layers import LAYERS, AttentionBlock, BKLayer, Mamba2Layer, build_layer, layer_model
 from bkbench.baselines.models import Model, bk_core_model, model_for
 from bkbench.baselines.prepare import Declined, Prepared, decline_reason, prepare, prepare_layer
@@ -24,6 +26,7 @@ __all__ = [
     "Case",
     "CoreShapes",
     "Declined",
+    "GatedDeltaNetLayer",
     "Mamba2Layer",
     "Model",
     "Prepared",

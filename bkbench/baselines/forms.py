@@ -17,9 +17,17 @@ Forms (shapes; H = d / head_dim heads):
 - ``gla``: q, k (B, N, H, K); v (B, N, H, V); g (B, N, H, K) log-gates <= 0  ->  (B, N, H, V).
 - ``attention``: q, k, v (B, H, N, Dh); causal: bool; block_keep / block_size (None for dense kernels,
   filled by the FlexAttention setup)  ->  (B, H, N, Dh).
+- ``delta_rule`` (DeltaNet): q, k (B, N, H, K) with unit L2 norm per head; v (B, N, H, V); beta (B, N, H) in
+  (0, 1)  ->  (B, N, H, V).
+- ``gated_delta_rule`` (Gated DeltaNet): as ``delta_rule`` plus g (B, N, H) log forget gates <= 0.
+- ``kda`` (Kimi Delta Attention): as ``delta_rule`` plus g (B, N, H, K) log forget gates <= 0 per key channel.
+- ``rwkv7`` (RWKV-7 time mixing): r, k (B, N, H, K); v (B, N, H, V); w (B, N, H, K) log decays in
+  (-exp(-0.5), 0); kappa (B, N, H, K) unit-norm removal keys; a (B, N, H, K) in-context learning rates in
+  (0, 1)  ->  (B, N, H, V).
 
 H = d / head_dim heads of P = K = V = Dh = head_dim (64). Activations take the case dtype; parameters and
-gates stay float32, as in the Mamba and fla kernels (float64 in a float64 case).
+gates (including the delta rule's beta and RWKV-7's w and a) stay float32, as in the Mamba and fla kernels
+(float64 in a float64 case).
 
 An implementation declares its form with the :func:`baseline` decorator (next to ``bkbench.register``).
 """
@@ -219,6 +227,73 @@ def build_attention(case: Case) -> dict[str, Any]:
     return _finish(case, inputs, ("q", "k", "v"))
 
 
+def _unit(case: Case, gen: torch.Generator, *shape: int) -> torch.Tensor:
+    """Random unit vectors along the last axis (normalised in float32, then cast to the case dtype)."""
+    return F.normalize(_randn(case, gen, *shape, dtype=torch.float32), dim=-1).to(case.dtype)
+
+
+def _mamba2_log_decay(case: Case, gen: torch.Generator, *shape: int) -> torch.Tensor:
+    """Log forget gates g = -dt * A with Mamba-2's initialisation (dt log-uniform in [1e-3, 1e-1], A in [1, 16]
+    per head), which Gated DeltaNet and KDA inherit. ``shape`` is (B, N, H) or (B, N, H, K)."""
+    a = 1.0 + 15.0 * _rand(case, gen, shape[2])
+    a = a if len(shape) == 3 else a[:, None]
+    return (-_log_uniform(case, gen, 1e-3, 1e-1, *shape) * a).to(param_dtype(case))
+
+
+def _delta_inputs(case: Case, gen: torch.Generator) -> dict[str, Any]:
+    b, n_len, h = case.B, case.N, case.heads
+    kd = case.state or case.head_dim
+    return {
+        "q": _unit(case, gen, b, n_len, h, kd),
+        "k": _unit(case, gen, b, n_len, h, kd),
+        "v": _randn(case, gen, b, n_len, h, case.head_dim),
+        "beta": torch.sigmoid(_randn(case, gen, b, n_len, h, dtype=param_dtype(case))),
+    }
+
+
+def build_delta_rule(case: Case) -> dict[str, Any]:
+    """DeltaNet inputs: unit-norm q, k (DeltaNet L2-normalises both), unit-variance v, beta = sigmoid(randn)."""
+    return _finish(case, _delta_inputs(case, _gen(case)), ("q", "k", "v", "beta"))
+
+
+def build_gated_delta_rule(case: Case) -> dict[str, Any]:
+    """Gated DeltaNet inputs: the DeltaNet inputs plus one log forget gate per (token, head), Mamba-2's init."""
+    g = _gen(case)
+    inputs = _delta_inputs(case, g)
+    inputs["g"] = _mamba2_log_decay(case, g, case.B, case.N, case.heads)
+    return _finish(case, inputs, ("q", "k", "v", "g", "beta"))
+
+
+def build_kda(case: Case) -> dict[str, Any]:
+    """KDA inputs: the DeltaNet inputs plus one log forget gate per (token, head, key channel)."""
+    g = _gen(case)
+    inputs = _delta_inputs(case, g)
+    inputs["g"] = _mamba2_log_decay(case, g, case.B, case.N, case.heads, case.state or case.head_dim)
+    return _finish(case, inputs, ("q", "k", "v", "g", "beta"))
+
+
+RWKV7_MAX_LOG_DECAY = math.exp(-0.5)
+"""RWKV-7's decay is w = exp(-exp(-0.5) * sigmoid(.)): its log lies in (-exp(-0.5), 0)."""
+
+
+def build_rwkv7(case: Case) -> dict[str, Any]:
+    """RWKV-7 inputs: unit-variance r, k, v; w = -exp(-0.5) sigmoid(randn) (RWKV-7's decay range); unit-norm
+    removal keys kappa; in-context learning rates a = sigmoid(randn). w and a are float32 gates."""
+    g = _gen(case)
+    b, n_len, h = case.B, case.N, case.heads
+    kd = case.state or case.head_dim
+    pdt = param_dtype(case)
+    inputs = {
+        "r": _randn(case, g, b, n_len, h, kd),
+        "w": -RWKV7_MAX_LOG_DECAY * torch.sigmoid(_randn(case, g, b, n_len, h, kd, dtype=pdt)),
+        "k": _randn(case, g, b, n_len, h, kd),
+        "v": _randn(case, g, b, n_len, h, case.head_dim),
+        "kappa": _unit(case, g, b, n_len, h, kd),
+        "a": torch.sigmoid(_randn(case, g, b, n_len, h, kd, dtype=pdt)),
+    }
+    return _finish(case, inputs, ("r", "w", "k", "v", "kappa", "a"))
+
+
 FORMS: dict[str, Form] = {
     "selective_scan": Form(
         "selective_scan", build_selective_scan, references.selective_scan_reference, SELECTIVE_SCAN_GRADS, 16, "u"
@@ -226,7 +301,17 @@ FORMS: dict[str, Form] = {
     "ssd": Form("ssd", build_ssd, references.ssd_reference, ("x", "dt", "A", "B", "C"), 128, "x"),
     "gla": Form("gla", build_gla, references.gla_reference, ("q", "k", "v", "g"), 0, "v"),
     "attention": Form("attention", build_attention, references.attention_reference, ("q", "k", "v"), 0, "q"),
+    "delta_rule": Form("delta_rule", build_delta_rule, references.delta_rule_reference, ("q", "k", "v", "beta"),
+                       0, "v"),
+    "gated_delta_rule": Form("gated_delta_rule", build_gated_delta_rule, references.gated_delta_rule_reference,
+                             ("q", "k", "v", "g", "beta"), 0, "v"),
+    "kda": Form("kda", build_kda, references.kda_reference, ("q", "k", "v", "g", "beta"), 0, "v"),
+    "rwkv7": Form("rwkv7", build_rwkv7, references.rwkv7_reference, ("r", "w", "k", "v", "kappa", "a"), 0, "v"),
 }
+
+
+HEAD_FORMS = ("ssd", "gla", "attention", "delta_rule", "gated_delta_rule", "kda", "rwkv7")
+"""Forms that split d into d / head_dim heads (d must be a multiple of head_dim)."""
 
 
 def build_inputs(impl: Any, case: Case, options: dict[str, Any] | None = None) -> dict[str, Any]:

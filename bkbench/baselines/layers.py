@@ -1,15 +1,19 @@
-"""Layer-level baselines: three blocks mapping x (B, N, d) -> (B, N, d) at the same (B, N, d).
+"""Layer-level baselines: four blocks mapping x (B, N, d) -> (B, N, d) at the same (B, N, d).
 
 - ``bk``: :class:`BKLayer` - potential projection d -> h chains, BK-core along N (T = H0 + diag(v), H0 the
   discrete Laplacian, z = 1j), features (Re G, Im G) 2h -> d.
 - ``mamba2``: :class:`Mamba2Layer` - in-projection to (z, x, B, C, dt), causal depthwise conv (k = 4) + SiLU,
   SSD (fla-core's Triton ``chunk_simple_gla`` on CUDA when installed, else the chunked PyTorch SSD), D skip,
   gated RMSNorm, out-projection. Expand 2, head dim 64, state 128, one B/C group (Mamba-2 defaults).
+- ``gated_deltanet``: :class:`~bkbench.baselines.gdn_layer.GatedDeltaNetLayer` - q, k, v projections with
+  short causal convolutions, the gated delta rule over d/64 heads (fla-core's Triton kernel on CUDA when it takes
+  the case, else the chunked PyTorch form), gated RMSNorm, out-projection (about 5d² parameters).
 - ``attention``: :class:`AttentionBlock` - QKV projection d -> 3d, causal SDPA with d/64 heads of 64 (any
   one backend or PyTorch's default choice), out-projection d -> d.
 
 Parameters are created in the case dtype (pure bf16/fp32 layers; no autocast, no fp32 master weights).
-Parameter counts differ by design (BK 3d², attention 4d², Mamba-2 about 6d² at d = 1024 with h = d): the
+Parameter counts differ by design (BK 3d², attention 4d², Gated DeltaNet about 5d², Mamba-2 about 6d² at
+d = 1024 with h = d): the
 comparison is at equal (B, N, d), the way the blocks are swapped in a model; :func:`layer_model` reports
 parameters and FLOPs next to the time.
 """
@@ -24,17 +28,19 @@ import torch.nn.functional as F
 from torch import nn
 
 from bkbench.baselines.case import Case
+from bkbench.baselines.gdn_layer import GatedDeltaNetLayer, gdn_layer_counts
 from bkbench.baselines.models import (
     F32,
     Model,
     _model,
     attention_model,
     bk_core_model,
+    delta_rule_model,
     elt,
     ssd_model,
 )
 
-LAYERS = ("bk", "mamba2", "attention")
+LAYERS = ("bk", "mamba2", "attention", "gated_deltanet")
 
 
 def differentiable_bk_impl(device: str) -> str:
@@ -183,7 +189,7 @@ class AttentionBlock(nn.Module):
 
 
 def build_layer(name: str, case: Case, **options: Any) -> nn.Module:
-    """The layer ``name`` ("bk", "mamba2", "attention") for ``case``, on its device, in its dtype, seeded."""
+    """The layer ``name`` (one of LAYERS) for ``case``, on its device, in its dtype, seeded."""
     torch.manual_seed(case.seed)
     if name == "bk":
         layer: nn.Module = BKLayer(case.d, **options)
@@ -191,6 +197,8 @@ def build_layer(name: str, case: Case, **options: Any) -> nn.Module:
         layer = Mamba2Layer(case.d, **options)
     elif name == "attention":
         layer = AttentionBlock(case.d, head_dim=case.head_dim, causal=case.causal, **options)
+    elif name == "gated_deltanet":
+        layer = GatedDeltaNetLayer(case.d, case, **{"head_dim": case.head_dim, **options})
     else:
         raise ValueError(f"layer: {name!r} is not one of {LAYERS}")
     return layer.to(device=case.device, dtype=case.dtype)
@@ -238,6 +246,15 @@ def layer_model(name: str, case: Case, layer: nn.Module | None = None) -> Model:
         bwd = 2 * (lin + conv + elementwise) + core.flops_bwd
         work = core.workspace + acts
         state = case.B * hh * layer.headdim * n * F32
+    elif name == "gated_deltanet":
+        counts = gdn_layer_counts(layer, tokens, case.d)
+        core_case = case.with_(d=layer.heads * layer.head_dim, head_dim=layer.head_dim, state=None)
+        variant = "fused" if layer.core_name == "fla" else "materialized"
+        core = delta_rule_model(core_case, variant, 64, "head", value_dim=layer.value_dim)
+        rest = counts["linear"] + counts["conv"] + counts["elementwise"]
+        flops, bwd = rest + core.flops, 2 * rest + core.flops_bwd
+        work = core.workspace + counts["activations"] * e
+        state = core.state
     else:
         raise ValueError(f"layer: {name!r} is not one of {LAYERS}")
     return _model(flops, bwd / flops if flops else 0.0, io, 0.0, work, state, note=f"{params} parameters")

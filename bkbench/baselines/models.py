@@ -164,6 +164,64 @@ def gla_model(case: Case, variant: str = "fused", chunk: int = 64) -> Model:
     return _model(flops, 2.0, inputs, outputs, workspace, case.B * h * kd * vd * F32)
 
 
+def delta_rule_model(case: Case, variant: str = "fused", chunk: int = 64, gate: str = "head",
+                     value_dim: int | None = None) -> Model:
+    """DeltaNet / Gated DeltaNet / KDA over (B, N, H = d/64) with K = V = 64, chunks of Q (the WY form).
+
+    flops = B·N·H·(6QK + 4QV + 6KV + 2Q²/3): K·Kᵀ and Q·Kᵀ inside chunks (4QK), W = T·K and U = T·V (2QK + 2QV),
+    the triangular inverse T (Q³/3 multiply-adds per chunk), state reads W·S and Q·S, the state update Kᵀ·U
+    (6KV), the intra-chunk output (2QV). ``gate``: "none" (DeltaNet), "head" (one per token and head) or
+    "channel" (KDA: one per key channel); gates and beta are float32 inputs. ``value_dim`` (default head_dim):
+    V when it differs from K (the Gated DeltaNet layer's expand_v).
+    """
+    kd = case.state or case.head_dim
+    vd = value_dim or case.head_dim
+    q = min(chunk, case.N)
+    h, e = case.heads, elt(case.dtype)
+    tokens = case.B * case.N * h
+    gates = {"none": 0, "head": 1, "channel": kd}[gate]
+    inputs = tokens * (2 * kd + vd) * e + tokens * (1 + gates) * F32
+    outputs = tokens * vd * e
+    chunk_states = case.B * h * -(-case.N // q) * kd * vd
+    if variant == "fused":  # fla keeps the chunk-boundary states, W and U, and the per-chunk inverse
+        workspace = chunk_states * e + tokens * (kd + vd) * e + tokens * q * F32
+    elif variant == "materialized":
+        workspace = chunk_states * F32 + tokens * (kd + vd + 3 * q) * F32
+    else:
+        raise ValueError(f"variant: {variant!r} must be 'fused' or 'materialized'")
+    flops = tokens * (6 * q * kd + 4 * q * vd + 6 * kd * vd + 2 * q * q / 3)
+    return _model(flops, 2.0, inputs, outputs, workspace, case.B * h * kd * vd * F32)
+
+
+def rwkv7_model(case: Case, variant: str = "fused", chunk: int = 16) -> Model:
+    """RWKV-7 time mixing (a diagonal-plus-rank-one transition) over (B, N, H = d/64), K = V = 64, chunks of Q
+    (fla's default 16 for unbounded decays).
+
+    flops = B·N·H·(10QK + 6QV + 8KV + 2Q²/3): four intra-chunk products (q·k, q·b, a·k, a·b), the triangular
+    inverse, W and U, the state reads aᵀS and qᵀS, the rank-two state update and the intra-chunk outputs.
+    Inputs: r, k, v, kappa in the case dtype, w and a float32.
+    """
+    kd = case.state or case.head_dim
+    vd = case.head_dim
+    q = min(chunk, case.N)
+    h, e = case.heads, elt(case.dtype)
+    tokens = case.B * case.N * h
+    inputs = tokens * (3 * kd + vd) * e + tokens * 2 * kd * F32
+    outputs = tokens * vd * e
+    chunk_states = case.B * h * -(-case.N // q) * kd * vd
+    if variant == "fused":
+        workspace = chunk_states * e + tokens * (2 * kd + 2 * vd) * e + 4 * tokens * q * F32
+    elif variant == "materialized":
+        workspace = chunk_states * F32 + tokens * (2 * kd + 2 * vd + 4 * q) * F32
+    else:
+        raise ValueError(f"variant: {variant!r} must be 'fused' or 'materialized'")
+    flops = tokens * (10 * q * kd + 6 * q * vd + 8 * kd * vd + 2 * q * q / 3)
+    return _model(flops, 2.0, inputs, outputs, workspace, case.B * h * kd * vd * F32)
+
+
+DELTA_GATES = {"delta_rule": "none", "gated_delta_rule": "head", "kda": "channel"}
+
+
 def attention_pairs(n: int, causal: bool, sparsity: float = 0.0) -> float:
     """Allowed (query, key) pairs: N(N+1)/2 causal or N², times (1 - s) for a block-sparse mask."""
     dense = n * (n + 1) / 2 if causal else float(n) * n
@@ -196,7 +254,12 @@ def model_for(form: str, case: Case, variant: str = "fused", **options: object) 
         return gla_model(case, variant, chunk)
     if form == "attention":
         return attention_model(case, variant)
-    raise ValueError(f"form: {form!r} has no model; known: selective_scan, ssd, gla, attention")
+    if form in DELTA_GATES:
+        return delta_rule_model(case, variant, chunk, DELTA_GATES[form])
+    if form == "rwkv7":
+        return rwkv7_model(case, variant, int(options.get("chunk", 16)))  # type: ignore[call-overload]
+    raise ValueError(f"form: {form!r} has no model; known: selective_scan, ssd, gla, attention, delta_rule, "
+                     "gated_delta_rule, kda, rwkv7")
 
 
 def arithmetic_intensity(model: Model) -> float:

@@ -26,7 +26,7 @@ from typing import Any
 import torch
 
 from bkbench.baselines.case import DTYPE_NAMES, Case
-from bkbench.baselines.forms import FORMS, build_inputs, meta_of
+from bkbench.baselines.forms import FORMS, HEAD_FORMS, build_inputs, meta_of
 from bkbench.baselines.layers import build_layer, layer_model
 from bkbench.baselines.models import Model, model_for
 from bkbench.baselines.sparsity import achieved_sparsity
@@ -76,7 +76,7 @@ def decline_reason(rec: Implementation, case: Case) -> str | None:
         return f"no {DTYPE_NAMES[case.dtype]} support"
     if case.mode == "fwd+bwd" and not rec.differentiable:
         return "not differentiable"
-    if meta_of(rec).form in ("ssd", "gla", "attention"):
+    if meta_of(rec).form in HEAD_FORMS:
         try:
             _ = case.heads
         except ValueError as exc:
@@ -140,10 +140,11 @@ def prepare(
 
 
 def prepare_layer(name: str, case: Case, **options: Any) -> Prepared:
-    """The layer ``name`` ("bk", "mamba2", "attention") at ``case`` as a callable on x (B, N, d).
+    """The layer ``name`` ("bk", "mamba2", "attention", "gated_deltanet") at ``case`` as a callable on x (B, N, d).
 
     ``options`` go to the layer constructor (BK: ``h``, ``impl``, ``z``; Mamba-2: ``d_state``, ``headdim``,
-    ``expand``, ``d_conv``, ``ssd``; attention: ``backend``).
+    ``expand``, ``d_conv``, ``ssd``; attention: ``backend``; Gated DeltaNet: ``expand_v``, ``d_conv``, ``core``).
+    ``info["core"]`` names the Gated DeltaNet core used (fla or the PyTorch form, with the reason).
     """
     layer = build_layer(name, case, **options)
     gen = torch.Generator(device=case.device).manual_seed(case.seed)
@@ -154,6 +155,8 @@ def prepare_layer(name: str, case: Case, **options: Any) -> Prepared:
         "options": options,
         "parameters": sum(p.numel() for p in layer.parameters()),
     }
+    if hasattr(layer, "core_name"):
+        info["core"] = layer.core_name
     if case.mode == "fwd":
 
         def fn() -> Any:

@@ -38,6 +38,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from bkbench.report.crossover_gaps import with_gaps
 from bkbench.report.data import Loaded, case_ids, parse_json, samples_of
 from bkbench.report.stats import (
     PowerLawFit,
@@ -994,13 +995,12 @@ def analyze(loaded: Loaded, *, fit_min_n: float | None = None, fit_max_n: float 
     slices = main_slices(series)
     fail, counts = failures(df)
     energy, energy_missing = energy_table(df)
-    comp, comp_runs = None, []
-    if compare is not None:
-        comp = compare_runs(compare[0], compare[1])
-        comp_runs = compare[2]
+    comp = compare_runs(compare[0], compare[1]) if compare is not None else None
+    comp_runs = compare[2] if compare is not None else []
     return Analysis(
         loaded=loaded, series=series, fits=fits, fit_rule=fit_rule_text(fit_min_n, fit_max_n), slices=slices,
-        crossovers=cs, crossover_df=crossover_table(cs), oom=oom, headline=headline(series, cs, slices),
+        crossovers=cs, crossover_df=with_gaps(crossover_table(cs), df, series), oom=oom,
+        headline=headline(series, cs, slices),
         roofline=roofline_table(df), energy=energy, energy_missing=energy_missing, pareto=pareto(df),
         sparsity=sparsity_table(df), tuning=tuning(df, tuning_docs, facts), failures=fail, status_counts=counts,
         comparison=comp, compare_runs=comp_runs, facts=facts, reps=reps,
