@@ -25,14 +25,15 @@ import torch
 
 from bkbench.registry import is_uniform, register
 from kernels._cplx_triton import HAS_TRITON, check_device, triton_available, triton_supports
-from kernels._cplx_triton import atan2 as _atan2
-from kernels._cplx_triton import expm1 as _expm1
 from kernels._lns import TAU, build_gauss_table
 from kernels.lns import DEFAULTS, check_lns_options, check_table_precision, complex_work_dtype
 
-if HAS_TRITON:
+if HAS_TRITON:  # without triton the module still imports and registers the kernel as unavailable (and why)
     import triton
     import triton.language as tl
+
+    from kernels._cplx_triton import atan2 as _atan2
+    from kernels._cplx_triton import expm1 as _expm1
 
     @triton.jit
     def _wrap(p, two_pi, inv_two_pi):

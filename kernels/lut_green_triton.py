@@ -18,41 +18,46 @@ from typing import Any
 import torch
 
 from bkbench.registry import is_uniform, register
-from kernels._cplx_triton import (
-    HAS_TRITON,
-    bulk_sigma,
-    cdiv,
-    check_device,
-    triton_available,
-    triton_supports,
-)
+from kernels._cplx_triton import HAS_TRITON, check_device, triton_available, triton_supports
 from kernels._lut import check_options, complex_dtype_of, plan_closure
 from kernels.lut_green import DEFAULTS, lut_error_model
 
-if HAS_TRITON:
+if HAS_TRITON:  # without triton the module still imports and registers the kernel as unavailable (and why)
     import triton
     import triton.language as tl
 
+    from kernels._cplx_triton import bulk_sigma, cdiv
+
     @triton.jit
     def _load_alpha(a_row, j, mask, zr, zi, A_CPLX: tl.constexpr):
-        """(Re a_j, Re alpha_j, Im alpha_j); a_row points at the chain's first element, j is int32."""
+        """(Re a_j, Re alpha_j, Im alpha_j); a_row points at the chain's first element, j is int32.
+
+        One return statement: Triton's code generator still visits the statements after a ``return`` inside a
+        constexpr ``if`` and demands that every return has the same types."""
         if A_CPLX:
             ar = tl.load(a_row + j * 2, mask=mask, other=0.0)
             ai = tl.load(a_row + j * 2 + 1, mask=mask, other=0.0)
-            return ar, ar - zr, ai - zi
-        ar = tl.load(a_row + j, mask=mask, other=0.0)
-        return ar, ar - zr, -zi + 0.0 * ar
+            al_i = ai - zi
+        else:
+            ar = tl.load(a_row + j, mask=mask, other=0.0)
+            al_i = -zi + 0.0 * ar
+        return ar, ar - zr, al_i
 
     @triton.jit
     def _load_k(k_row, j, skn, mask, kr0, ki0, K_CPLX: tl.constexpr, K_UNIF: tl.constexpr):
+        """(Re k_j, Im k_j) per lane (0 where ``mask`` is off), always block tensors: with a uniform coupling the
+        caller's scalars are broadcast (returning the scalars themselves made the uniform-k kernel, N = 1
+        included, fail to compile on the GPU: "Inconsistent return types"; the CPU interpreter never checks)."""
         if K_UNIF:  # one coupling for every bond: loaded once by the caller
-            return kr0, ki0
-        if K_CPLX:
+            kr = tl.where(mask, kr0, 0.0)
+            ki = tl.where(mask, ki0, 0.0)
+        elif K_CPLX:
             kr = tl.load(k_row + j * skn, mask=mask, other=0.0)
             ki = tl.load(k_row + j * skn + 1, mask=mask, other=0.0)
-            return kr, ki
-        kr = tl.load(k_row + j * skn, mask=mask, other=0.0)
-        return kr, 0.0 * kr
+        else:
+            kr = tl.load(k_row + j * skn, mask=mask, other=0.0)
+            ki = 0.0 * kr
+        return kr, ki
 
     @triton.jit
     def _closure(a_re, al_r, al_i, kr, ki, tab_row, lo, hi, inv_h, size,
