@@ -90,22 +90,29 @@ if HAS_TRITON:  # without triton the module still imports and registers the kern
     UNROLL_MAX = tl.constexpr(8)
 
     @triton.jit
-    def _window_step(a_row, k_row, i, t, N, live, zr, zi, skn, kr0, ki0, lr, li, rr, ri,
+    def _window_step(a_row, k_row, i, t, N, live, zr, zi, skn, kr0, ki0, lr, li, rr, ri, tiny,
                      A_CPLX: tl.constexpr, K_CPLX: tl.constexpr, K_UNIF: tl.constexpr):
         """One bond of both fractions at distance t: L <- k_j / (alpha_j - L) at j = i - t >= 0 and
-        R <- k_{j-1} / (alpha_j - R) at j = i + t <= N - 1."""
+        R <- k_{j-1} / (alpha_j - R) at j = i + t <= N - 1. A denominator that is exactly 0 (a zero pivot of a
+        non-singular matrix) is replaced by the lane's rounding floor ``tiny``."""
         j = i - t
         mj = live & (j >= 0)
         _, al_r, al_i = _load_alpha(a_row, j, mj, zr, zi, A_CPLX)
         kr, ki = _load_k(k_row, j, skn, mj, kr0, ki0, K_CPLX, K_UNIF)
-        nr, ni = cdiv(kr, ki, al_r - lr, al_i - li)
+        dr = al_r - lr
+        di = al_i - li
+        dr = tl.where((dr == 0) & (di == 0), tiny, dr)
+        nr, ni = cdiv(kr, ki, dr, di)
         lr = tl.where(mj, nr, lr)
         li = tl.where(mj, ni, li)
         j = i + t
         mj = live & (j <= N - 1)
         _, al_r, al_i = _load_alpha(a_row, j, mj, zr, zi, A_CPLX)
         kr, ki = _load_k(k_row, j - 1, skn, mj, kr0, ki0, K_CPLX, K_UNIF)
-        nr, ni = cdiv(kr, ki, al_r - rr, al_i - ri)
+        dr = al_r - rr
+        di = al_i - ri
+        dr = tl.where((dr == 0) & (di == 0), tiny, dr)
+        nr, ni = cdiv(kr, ki, dr, di)
         rr = tl.where(mj, nr, rr)
         ri = tl.where(mj, ni, ri)
         return lr, li, rr, ri
@@ -113,7 +120,7 @@ if HAS_TRITON:  # without triton the module still imports and registers the kern
     @triton.jit
     def _lut_green_kernel(
         a_ptr, k_ptr, z_ptr, tab_ptr, idx_ptr, out_ptr,
-        N, skb, skn, lo, hi, inv_h, size,
+        N, skb, skn, lo, hi, inv_h, size, eps,
         M: tl.constexpr, BLOCK: tl.constexpr, A_CPLX: tl.constexpr, K_CPLX: tl.constexpr,
         K_UNIF: tl.constexpr, USE_TABLE: tl.constexpr, PER_CHAIN_TABLE: tl.constexpr,
         CHECK_RANGE: tl.constexpr,
@@ -153,16 +160,18 @@ if HAS_TRITON:  # without triton the module still imports and registers the kern
         rr = tl.where(mj, rr, 0.0)
         ri = tl.where(mj, ri, 0.0)
 
+        # rounding floor of a zero denominator: eps * (|alpha_i| + 2 sqrt|k_0|), the lane's own scale
+        _, al_r, al_i = _load_alpha(a_row, i, live, zr, zi, A_CPLX)
+        tiny = eps * (tl.abs(al_r) + tl.abs(al_i) + 2.0 * tl.sqrt(tl.abs(kr0) + tl.abs(ki0)))
         if M <= UNROLL_MAX:  # short windows: unrolled (fast to compile, no loop overhead)
             for t in tl.static_range(M, 0, -1):
                 lr, li, rr, ri = _window_step(a_row, k_row, i, t, N, live, zr, zi, skn, kr0, ki0, lr, li, rr, ri,
-                                              A_CPLX, K_CPLX, K_UNIF)
+                                              tiny, A_CPLX, K_CPLX, K_UNIF)
         else:  # long windows: a rolled loop (an unrolled m = 32 kernel took 45 s to compile on the H100)
             for tt in range(0, M):
                 lr, li, rr, ri = _window_step(a_row, k_row, i, M - tt, N, live, zr, zi, skn, kr0, ki0, lr, li, rr, ri,
-                                              A_CPLX, K_CPLX, K_UNIF)
+                                              tiny, A_CPLX, K_CPLX, K_UNIF)
 
-        _, al_r, al_i = _load_alpha(a_row, i, live, zr, zi, A_CPLX)
         gr, gi = cdiv(1.0 + 0.0 * al_r, 0.0 * al_r, al_r - lr - rr, al_i - li - ri)
         offs = i[:, None] * 2 + tl.arange(0, 2)[None, :]
         tl.store(out_ptr + b * N * 2 + offs, tl.join(gr, gi), mask=live[:, None])
@@ -225,12 +234,13 @@ def prepare(a: torch.Tensor, k: torch.Tensor, z: torch.Tensor, **options: Any) -
     block = _block_for(n)
     grid = (bsz, triton.cdiv(n, block))  # bsz may exceed 65535 (the limit of grid axes 1 and 2)
     lo, hi, inv_h, size = float(plan.spec.lo), float(plan.spec.hi), 1.0 / plan.spec.step, plan.spec.size
+    eps = float(torch.finfo(rdt).eps)
 
     def launch() -> torch.Tensor:
         if out.numel():
             _lut_green_kernel[grid](
                 a_view, k_view, z_view, tab, idx, out_view,
-                n, skb, skn, lo, hi, inv_h, size,
+                n, skb, skn, lo, hi, inv_h, size, eps,
                 M=opts["window"], BLOCK=block, A_CPLX=a_c.is_complex(), K_CPLX=k_cplx, K_UNIF=k_unif,
                 USE_TABLE=use_table, PER_CHAIN_TABLE=per_chain, CHECK_RANGE=check_range,
             )

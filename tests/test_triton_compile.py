@@ -46,8 +46,8 @@ print(json.dumps({"ok": True}))
 
 LUT_SIGNATURE = {"a_ptr": "*fp32", "k_ptr": "*fp32", "z_ptr": "*fp32", "tab_ptr": "*fp32", "idx_ptr": "*i32",
                  "out_ptr": "*fp32", "N": "i32", "skb": "i32", "skn": "i32", "lo": "fp32", "hi": "fp32",
-                 "inv_h": "fp32", "size": "i32", "M": "constexpr", "BLOCK": "constexpr", "A_CPLX": "constexpr",
-                 "K_CPLX": "constexpr", "K_UNIF": "constexpr", "USE_TABLE": "constexpr",
+                 "inv_h": "fp32", "size": "i32", "eps": "fp32", "M": "constexpr", "BLOCK": "constexpr",
+                 "A_CPLX": "constexpr", "K_CPLX": "constexpr", "K_UNIF": "constexpr", "USE_TABLE": "constexpr",
                  "PER_CHAIN_TABLE": "constexpr", "CHECK_RANGE": "constexpr"}
 LUT_BASE = {"M": 8, "BLOCK": 16, "A_CPLX": False, "K_CPLX": False, "K_UNIF": True, "USE_TABLE": True,
             "PER_CHAIN_TABLE": False, "CHECK_RANGE": True}
