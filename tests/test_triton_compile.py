@@ -28,19 +28,19 @@ from triton.backends.compiler import GPUTarget
 from triton.compiler import ASTSource
 from triton.compiler.errors import CompilationError
 
-module, kernel, signature, constexprs = json.loads(sys.argv[1])
-mod = __import__(module, fromlist=[kernel])
-fn = getattr(mod, kernel)
-src = ASTSource(fn, signature, constexprs={(fn.arg_names.index(k),): v for k, v in constexprs.items()})
-try:
-    triton.compile(src, target=GPUTarget("cuda", 90, 32))
-except CompilationError as exc:
-    cause = f" (cause: {exc.__cause__})" if exc.__cause__ else ""
-    print(json.dumps({"ok": False, "error": f"{exc}{cause}"}))
-    sys.exit(0)
-except Exception as exc:  # no CUDA back end / ptxas here: not what this test is about
-    print(json.dumps({"ok": None, "error": f"{type(exc).__name__}: {exc}"}))
-    sys.exit(0)
+for module, kernel, signature, constexprs in json.loads(sys.argv[1]):
+    mod = __import__(module, fromlist=[kernel])
+    fn = getattr(mod, kernel)
+    src = ASTSource(fn, signature, constexprs={(fn.arg_names.index(k),): v for k, v in constexprs.items()})
+    try:
+        triton.compile(src, target=GPUTarget("cuda", 90, 32))
+    except CompilationError as exc:
+        cause = f" (cause: {exc.__cause__})" if exc.__cause__ else ""
+        print(json.dumps({"ok": False, "error": f"{kernel}: {exc}{cause}"}))
+        sys.exit(0)
+    except Exception as exc:  # no CUDA back end / ptxas here: not what this test is about
+        print(json.dumps({"ok": None, "error": f"{type(exc).__name__}: {exc}"}))
+        sys.exit(0)
 print(json.dumps({"ok": True}))
 '''
 
@@ -53,9 +53,10 @@ LUT_BASE = {"M": 8, "BLOCK": 16, "A_CPLX": False, "K_CPLX": False, "K_UNIF": Tru
             "PER_CHAIN_TABLE": False, "CHECK_RANGE": True}
 
 
-def _compile(module: str, kernel: str, signature: dict, constexprs: dict) -> None:
+def _compile(*jobs: tuple[str, str, dict, dict]) -> None:
+    """Compile each (module, kernel name, signature, constexprs) for sm_90 in one subprocess."""
     env = {**os.environ, "PYTHONPATH": str(ROOT), "TRITON_INTERPRET": "0"}
-    res = subprocess.run([sys.executable, "-c", SCRIPT, json.dumps([module, kernel, signature, constexprs])],
+    res = subprocess.run([sys.executable, "-c", SCRIPT, json.dumps(jobs)],
                          cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
     assert res.returncode == 0, res.stderr[-3000:]
     ans = json.loads(res.stdout.strip().splitlines()[-1])
@@ -78,4 +79,24 @@ def test_lut_green_triton_compiles_for_sm90(case: dict) -> None:
     const = {**LUT_BASE, **case}
     if "N" in const:
         sig["N"] = "constexpr"
-    _compile("kernels.lut_green_triton", "_lut_green_kernel", sig, const)
+    _compile(("kernels.lut_green_triton", "_lut_green_kernel", sig, const))
+
+
+@pytest.mark.parametrize("table", [False, True])
+def test_lns_triton_compiles_for_sm90(table: bool) -> None:
+    common = {"BLOCK": 32, "A_CPLX": False, "K_CPLX": False, "TABLE": table, "NR": 65, "ND": 257, "I64": False}
+    const = {k: "constexpr" for k in common}
+    ptrs = lambda *names: {n: "*fp32" for n in names}  # noqa: E731
+    ints = lambda *names: {n: "i32" for n in names}  # noqa: E731
+    _compile(
+        ("kernels.lns_triton", "_transfer_kernel",
+         {**ptrs("a_ptr", "k_ptr", "z_ptr", "const_ptr", "tab_ptr", "mat_ptr"),
+          **ints("N", "NC", "LANES", "skb", "skn", "C"), **const}, common),
+        ("kernels.lns_triton", "_carry_kernel",
+         {**ptrs("mat_ptr", "const_ptr", "tab_ptr", "carry_ptr"), **ints("B", "NC"),
+          **{k: "constexpr" for k in ("BLOCK", "TABLE", "NR", "ND", "I64")}},
+         {k: common[k] for k in ("BLOCK", "TABLE", "NR", "ND", "I64")}),
+        ("kernels.lns_triton", "_solve_kernel",
+         {**ptrs("a_ptr", "k_ptr", "z_ptr", "const_ptr", "tab_ptr", "carry_ptr", "out_ptr"),
+          **ints("N", "NC", "LANES", "skb", "skn", "C"), **const}, common),
+    )
