@@ -52,6 +52,9 @@ class Implementation:
         available: ``() -> None`` when usable here, else the reason it is not (missing package, no GPU...).
         supports: ``(problem) -> None`` when it takes the case, else the reason it declines it.
         module: the module that defined it.
+        deterministic: two calls on the same inputs give bitwise-equal results (the gate checks it; set False
+            for an implementation whose result legitimately varies, e.g. through atomics, and the gate then only
+            asks that the two calls agree within the tolerance).
     """
 
     name: str
@@ -68,6 +71,7 @@ class Implementation:
     available: Callable[[], str | None] = staticmethod(lambda: None)  # type: ignore[assignment]
     supports: Callable[[Any], str | None] = staticmethod(lambda problem: None)  # type: ignore[assignment]
     module: str = ""
+    deterministic: bool = True
 
     def unavailable_reason(self) -> str | None:
         """The reason this implementation cannot run here, or None. Never raises."""
@@ -118,6 +122,7 @@ def register(
     error_model: Callable[..., float] | None = None,
     available: Callable[[], str | None] | None = None,
     supports: Callable[[Any], str | None] | None = None,
+    deterministic: bool = True,
 ) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
     """Mark ``fn`` as an implementation. Returns ``fn`` unchanged, with its record in ``fn.__bkbench__``.
 
@@ -140,6 +145,7 @@ def register(
             available=available or (lambda: None),
             supports=supports or (lambda problem: None),
             module=getattr(fn, "__module__", ""),
+            deterministic=deterministic,
         )
         _check_record(rec)
         setattr(fn, ATTR, tuple(getattr(fn, ATTR, ())) + (rec,))
