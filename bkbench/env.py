@@ -4,6 +4,7 @@ git sha, host, date, and — for measurement runs — the measured device copy b
 from __future__ import annotations
 
 import datetime as _dt
+import hashlib
 import os
 import platform
 import socket
@@ -13,27 +14,56 @@ from typing import Any
 
 import torch
 
+UNTRACKED_HASH_MAX_BYTES = 16 * 1024 * 1024  # larger untracked files enter the diff hash by name, size and mtime
+
+
+def _git(where: Path, *args: str) -> bytes:
+    return subprocess.run(["git", *args], cwd=where, capture_output=True, timeout=10, check=True).stdout
+
+
+def git_state(path: str | Path | None = None) -> dict[str, Any]:
+    """The checkout bkbench runs from: ``sha`` (HEAD), ``dirty`` (tracked changes, staged or not, *or untracked
+    files* -- a new kernel not yet committed makes the tree dirty), and ``diff_hash``: the first 16 hex digits of
+    a SHA-256 over ``git diff HEAD --binary`` and every untracked, non-ignored file (path and content), so two
+    runs from different uncommitted states are told apart; None when clean. ``{"sha": "unknown"}`` outside git."""
+    where = Path(path) if path else Path(__file__).resolve().parent.parent
+    try:
+        sha = _git(where, "rev-parse", "HEAD").decode().strip()
+        status = _git(where, "status", "--porcelain", "--untracked-files=all").decode().strip()
+        if not status:
+            return {"sha": sha, "dirty": False, "diff_hash": None}
+        digest = hashlib.sha256(_git(where, "diff", "HEAD", "--binary"))
+        top = Path(_git(where, "rev-parse", "--show-toplevel").decode().strip())
+        for name in sorted(n for n in _git(top, "ls-files", "--others", "--exclude-standard", "-z").decode(
+                errors="surrogateescape").split("\0") if n):
+            f = top / name
+            digest.update(b"\0untracked\0" + name.encode(errors="surrogateescape") + b"\0")
+            try:
+                st = f.stat()
+                digest.update(f.read_bytes() if st.st_size <= UNTRACKED_HASH_MAX_BYTES
+                              else f"{st.st_size}:{st.st_mtime_ns}".encode())
+            except OSError:
+                digest.update(b"unreadable")
+        return {"sha": sha, "dirty": True, "diff_hash": digest.hexdigest()[:16]}
+    except (OSError, subprocess.SubprocessError):
+        return {"sha": "unknown"}
+
 
 def git_sha(path: str | Path | None = None) -> str:
-    """The commit of the checkout bkbench runs from (``-dirty`` when it has local changes), or "unknown".
+    """The commit of the checkout bkbench runs from, or "unknown". With local changes -- tracked or untracked
+    files -- ``<sha>-dirty.<diff hash>`` (:func:`git_state`): a run with an uncommitted kernel is never stamped
+    as a clean commit.
 
     ``BKBENCH_GIT_SHA``, when set, wins: a copied tree (e.g. a GPU machine's copy of the working tree) can carry
     a ``.git`` that does not match the files, and only the caller knows what was copied."""
     override = os.environ.get("BKBENCH_GIT_SHA")
     if override and path is None:
         return override
-    where = Path(path) if path else Path(__file__).resolve().parent.parent
-    try:
-        sha = subprocess.run(
-            ["git", "rev-parse", "HEAD"], cwd=where, capture_output=True, text=True, timeout=5, check=True
-        ).stdout.strip()
-        dirty = subprocess.run(
-            ["git", "status", "--porcelain", "--untracked-files=no"],
-            cwd=where, capture_output=True, text=True, timeout=5, check=True,
-        ).stdout.strip()
-        return sha + ("-dirty" if dirty else "")
-    except (OSError, subprocess.SubprocessError):
-        return "unknown"
+    return _sha_text(git_state(path))
+
+
+def _sha_text(state: dict[str, Any]) -> str:
+    return f"{state['sha']}-dirty.{state['diff_hash']}" if state.get("dirty") else state["sha"]
 
 
 def _triton_version() -> str | None:
@@ -75,6 +105,14 @@ def _gpu_info() -> dict[str, Any]:
     return info
 
 
+def _git_fields() -> dict[str, Any]:
+    override = os.environ.get("BKBENCH_GIT_SHA")
+    if override:
+        return {"git_sha": override, "git_dirty": None}
+    state = git_state()
+    return {"git_sha": _sha_text(state), "git_dirty": state.get("dirty")}
+
+
 def environment(measure_bandwidth: bool = False) -> dict[str, Any]:
     """Provenance header. ``measure_bandwidth`` adds the measured device-to-device copy bandwidth (GPU)."""
     env: dict[str, Any] = {
@@ -87,7 +125,7 @@ def environment(measure_bandwidth: bool = False) -> dict[str, Any]:
         "torch": torch.__version__,
         "triton": _triton_version(),
         "triton_interpret": os.environ.get("TRITON_INTERPRET", "0"),
-        "git_sha": git_sha(),
+        **_git_fields(),
         "torch_threads": torch.get_num_threads(),
     }
     env.update(_gpu_info())

@@ -14,6 +14,7 @@ just below, against float64.
 
 from __future__ import annotations
 
+import inspect
 import json
 import math
 import time
@@ -47,7 +48,7 @@ class GateResult:
     impl: str
     case: str
     key: str
-    check: str  # "value" or "grad"
+    check: str  # "value", "grad", or an anti-cheat check (bkbench/anticheat.py): "mutation", "freshness", ...
     status: str  # "pass", "fail", "skip"
     error: float | None = None
     tolerance: float | None = None
@@ -130,13 +131,22 @@ def battery(device: str = "cpu", quick: bool = False, seeds: Sequence[int] = (0,
     return cases
 
 
+def _unchecked() -> dict[str, bool]:
+    """The keyword that turns bk_core's non-finite-result check off (``check_finite`` before issue 22, ``check``
+    after): the gate judges non-finite values itself."""
+    params = inspect.signature(bk_core).parameters
+    return {"check_finite": False} if "check_finite" in params else {"check": False} if "check" in params else {}
+
+
 def _check_value(reg: Registry, rec: Implementation, case: GateCase) -> GateResult:
     p = case.problem
     inp = make_inputs(p)
     ref = reference(inp)
     tol = rec.tolerance(p) or exact_tolerance(p.torch_dtype)
     res = GateResult(rec.name, case.name, p.key, "value", "fail", tolerance=tol)
-    g = bk_core(inp.a, inp.b, inp.c, inp.z, impl=rec.name, registry=reg, check_finite=False)
+    g = bk_core(inp.a, inp.b, inp.c, inp.z, impl=rec.name, registry=reg, **_unchecked())
+    if g.is_cuda:  # compare what the device computed, whatever stream it ran on (the stream check judges that)
+        torch.cuda.synchronize()
     if tuple(g.shape) != tuple(inp.a.shape):
         res.detail = f"returned shape {tuple(g.shape)}, expected {tuple(inp.a.shape)}"
         return res
@@ -170,7 +180,7 @@ def _check_grad(reg: Registry, rec: Implementation, case: GateCase) -> GateResul
                          torch.randn(shape, generator=gen, dtype=torch.float64))
     tol = grad_tolerance(p.torch_dtype) if rec.exact else max(rec.tolerance(p) or 0.0, grad_tolerance(p.torch_dtype))
     res = GateResult(rec.name, case.name, p.key, "grad", "fail", tolerance=tol)
-    g = bk_core(a, inp.b, inp.c, z, impl=rec.name, registry=reg, check_finite=False)
+    g = bk_core(a, inp.b, inp.c, z, impl=rec.name, registry=reg, **_unchecked())
     g.backward(gout.to(cplx).to(g.device))
     ref_a, ref_z = dense_grad_reference(inp, gout)
     errs = [relative_error(a.grad, ref_a)]
@@ -316,6 +326,43 @@ def check_tuned_configs(device: str, quick: bool = False, entries: dict[str, dic
     return out + [r for r in done if r is not None]
 
 
+def registry_with_plugins(plugins: Sequence[str] = ()) -> Registry:
+    """The default registry plus the ``@register`` functions of each plugin -- an importable module name or a
+    path to a ``.py`` file -- in a copy (the process-wide default registry is left as it is). A plugin that
+    cannot be imported or registers nothing is a ValueError naming it."""
+    import importlib
+    import importlib.util
+    import sys
+
+    base = default_registry()
+    if not plugins:
+        return base
+    reg = Registry()
+    for rec in base.implementations(None):
+        reg.add(rec)
+    reg.failures = list(base.failures)
+    for spec in plugins:
+        path = Path(spec)
+        try:
+            if spec.endswith(".py") or path.is_file():
+                if not path.is_file():
+                    raise FileNotFoundError(f"no file {path}")
+                name = f"bkbench_plugin_{path.stem}"
+                loader = importlib.util.spec_from_file_location(name, path)
+                assert loader is not None and loader.loader is not None
+                module = importlib.util.module_from_spec(loader)
+                sys.modules[name] = module
+                loader.loader.exec_module(module)
+            else:
+                module = importlib.import_module(spec)
+        except Exception as exc:
+            raise ValueError(f"plugin: {spec!r} could not be imported ({type(exc).__name__}: {exc}); pass an "
+                             "importable module name or the path of a .py file") from None
+        if not reg.scan_module(module):
+            raise ValueError(f"plugin: {spec!r} registers no implementation (no @register function defined in it)")
+    return reg
+
+
 def run_gate(
     registry: Registry | None = None,
     impls: Iterable[str] | None = None,
@@ -327,11 +374,14 @@ def run_gate(
     baselines: bool = False,
     tuned: bool = True,
     tuned_jobs: int = 1,
+    anticheat: bool = True,
 ) -> GateReport:
     """Run the battery over the chosen implementations (default: every ``kind == "bk"`` one; with
     ``baselines=True`` also every SSM / attention baseline, checked by ``bkbench.baselines.check``). With the
-    default battery and ``tuned``, ``triton_fused`` also gets :func:`check_tuned_configs`. ``progress(impl, case
-    name)`` is called before each BK-core check."""
+    default battery and ``tuned``, ``triton_fused`` also gets :func:`check_tuned_configs`; with the default
+    battery and ``anticheat``, every BK-core implementation gets the anti-cheat checks of
+    :mod:`bkbench.anticheat` (input mutation, output freshness and aliasing, determinism, measured stream,
+    physical floor). ``progress(impl, case name)`` is called before each BK-core check."""
     reg = registry if registry is not None else default_registry()
     if device == "cuda" and not torch.cuda.is_available():
         raise ValueError("device: 'cuda' was requested but torch.cuda.is_available() is False; use --device cpu")
@@ -353,7 +403,22 @@ def run_gate(
             report.results.append(_run_one(reg, rec, case))
         if rec.name == "triton_fused" and tuned and cases is None:
             report.results.extend(check_tuned_configs(device, quick, progress=progress, jobs=tuned_jobs))
+        if anticheat and cases is None:
+            if progress:
+                progress(rec.name, "anti-cheat checks")
+            report.results.extend(anticheat_results(rec, device, seeds[0] if seeds else 0))
     return report
+
+
+def anticheat_results(rec: Implementation, device: str, seed: int = 0) -> list[GateResult]:
+    """The anti-cheat checks of :mod:`bkbench.anticheat` as gate rows (case "anti-cheat: <what>", check = name)."""
+    from bkbench import anticheat
+
+    t0 = time.perf_counter()
+    rows = anticheat.run_checks(rec, device, seed)
+    seconds = (time.perf_counter() - t0) / max(1, len(rows))
+    return [GateResult(rec.name, anticheat.CASES.get(r.check, f"anti-cheat: {r.check}"), r.key, r.check, r.status,
+                       error=r.error, tolerance=r.tolerance, detail=r.detail, seconds=seconds) for r in rows]
 
 
 def _work_dtype(rec: Implementation, p: Problem) -> torch.dtype:
@@ -414,10 +479,12 @@ def render(report: GateReport, console: Any = None) -> None:
             elif c.status == "skip":
                 line.append("[dim]skip[/dim]")
             elif c.status == "pass":
-                line.append(f"[green]{c.error:.1e} ok[/green]")
+                line.append(f"[green]{'' if c.error is None else f'{c.error:.1e} '}ok[/green]")
             else:
-                err = "err" if c.error is None else ("nan" if not math.isfinite(c.error) else f"{c.error:.1e}")
-                line.append(f"[bold red]{err} FAIL[/bold red]")
+                err = "err " if c.check in ("value", "grad") else ""
+                if c.error is not None:
+                    err = "nan " if not math.isfinite(c.error) else f"{c.error:.1e} "
+                line.append(f"[bold red]{err}FAIL[/bold red]")
         table.add_row(*line)
     console.print(table)
     for f in report.import_failures:

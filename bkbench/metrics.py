@@ -19,6 +19,7 @@ from typing import Any
 
 from bkbench.energy import EnergyResult
 from bkbench.memory import MemoryResult
+from bkbench.plausibility import cache_bytes, floor_seconds, implausible, slack_for
 from bkbench.timing import Timing
 
 
@@ -55,6 +56,7 @@ class MetricContext:
     memory: MemoryResult | None = None
     energy: EnergyResult | None = None
     check: CheckResult | None = None
+    device: str = "cpu"
 
 
 MetricFn = Callable[[MetricContext], dict[str, Any]]
@@ -140,6 +142,29 @@ def throughput(ctx: MetricContext) -> dict[str, Any]:
     if m.tokens:
         out["tokens_per_s"] = m.tokens / t.median
     return out
+
+
+@metric("plausibility")
+def plausibility(ctx: MetricContext) -> dict[str, Any]:
+    """The physical floor of the call (ideal bytes / measured copy bandwidth) and the slack it is judged with
+    (bkbench/plausibility.py); :func:`row_status` turns a time below it into status ``implausible``."""
+    t, m = ctx.timing, ctx.model
+    floor = floor_seconds(m.ideal_bytes if m else None, ctx.copy_bandwidth_gbs)
+    if t is None or m is None or floor is None:
+        return {}
+    return {"floor_s": floor, "floor_slack": slack_for(t.mode, m.ideal_bytes, cache_bytes(ctx.device))}
+
+
+def row_status(ctx: MetricContext) -> dict[str, Any]:
+    """``status`` and ``reason`` of a case that passed its check and was timed: ``ok``, or ``implausible`` when its
+    median time is below the physical floor (bkbench/plausibility.py) -- such a time is never a result."""
+    t, m = ctx.timing, ctx.model
+    if t is not None and m is not None:
+        slack = slack_for(t.mode, m.ideal_bytes, cache_bytes(ctx.device))
+        reason = implausible(t.median, m.ideal_bytes, ctx.copy_bandwidth_gbs, slack)
+        if reason:
+            return {"status": "implausible", "reason": reason}
+    return {"status": "ok", "reason": None}
 
 
 @metric("memory")

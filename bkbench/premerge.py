@@ -12,8 +12,11 @@ Two checks against a base revision (default ``main``):
    processes on the same interpreter (:mod:`bkbench.premerge_worker`). The parent interleaves the two: in each
    round one short block of back-to-back calls on each side, the order alternating (base, head), (head, base),
    ...; a round's ratio is stat(head block) / stat(base block) (stat: min on the CPU, median on CUDA, see
-   :func:`block_statistic`); the verdict uses the median of the rounds' ratios.
-   A ratio above ``1 + threshold`` fails premerge and names the kernel and the case.
+   :func:`block_statistic`). The verdict (:mod:`bkbench.verdicts`) compares the 95 % confidence interval of the
+   median ratio with the band [1 / (1 + threshold), 1 + threshold]: FAST, SLOW, SAME or AMBIGUOUS; an ambiguous
+   comparison gets more rounds (up to ``max_rounds``) before it settles. SLOW fails premerge and names the kernel
+   and the case. A head time below the physical floor (ideal bytes / copy bandwidth, :mod:`bkbench.plausibility`)
+   is IMPLAUSIBLE and fails premerge too: the kernel skipped work or ran where the events do not look.
 
 Why this and not ``asv continuous`` or ``pytest-benchmark --benchmark-compare``: those compare two runs made
 minutes apart (asv also builds an environment per commit). On a shared, noisy machine — CI's 2-core CPU runner —
@@ -23,127 +26,38 @@ the rounds a burst of load hit. Exporting with ``git archive`` leaves the reposi
 worktree entries to prune if the run is interrupted). Both workers load the *working tree's* measuring code, so
 only the kernels differ.
 
-Exit status: 0 pass, 1 a correctness failure or a regression, 2 bad usage (e.g. an unknown base).
+Exit status: 0 pass, 1 a correctness failure, a SLOW or IMPLAUSIBLE comparison, or a changed kernel crashing while
+timed; 2 bad usage (e.g. an unknown base).
 """
 
 from __future__ import annotations
 
-import ast
 import json
 import math
 import os
 import statistics
 import subprocess
 import sys
-import tarfile
 import tempfile
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
+
+from bkbench.premerge_git import (  # noqa: F401 - re-exported: tests and callers import them from here
+    _imports,
+    changed_files,
+    changed_kernel_modules,
+    export_tree,
+    merge_base,
+    repo_root,
+)
 
 HERE = Path(__file__).resolve().parent
 DEFAULT_THRESHOLD = {"cpu": 0.25, "cuda": 0.10}
 DEFAULT_SHAPES = {"cpu": [(8, 1024, "float32")], "cuda": [(1024, 4096, "float32"), (16384, 4096, "float32")]}
 BOOT = "import runpy, sys; sys.argv = sys.argv[1:]; runpy.run_path(sys.argv[0], run_name='__main__')"
-
-
-# -- git ---------------------------------------------------------------------------------------------------------
-def _git(repo: Path, *args: str, binary: bool = False) -> Any:
-    res = subprocess.run(["git", *args], cwd=repo, capture_output=True, text=not binary)
-    if res.returncode != 0:
-        err = res.stderr if not binary else res.stderr.decode(errors="replace")
-        raise ValueError(f"git {' '.join(args)} failed in {repo}: {err.strip()}")
-    return res.stdout
-
-
-def repo_root(path: str | Path = ".") -> Path:
-    try:
-        return Path(_git(Path(path), "rev-parse", "--show-toplevel").strip())
-    except ValueError:
-        raise ValueError(f"repo: {Path(path).resolve()} is not inside a git repository; run premerge from the "
-                         "bkbench checkout or pass --repo") from None
-
-
-def merge_base(repo: Path, base: str) -> str:
-    try:
-        _git(repo, "rev-parse", "--verify", "--quiet", f"{base}^{{commit}}")
-    except ValueError:
-        raise ValueError(f"base: {base!r} is not a commit of {repo}; fetch it (git fetch origin {base}) or pass "
-                         "--base with a branch, tag or sha") from None
-    return _git(repo, "merge-base", base, "HEAD").strip()
-
-
-def changed_files(repo: Path, base_sha: str) -> list[str]:
-    """Files that differ between ``base_sha`` and the working tree (committed, staged, unstaged, untracked)."""
-    diff = _git(repo, "diff", "--name-only", base_sha).split("\n")
-    untracked = _git(repo, "ls-files", "--others", "--exclude-standard").split("\n")
-    return sorted({p for p in diff + untracked if p})
-
-
-def export_tree(repo: Path, sha: str, dest: Path) -> Path:
-    """Write the tree of ``sha`` into ``dest`` (``git archive``; the repository is not modified)."""
-    data = _git(repo, "archive", "--format=tar", sha, binary=True)
-    dest.mkdir(parents=True, exist_ok=True)
-    tar_path = dest.parent / f"{dest.name}.tar"
-    tar_path.write_bytes(data)
-    with tarfile.open(tar_path) as tar:
-        try:
-            tar.extractall(dest, filter="data")
-        except TypeError:  # Python < 3.10.12 has no extraction filters
-            tar.extractall(dest)
-    tar_path.unlink()
-    return dest
-
-
-# -- which kernels changed ---------------------------------------------------------------------------------------
-def _imports(path: Path, package: str = "kernels") -> set[str]:
-    """Modules of ``package`` imported by the file at ``path`` (absolute and relative imports)."""
-    try:
-        tree = ast.parse(path.read_text(), filename=str(path))
-    except (SyntaxError, OSError, UnicodeDecodeError):
-        return set()
-    out: set[str] = set()
-    for node in ast.walk(tree):
-        if isinstance(node, ast.Import):
-            out |= {a.name for a in node.names if a.name == package or a.name.startswith(package + ".")}
-        elif isinstance(node, ast.ImportFrom):
-            mod = node.module or ""
-            if node.level == 1:
-                mod = f"{package}.{mod}" if mod else package
-            elif node.level > 1:
-                continue
-            if mod == package:
-                out |= {f"{package}.{a.name}" for a in node.names}
-            elif mod.startswith(package + "."):
-                out.add(mod)
-    return out
-
-
-def changed_kernel_modules(tree: Path, files: Iterable[str]) -> set[str]:
-    """Kernel modules (``kernels.x``) of ``tree`` affected by the changed ``files``: changed modules and every
-    module that imports one of them, transitively. A changed ``kernels/__init__.py`` affects all modules."""
-    kdir = tree / "kernels"
-    modules = {f"kernels.{p.stem}": p for p in sorted(kdir.glob("*.py")) if p.name != "__init__.py"}
-    direct = set()
-    for f in files:
-        p = Path(f)
-        if p.parts[:1] != ("kernels",) or p.suffix != ".py" or len(p.parts) != 2:
-            continue
-        if p.name == "__init__.py":
-            return set(modules)
-        direct.add(f"kernels.{p.stem}")
-    deps = {m: _imports(path) for m, path in modules.items()}
-    affected = set(direct)
-    grew = True
-    while grew:
-        grew = False
-        for m, imported in deps.items():
-            if m not in affected and imported & affected:
-                affected.add(m)
-                grew = True
-    return affected
 
 
 # -- workers -------------------------------------------------------------------------------------------------------
@@ -208,12 +122,14 @@ class WorkerProc:
 class Comparison:
     impl: str
     case: str
-    status: str  # "ok", "regression", "faster", "new", "skip", "error"
+    status: str  # a verdict "fast", "slow", "same", "ambiguous"; or "implausible", "new", "skip", "error"
     base_median_s: float | None = None  # median over rounds of the base blocks' statistic (s per call)
     head_median_s: float | None = None  # the same for the working tree
     ratio: float | None = None  # median over rounds of head/base
     ratio_min: float | None = None
     ratio_max: float | None = None
+    ratio_ci_low: float | None = None  # 95 % confidence interval of the median ratio (bkbench/verdicts.py)
+    ratio_ci_high: float | None = None
     rounds: int = 0
     calls_per_block: int = 0
     detail: str = ""
@@ -239,7 +155,8 @@ class PremergeReport:
 
     @property
     def regressions(self) -> list[Comparison]:
-        return [c for c in self.comparisons if c.status == "regression"]
+        """SLOW comparisons, and IMPLAUSIBLE ones (a head time below the physical floor)."""
+        return [c for c in self.comparisons if c.status in ("slow", "implausible")]
 
     @property
     def head_errors(self) -> list[Comparison]:
@@ -292,8 +209,40 @@ def block_statistic(samples: Sequence[float], device: str) -> float:
     return min(samples) if device == "cpu" else statistics.median(samples)
 
 
+def _floor_check(shape: tuple[int, int, str], device: str, head_s: float, bandwidth_gbs: float | None) -> str | None:
+    """Why the head's time per call is below the physical floor of the case, or None (bkbench/plausibility.py).
+    The workers time without flushing caches (CPU perf_counter, CUDA events back to back): cache slack applies
+    when the working set fits."""
+    import torch
+
+    from bkbench.plausibility import bk_forward_bytes, cache_bytes, implausible, slack_for
+
+    batch, n, dtype = shape
+    work = getattr(torch, dtype)
+    work = torch.float32 if work in (torch.bfloat16, torch.float16) else work
+    out = torch.complex128 if work == torch.float64 else torch.complex64
+    ideal = bk_forward_bytes(batch, n, work, work, out)
+    return implausible(head_s, ideal, bandwidth_gbs, slack_for("cpu" if device == "cpu" else "warm", ideal,
+                                                                cache_bytes(device)))
+
+
+def copy_bandwidth_gbs(device: str) -> float | None:
+    """The copy bandwidth the floor is judged with: ``$BKBENCH_COPY_BW`` (GB/s) when set, else measured here."""
+    if os.environ.get("BKBENCH_COPY_BW"):
+        return float(os.environ["BKBENCH_COPY_BW"])
+    from bkbench.timing import copy_bandwidth
+
+    return copy_bandwidth(device)
+
+
 def _compare(impl: str, shape: tuple[int, int, str], device: str, base: WorkerProc, head: WorkerProc,
-             rounds: int, block_s: float, threshold: float) -> Comparison:
+             rounds: int, block_s: float, threshold: float, max_rounds: int | None = None,
+             bandwidth: Any = None) -> Comparison:
+    """Interleaved rounds of base and head blocks, then the verdict (:func:`bkbench.verdicts.judge`); an
+    AMBIGUOUS verdict gets ``rounds`` more rounds at a time, up to ``max_rounds`` (default 3 x ``rounds``).
+    ``bandwidth()`` gives the copy bandwidth for the physical-floor check (None: no check)."""
+    from bkbench.verdicts import judge
+
     batch, n, dtype = shape
     req = {"impl": impl, "batch": batch, "n": n, "dtype": dtype, "device": device}
     try:
@@ -314,30 +263,34 @@ def _compare(impl: str, shape: tuple[int, int, str], device: str, base: WorkerPr
     ratios: list[float] = []
     base_stats: list[float] = []
     head_stats: list[float] = []
-    for r in range(rounds):
-        order = (base, head) if r % 2 == 0 else (head, base)
-        med: dict[str, float] = {}
-        for side in order:
-            try:
-                samples = side.ask("time", key=h["key"], calls=calls)["samples"]
-            except WorkerError as exc:
-                if side is head:
-                    return Comparison(impl, case, "error", detail=f"working tree crashed while timed: {exc}")
-                return Comparison(impl, case, "skip", detail=f"base crashed while timed: {exc}")
-            med[side.label] = block_statistic(samples, device)
-            (head_stats if side is head else base_stats).append(med[side.label])
-        ratios.append(med["head"] / med["base"])
-    ratio = statistics.median(ratios)
-    comp = Comparison(impl, case, "ok", base_median_s=statistics.median(base_stats),
-                      head_median_s=statistics.median(head_stats), ratio=ratio, ratio_min=min(ratios),
-                      ratio_max=max(ratios), rounds=rounds, calls_per_block=calls,
+    limit = max(rounds, max_rounds if max_rounds is not None else 3 * rounds)
+    todo = rounds
+    while True:
+        for _ in range(todo):
+            order = (base, head) if len(ratios) % 2 == 0 else (head, base)
+            med: dict[str, float] = {}
+            for side in order:
+                try:
+                    samples = side.ask("time", key=h["key"], calls=calls)["samples"]
+                except WorkerError as exc:
+                    if side is head:
+                        return Comparison(impl, case, "error", detail=f"working tree crashed while timed: {exc}")
+                    return Comparison(impl, case, "skip", detail=f"base crashed while timed: {exc}")
+                med[side.label] = block_statistic(samples, device)
+                (head_stats if side is head else base_stats).append(med[side.label])
+            ratios.append(med["head"] / med["base"])
+        verdict = judge(ratios, threshold)
+        todo = min(rounds, limit - len(ratios))
+        if verdict.status != "ambiguous" or todo <= 0:
+            break
+    comp = Comparison(impl, case, verdict.status, base_median_s=statistics.median(base_stats),
+                      head_median_s=statistics.median(head_stats), ratio=verdict.ratio, ratio_min=min(ratios),
+                      ratio_max=max(ratios), ratio_ci_low=verdict.low, ratio_ci_high=verdict.high,
+                      rounds=len(ratios), calls_per_block=calls, detail=verdict.detail,
                       base_kernel_s=b.get("kernel_median_s"), head_kernel_s=h.get("kernel_median_s"))
-    if ratio > 1.0 + threshold:
-        comp.status = "regression"
-        comp.detail = f"{ratio:.2f}x slower than base (threshold {1 + threshold:.2f}x)"
-    elif ratio < 1.0 / (1.0 + threshold):
-        comp.status = "faster"
-        comp.detail = f"{1 / ratio:.2f}x faster than base"
+    why = _floor_check(shape, device, comp.head_median_s, bandwidth()) if bandwidth is not None else None
+    if why:
+        comp.status, comp.detail = "implausible", f"{why} (verdict before: {verdict.status.upper()})"
     return comp
 
 
@@ -349,6 +302,7 @@ def run_premerge(
     shapes: Sequence[tuple[int, int, str]] | None = None,
     rounds: int = 15,
     block_s: float = 0.05,
+    max_rounds: int | None = None,
     gate: str = "all",
     gate_quick: bool = True,
     seeds: int = 2,
@@ -361,6 +315,8 @@ def run_premerge(
         raise ValueError(f"gate: {gate!r} must be one of all, changed, none")
     if rounds < 3:
         raise ValueError(f"rounds: need at least 3 interleaved rounds for a median, got {rounds}")
+    if max_rounds is not None and max_rounds < rounds:
+        raise ValueError(f"max_rounds: must be >= rounds ({rounds}), got {max_rounds}")
     if block_s <= 0:
         raise ValueError(f"block_s: must be > 0 seconds, got {block_s}")
     if device == "auto":
@@ -419,6 +375,13 @@ def run_premerge(
                                      "from the exported base revision; is bkbench installed non-editable with a "
                                      "path that shadows the checkout?")
                 base_names = {r["name"] for r in base_hello["impls"]}
+                measured: list[float | None] = []
+
+                def bandwidth() -> float | None:  # measured once, when the first comparison needs it
+                    if not measured:
+                        measured.append(copy_bandwidth_gbs(device))
+                    return measured[0]
+
                 for impl in changed:
                     if impl not in base_names:
                         new = Comparison(impl, "-", "new", detail="not in base: nothing to compare")
@@ -426,7 +389,8 @@ def run_premerge(
                         continue
                     for shape in shapes:
                         _say(f"premerge: timing {impl} B{shape[0]}xN{shape[1]} {shape[2]} (base vs working tree)")
-                        comp = _compare(impl, shape, device, base_w, head, rounds, block_s, thr)
+                        comp = _compare(impl, shape, device, base_w, head, rounds, block_s, thr, max_rounds,
+                                        bandwidth)
                         report.comparisons.append(comp)
                         _say(f"  {_fmt_comp(comp)}")
         finally:
@@ -445,7 +409,7 @@ def _us(x: float | None) -> str:
 def _fmt_comp(c: Comparison) -> str:
     if c.ratio is None:
         return f"{c.impl:<22} {c.case:<22} {c.status.upper():<10} {c.detail}"
-    return (f"{c.impl:<22} {c.case:<22} {c.status.upper():<10} base {_us(c.base_median_s)}  head "
+    return (f"{c.impl:<22} {c.case:<22} {c.status.upper():<11} base {_us(c.base_median_s)}  head "
             f"{_us(c.head_median_s)}  ratio {c.ratio:.3f} (rounds {c.ratio_min:.2f}..{c.ratio_max:.2f}, "
             f"{c.rounds} x {c.calls_per_block} calls)  {c.detail}")
 
@@ -472,7 +436,10 @@ def render(report: PremergeReport) -> None:
     if report.gate_passed is False:
         reasons.append(f"correctness failure in {', '.join(report.gate_failed_impls) or 'the gate'}")
     for c in report.regressions:
-        reasons.append(f"regression in {c.impl} at {c.case}: {c.detail}")
+        if c.status == "slow":
+            reasons.append(f"regression in {c.impl} at {c.case}: {c.detail}")
+        else:  # implausible: the detail starts with "implausible speed"
+            reasons.append(f"{c.impl} at {c.case}: {c.detail}")
     for c in report.head_errors:
         reasons.append(f"{c.impl} at {c.case}: {c.detail.splitlines()[0]}")
     _say(f"premerge {verdict}" + (": " + "; ".join(reasons) if reasons else "") + f" ({report.seconds:.0f} s)")

@@ -3,7 +3,8 @@
 ``dense_reference``: the diagonal of the inverse of the dense (N x N) matrix T - zI, complex128 — the
 definition itself, O(N^3) per chain, used for N <= ``DENSE_MAX_N``.
 ``pivot_reference``: the LU/UL pivot form in numpy complex128, O(N) per chain, for any N. It is written
-independently of ``kernels/thomas.py`` (numpy, chain-minor loop) so the two do not share a bug.
+independently of ``kernels/thomas.py`` (numpy, chain-minor loop, pivots as scaled pairs instead of quotients) so
+the two do not share a bug, and it has no zero-pivot breakdown.
 """
 
 from __future__ import annotations
@@ -47,11 +48,27 @@ def dense_reference(inputs: Inputs) -> torch.Tensor:
     return g.reshape(inputs.a.shape[:-1] + (n,))
 
 
-def pivot_reference(inputs: Inputs) -> torch.Tensor:
-    """diag((T - zI)^-1) by the float64 LU/UL pivot form; complex128 of shape a.shape (CPU)."""
-    a, b, c, z = _as_f64(inputs)
-    alpha = (a - z[:, None]).detach().numpy().T.copy()  # (N, B)
-    k = (b * c).detach().numpy().T.copy()  # (N-1, B)
+def _projective_pivots(alpha: np.ndarray, k: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Pivots as pairs: D_i = p_i / q_i with (p_0, q_0) = (alpha_0, 1) and (p_i, q_i) = (alpha_i p_{i-1} -
+    k_{i-1} q_{i-1}, p_{i-1}) scaled by 1 / max(|p_i|, |q_i|): p_i / q_i = theta_{i+1} / theta_i (consecutive
+    leading principal minors), so a zero pivot is (0, q) and the next is (p, 0), never a division. alpha (N, B),
+    k (N-1, B) complex128; returns p, q (N, B)."""
+    n = alpha.shape[0]
+    p = np.empty_like(alpha)
+    q = np.empty_like(alpha)
+    p[0], q[0] = alpha[0], 1.0
+    for i in range(1, n):
+        pi = alpha[i] * p[i - 1] - k[i - 1] * q[i - 1]
+        qi = p[i - 1]
+        scale = np.maximum(np.abs(pi), np.abs(qi))
+        scale = np.where(scale > 0, scale, 1.0)
+        p[i], q[i] = pi / scale, qi / scale
+    return p, q
+
+
+def _quotient_green(alpha: np.ndarray, k: np.ndarray) -> np.ndarray:
+    """G (N, B) by the textbook quotient recursions D_i = alpha_i - k_{i-1} / D_{i-1}, E_i = alpha_i - k_i /
+    E_{i+1}, G = 1 / (D + E - alpha): fast, but a zero pivot makes the rest of the chain NaN."""
     n = alpha.shape[0]
     d = np.empty_like(alpha)
     e = np.empty_like(alpha)
@@ -61,7 +78,34 @@ def pivot_reference(inputs: Inputs) -> torch.Tensor:
     e[n - 1] = alpha[n - 1]
     for i in range(n - 2, -1, -1):
         e[i] = alpha[i] - k[i] / e[i + 1]
-    g = 1.0 / (d + e - alpha)
+    return 1.0 / (d + e - alpha)
+
+
+def _projective_green(alpha: np.ndarray, k: np.ndarray) -> np.ndarray:
+    """G (N, B) with the pivots carried as pairs (:func:`_projective_pivots`): D_i = p_i / q_i, E_i = r_i / s_i,
+    G_i = 1 / (D_i + E_i - alpha_i) = q_i s_i / (p_i s_i + r_i q_i - alpha_i q_i s_i) = theta_i phi_{i+1} / det.
+    Nothing divides by a pivot, so only a singular matrix gives a zero denominator."""
+    p, q = _projective_pivots(alpha, k)
+    r, s = _projective_pivots(alpha[::-1].copy(), k[::-1].copy())
+    r, s = r[::-1], s[::-1]
+    return q * s / (p * s + r * q - alpha * q * s)
+
+
+def pivot_reference(inputs: Inputs) -> torch.Tensor:
+    """diag((T - zI)^-1) by the float64 LU/UL pivot form; complex128 of shape a.shape (CPU).
+
+    Chains where the quotient recursion breaks down (a zero pivot of a non-singular matrix, e.g. a = [0, 1],
+    b = c = 1, z = 0, whose G = [-1, 0]) are computed again in the projective form, which has no breakdown;
+    a singular matrix stays non-finite."""
+    a, b, c, z = _as_f64(inputs)
+    alpha = (a - z[:, None]).detach().numpy().T.copy()  # (N, B)
+    k = (b * c).detach().numpy().T.copy()  # (N-1, B)
+    n = alpha.shape[0]
+    with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
+        g = _quotient_green(alpha, k)
+        bad = ~np.isfinite(g).all(axis=0)
+        if bad.any():
+            g[:, bad] = _projective_green(alpha[:, bad], k[:, bad])
     return torch.from_numpy(g.T.copy()).reshape(inputs.a.shape[:-1] + (n,))
 
 

@@ -59,6 +59,9 @@ class Implementation:
             (``vjp(args, g, grad_g, need_a, need_z, **options) -> (grad_a (B, N) | None, grad_z (B,) | None)``);
             without it the operator recomputes ``fn`` under autograd.
         module: the module that defined it.
+        deterministic: two calls on the same inputs give bitwise-equal results (the gate checks it; set False
+            for an implementation whose result legitimately varies, e.g. through atomics, and the gate then only
+            asks that the two calls agree within the tolerance).
     """
 
     name: str
@@ -77,6 +80,7 @@ class Implementation:
     call: Callable[..., Any] | None = None
     vjp: Callable[..., Any] | None = None
     module: str = ""
+    deterministic: bool = True
 
     def unavailable_reason(self) -> str | None:
         """The reason this implementation cannot run here, or None. Never raises."""
@@ -129,6 +133,7 @@ def register(
     supports: Callable[[Any], str | None] | None = None,
     call: Callable[..., Any] | None = None,
     vjp: Callable[..., Any] | None = None,
+    deterministic: bool = True,
 ) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
     """Mark ``fn`` as an implementation. Returns ``fn`` unchanged, with its record in ``fn.__bkbench__``.
 
@@ -153,6 +158,7 @@ def register(
             call=call,
             vjp=vjp,
             module=getattr(fn, "__module__", ""),
+            deterministic=deterministic,
         )
         _check_record(rec)
         setattr(fn, ATTR, tuple(getattr(fn, ATTR, ())) + (rec,))

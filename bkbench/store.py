@@ -37,7 +37,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-STATUSES = ("ok", "incorrect", "oom", "timeout", "crash", "skipped")
+STATUSES = ("ok", "incorrect", "oom", "timeout", "crash", "skipped", "implausible")
 # final statuses a ``--missing --retry`` run may re-run (a timeout row never holds a case; ok always does)
 RETRY_STATUSES = tuple(s for s in STATUSES if s not in ("ok", "timeout"))
 

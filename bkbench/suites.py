@@ -11,8 +11,10 @@ cap is kept in the plan as ``skipped`` with the reason, so a report shows why it
 
 ``implementations`` is a list of registry names or one of ``"bk"``, ``"ssm"``, ``"attention"``,
 ``"baselines"``, ``"all"`` (everything registered of that kind, at run time); ``exclude`` removes names.
-A name that is not registered (a module that failed to import, a kernel not written yet) becomes a
-``skipped`` case, never an error.
+A suite is checked before anything runs (ValueError naming the suite, the group and the fix; ``bkbench run``
+exits 2): an unknown top-level key, an unknown implementation name (a typo, a plug-in not passed with
+``--plugin``), or a shape beyond any single device (more than :data:`MAX_ELEMENTS` elements n x batch x d). A
+name whose kernel module is there but failed to import becomes a ``skipped`` case with the import error.
 """
 
 from __future__ import annotations
@@ -32,7 +34,11 @@ except ModuleNotFoundError:  # Python 3.10
 
 from bkbench.registry import Registry
 
+TOP_LEVEL_KEYS = ("name", "description", "settings", "caps", "group")
 AXES = ("n", "batch", "d", "dtype", "sparsity", "mode", "options", "timing")
+# n x batch x d above this cannot be run on any single device (2^34 elements: 64 GiB for one float32 input alone,
+# 256 GiB for a BK-core forward at 16 B per element); such a case is a typo (N = 10^12), refused before running
+MAX_ELEMENTS = 1 << 34
 SETTINGS = {
     "budget_s": 1.0,  # wall-clock budget of the timed repetitions
     "warmup_s": 0.05,
@@ -206,7 +212,16 @@ def _as_list(value: Any) -> list[Any]:
     return list(value) if isinstance(value, (list, tuple)) else [value]
 
 
-def _resolve_impls(sel: Any, exclude: Iterable[str], registry: Registry) -> list[str]:
+def import_failure_of(name: str, registry: Registry) -> str | None:
+    """The import error of the kernel module that would define ``name`` (``kernels.<name>``, or an entry point of
+    that name), or None when no such module failed."""
+    for f in registry.failures:
+        if f.module == f"kernels.{name}" or f.module.split(" ")[0] == name:
+            return f"{f.module} failed to import: {f.error}"
+    return None
+
+
+def _resolve_impls(where: str, sel: Any, exclude: Iterable[str], registry: Registry) -> list[str]:
     names: list[str] = []
     for item in _as_list(sel):
         if item in KIND_SELECTORS:
@@ -215,7 +230,13 @@ def _resolve_impls(sel: Any, exclude: Iterable[str], registry: Registry) -> list
         else:
             names.append(str(item))
     drop = set(exclude)
-    return [n for i, n in enumerate(names) if n not in drop and n not in names[:i]]
+    out = [n for i, n in enumerate(names) if n not in drop and n not in names[:i]]
+    unknown = [n for n in out if n not in registry and import_failure_of(n, registry) is None]
+    if unknown:
+        raise ValueError(f"{where}: unknown implementation(s) {unknown}; registered: {', '.join(registry.names(None))} "
+                         "(or a selector: bk, ssm, attention, baselines, all); fix the name, or pass the module "
+                         "that registers it with --plugin")
+    return out
 
 
 def _merge(*layers: dict[str, Any]) -> dict[str, Any]:
@@ -229,6 +250,11 @@ def _validate_axes(where: str, axes: dict[str, list[Any]]) -> None:
     for v in axes["n"] + axes["batch"] + axes["d"]:
         if not isinstance(v, int) or isinstance(v, bool) or v < 1:
             raise ValueError(f"{where}: n, batch and d must be positive integers, got {v!r}")
+    for n, batch, d in zip(axes["n"], axes["batch"], axes["d"]):
+        if n * batch * d > MAX_ELEMENTS:
+            raise ValueError(f"{where}: n x batch x d = {n} x {batch} x {d} = {n * batch * d:.3g} elements is beyond "
+                             f"any single device (at most 2^34 = {MAX_ELEMENTS:.3g}; one float32 input alone would "
+                             f"take {4 * n * batch * d / 2**30:.3g} GiB); lower n, batch or d")
     for v in axes["dtype"]:
         if v not in DTYPES:
             raise ValueError(f"{where}: dtype {v!r} is not one of {DTYPES}")
@@ -297,7 +323,7 @@ def _expand_group(suite: Suite, gname: str, group: dict[str, Any], registry: Reg
     _validate_axes(where, axes)
     if "implementations" not in layered:
         raise ValueError(f"{where}: implementations is required (names, or 'bk' / 'baselines' / 'all')")
-    impls = _resolve_impls(layered["implementations"], _as_list(layered.get("exclude", [])), registry)
+    impls = _resolve_impls(where, layered["implementations"], _as_list(layered.get("exclude", [])), registry)
     settings = _merge(SETTINGS, suite.settings, suite.device_settings.get(device, {}),
                       {k: v for k, v in layered.items() if k in SETTINGS})
     timings = ["cpu"] if device == "cpu" else axes["timing"]
@@ -307,7 +333,8 @@ def _expand_group(suite: Suite, gname: str, group: dict[str, Any], registry: Reg
             kind = registry.get(impl).kind if impl in registry else "unknown"
             caps = _impl_caps(impl, device, suite.caps, group.get("caps", {}), group.get(device, {}).get("caps", {}))
             s = _merge(settings, {k: v for k, v in caps.items() if k in SETTINGS})
-            reason = _cap_reason(impl, caps, n, batch * d)
+            reason = _cap_reason(impl, caps, n, batch * d) or (
+                None if impl in registry else f"not registered: {import_failure_of(impl, registry)}")
             energy = None
             if s["energy"]:
                 energy = {"window_s": s["energy_window_s"], "trials": s["energy_trials"],
@@ -342,6 +369,10 @@ def parse_suite(text: str, name: str | None = None, path: Path | None = None) ->
     sname = data.get("name") or name
     if not sname:
         raise ValueError(f"suite {path}: needs a name = \"...\"")
+    unknown_top = sorted(set(data) - set(TOP_LEVEL_KEYS))
+    if unknown_top:
+        raise ValueError(f"suite {sname!r}: unknown top-level key(s) {unknown_top}; a suite has {list(TOP_LEVEL_KEYS)} "
+                         "(per-group axes and settings go in a [[group]], suite-wide settings in [settings])")
     groups = data.get("group")
     if not isinstance(groups, list) or not groups:
         raise ValueError(f"suite {sname!r}: needs at least one [[group]]")

@@ -116,7 +116,8 @@ def run_case(spec: Any, registry: Any, stage: Callable[[str], None] = lambda s: 
         del out
         enter("check")
         chk = wl.check()
-        ctx = metrics.MetricContext(check=chk, model=wl.model, copy_bandwidth_gbs=copy_bandwidth_gbs)
+        ctx = metrics.MetricContext(check=chk, model=wl.model, copy_bandwidth_gbs=copy_bandwidth_gbs,
+                                    device=spec.device)
         if not chk.passed:
             row.update(status="incorrect", reason=chk.detail)
             row.update(metrics.compute(ctx, ["accuracy"]))
@@ -155,7 +156,7 @@ def run_case(spec: Any, registry: Any, stage: Callable[[str], None] = lambda s: 
             if wl.kernel is not None:  # BK-core: the bare kernel under the timed user call (kernel_* metrics)
                 enter("kernel timing")
                 row.update(kernel_metrics(wl, cfg, spec.device, copy_bandwidth_gbs))
-            row.update(status="ok", reason=None)
+            row.update(metrics.row_status(ctx))  # ok, or implausible: faster than the physical floor
     except Skip as exc:
         row.update(status="skipped", reason=str(exc))
     except Exception as exc:

@@ -91,11 +91,16 @@ def neg(x: Lns) -> Lns:
 
 
 def gauss_computed(d: torch.Tensor, delta: torch.Tensor) -> Lns:
-    """g = log(1 + e^d e^{i delta}) for d <= 0 (d = -inf allowed): (Re g, Im g)."""
+    """g = log(1 + e^d e^{i delta}) for d <= 0 (d = -inf allowed): (Re g, Im g).
+
+    cos(delta / 2) is evaluated as sin((PI - |delta|) / 2) with the same rounded PI that carries the phase of a
+    negative number: x + (-x) (d = 0, |delta| = PI) is then exactly 0 (log -inf), as in any exact arithmetic,
+    not |1 + e^{i PI}| ~ 1e-7 (float32), which made a singular matrix (a = [1, 1], b = c = 1, z = 0) come out
+    finite (|G| ~ 1e7) instead of non-finite."""
     em1 = torch.expm1(d)  # r - 1, accurate near r = 1
     r = em1 + 1.0
     h = 0.5 * delta
-    c = torch.cos(h)
+    c = torch.sin(0.5 * (PI - delta.abs()))  # = cos(h), exactly 0 at |delta| = PI
     s = torch.sin(h)
     u = -em1 + 2.0 * r * c * c
     v = 2.0 * r * s * c

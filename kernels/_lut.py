@@ -247,7 +247,7 @@ def plan_closure(
     (a full read of a and a sync) when ``out_of_range="analytic"``: the caller must then test every element
     against [lo, hi] itself (the Triton kernel does).
     """
-    if tail == "analytic" or a.is_complex():
+    if tail == "analytic" or a.is_complex() or a.numel() == 0:  # an empty batch: nothing to tabulate
         return ClosurePlan("analytic", None, None, spec, False)
     kb = row_constant_k(k)
     if kb is None:

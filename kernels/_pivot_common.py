@@ -5,6 +5,14 @@ forward pivots  D_0 = alpha_0,      D_i = alpha_i - k_{i-1} / D_{i-1},
 backward pivots E_{N-1} = alpha_{N-1}, E_i = alpha_i - k_i / E_{i+1},
 G_i = 1 / (D_i + E_i - alpha_i).
 
+Zero pivots. A pivot can be exactly zero for a non-singular matrix (a = [0, 1], b = c = 1, z = 0: D_0 = 0,
+G = [-1, 0]); the next step then divides by zero and, in complex arithmetic, every later pivot is NaN. A pivot
+D_i that comes out smaller than the rounding floor ``tiny = eps * (max|alpha| + 2 sqrt(max|k|))`` (per chain,
+eps of the work dtype) while a coupling k_i != 0 follows it is replaced by ``tiny``: the result is that of a
+perturbation of alpha_i by at most 2 tiny, i.e. of rounding size relative to the matrix, and G is accurate to
+what the conditioning of T - zI allows. The last pivot of a coupled block (no coupling after it) is never
+replaced: D = 0 there means det = 0, a singular matrix, and G stays non-finite. Backward pivots E mirrored.
+
 The exact O(N) vector-Jacobian product (gradient w.r.t. a and z) uses two first-order linear recurrences
 F_j = w_j + (k_{j-1}/D_{j-1}^2) F_{j-1} and R_j = w_j + (k_j/E_{j+1}^2) R_{j+1}, w = conj(grad_G):
 S_j = G_j^2 (F_j + R_j - w_j), grad_a = -Re(S) (real a) or -conj(S) (complex a), grad_z = conj(sum_j S_j).
@@ -32,6 +40,61 @@ def complex_dtype(a: torch.Tensor) -> torch.dtype:
 def shifted_diagonal(a: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
     """alpha = a - z as a (B, N) complex tensor (z: (B,))."""
     return a.to(complex_dtype(a)) - z.to(complex_dtype(a))[:, None]
+
+
+def pivot_floor(alpha: torch.Tensor, k: torch.Tensor, uniform: bool) -> torch.Tensor:
+    """The rounding floor ``tiny`` of the pivots, per chain: eps * (max|alpha| + 2 sqrt(max|k|)), (B, 1) real.
+
+    alpha: (B, N) complex; k: (B, N-1) (stride-0 when ``uniform``). 0 for an all-zero chain (then singular)."""
+    real = alpha.real.dtype
+    scale = alpha.abs().amax(dim=1, keepdim=True)
+    if k.shape[-1] > 0:
+        kk = k[:, :1] if uniform else k
+        scale = scale + 2.0 * kk.abs().amax(dim=1, keepdim=True).to(real).sqrt()
+    return torch.finfo(real).eps * scale
+
+
+def coupled(k: torch.Tensor, n: int, uniform: bool, side: str) -> torch.Tensor:
+    """(B, N) bool: position i has a non-zero coupling to its right (k_i, ``side="right"``) or to its left
+    (k_{i-1}, ``side="left"``); the chain ends have none on their outer side."""
+    bsz = k.shape[0]
+    out = torch.zeros((bsz, n), dtype=torch.bool, device=k.device)
+    if n > 1:
+        nz = (k[:, :1] != 0).expand(bsz, n - 1) if uniform else k != 0
+        if side == "right":
+            out[:, :-1] = nz
+        else:
+            out[:, 1:] = nz
+    return out
+
+
+def fix_scan_pivots(alpha: torch.Tensor, k: torch.Tensor, piv: torch.Tensor, tiny: torch.Tensor,
+                    uniform: bool, reverse: bool) -> torch.Tensor:
+    """Zero-pivot repair for pivots computed all at once (a scan), without a host sync (see module docstring).
+
+    piv: (B, N) forward pivots D (``reverse=False``) or backward pivots E, as the scan gave them: a zero pivot
+    followed by a coupling is replaced by ``tiny`` (B, 1), and the pivot after it (next in the recursion's
+    direction), which the scan left infinite or NaN, is recomputed from the replaced one. Pivots further on are
+    the scan's own: one step after a zero pivot the recursion forgets it (x -> alpha - k/x maps infinity to
+    alpha), so they equal the perturbed matrix's to rounding."""
+    n = piv.shape[1]
+    if n == 1:
+        return piv
+    kk = (k[:, :1] if uniform else k).to(piv.dtype)
+    side = "left" if reverse else "right"
+    small = (piv.abs() < tiny) & coupled(k, n, uniform, side)
+    fixed = torch.where(small, tiny.to(piv.dtype), piv)
+    if reverse:  # E_i = alpha_i - k_i / E_{i+1}, i = 0..N-2
+        redo = torch.zeros_like(small)
+        redo[:, :-1] = small[:, 1:] | ~torch.isfinite(fixed[:, :-1])
+        step = alpha[:, :-1] - kk / fixed[:, 1:]
+        fixed[:, :-1] = torch.where(redo[:, :-1], step, fixed[:, :-1])
+    else:  # D_i = alpha_i - k_{i-1} / D_{i-1}, i = 1..N-1
+        redo = torch.zeros_like(small)
+        redo[:, 1:] = small[:, :-1] | ~torch.isfinite(fixed[:, 1:])
+        step = alpha[:, 1:] - kk / fixed[:, :-1]
+        fixed[:, 1:] = torch.where(redo[:, 1:], step, fixed[:, 1:])
+    return fixed
 
 
 def green_from_pivots(alpha: torch.Tensor, d: torch.Tensor, e: torch.Tensor) -> torch.Tensor:

@@ -12,8 +12,8 @@ from __future__ import annotations
 
 import torch
 
-from bkbench.registry import register
-from kernels._pivot_common import PivotGreen, explicit_vjp
+from bkbench.registry import is_uniform, register
+from kernels._pivot_common import PivotGreen, explicit_vjp, fix_scan_pivots, pivot_floor
 
 Mat = tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]  # entries 00, 01, 10, 11, each (B, L)
 
@@ -55,7 +55,12 @@ def scan_pivots(alpha: torch.Tensor, k: torch.Tensor) -> tuple[torch.Tensor, tor
     zeros = torch.zeros_like(alpha)
     fwd = _scan(_normalise((alpha, -torch.cat([zero, kk], dim=1), one, zeros)), reverse=False)
     bwd = _scan(_normalise((alpha, -torch.cat([kk, zero], dim=1), one, zeros)), reverse=True)
-    return fwd[0] / fwd[2], bwd[0] / bwd[2]
+    # a zero pivot inside a coupled block: rounding-floor replacement, vectorised (kernels/_pivot_common.py)
+    uniform = is_uniform(k)
+    tiny = pivot_floor(alpha, k, uniform)
+    d = fix_scan_pivots(alpha, k, fwd[0] / fwd[2], tiny, uniform, reverse=False)
+    e = fix_scan_pivots(alpha, k, bwd[0] / bwd[2], tiny, uniform, reverse=True)
+    return d, e
 
 
 def scan_recurrence(coef: torch.Tensor, val: torch.Tensor, reverse: bool) -> torch.Tensor:

@@ -25,32 +25,35 @@ import torch
 
 from bkbench.registry import is_uniform, register
 from kernels._cplx_triton import HAS_TRITON, check_device, triton_available, triton_supports
-from kernels._cplx_triton import atan2 as _atan2
-from kernels._cplx_triton import expm1 as _expm1
 from kernels._lns import TAU, build_gauss_table
 from kernels.lns import DEFAULTS, check_lns_options, check_table_precision, complex_work_dtype
 
-if HAS_TRITON:
+if HAS_TRITON:  # without triton the module still imports and registers the kernel as unavailable (and why)
     import triton
     import triton.language as tl
+
+    from kernels._cplx_triton import atan2 as _atan2
+    from kernels._cplx_triton import expm1 as _expm1
 
     @triton.jit
     def _wrap(p, two_pi, inv_two_pi):
         return p - two_pi * tl.floor(p * inv_two_pi + 0.5)
 
     @triton.jit
-    def _gauss_computed(d, delta):
+    def _gauss_computed(d, delta, pi):
+        """log(1 + e^d e^{i delta}); cos(delta / 2) as sin((pi - |delta|) / 2), exactly 0 at |delta| = pi (the
+        phase of a negative number), so x + (-x) is exactly 0 (see gauss_computed in kernels/_lns.py)."""
         em1 = _expm1(d)
         r = em1 + 1.0
         h = 0.5 * delta
-        c = tl.cos(h)
+        c = tl.sin(0.5 * (pi - tl.abs(delta)))
         s = tl.sin(h)
         u = 2.0 * r * c * c - em1
         v = 2.0 * r * s * c
         return 0.5 * tl.log(u * u + v * v), _atan2(v, u)
 
     @triton.jit
-    def _gauss_table(d, delta, tab_ptr, NR: tl.constexpr, ND: tl.constexpr):
+    def _gauss_table(d, delta, pi, tab_ptr, NR: tl.constexpr, ND: tl.constexpr):
         r = tl.exp(d)
         ad = tl.abs(delta)
         i = tl.floor(r * (NR - 1) + 0.5)
@@ -73,7 +76,7 @@ if HAS_TRITON:
         gi = tl.where(delta < 0, -gi, gi)
         box = (r > 1.0 - TAU_C) & (ad > 3.141592653589793 - TAU_C)
         if tl.max(box.to(tl.int32), axis=0) > 0:  # some lane is near w = -1: compute g there
-            cr, ci = _gauss_computed(d, delta)
+            cr, ci = _gauss_computed(d, delta, pi)
             gr = tl.where(box, cr, gr)
             gi = tl.where(box, ci, gi)
         return gr, gi
@@ -92,9 +95,9 @@ if HAS_TRITON:
         d = tl.where(lmax == -float("inf"), -float("inf"), lmin - lmax)
         delta = _wrap(pmin - pmax, two_pi, inv_two_pi)
         if TABLE:
-            gr, gi = _gauss_table(d, delta, tab_ptr, NR, ND)
+            gr, gi = _gauss_table(d, delta, pi, tab_ptr, NR, ND)
         else:
-            gr, gi = _gauss_computed(d, delta)
+            gr, gi = _gauss_computed(d, delta, pi)
         return lmax + gr, _wrap(pmax + gi, two_pi, inv_two_pi)
 
     @triton.jit

@@ -28,6 +28,7 @@ from kernels._lut import (
     interpolate,
     plan_closure,
 )
+from kernels._pivot_common import pivot_floor
 
 DEFAULTS: dict[str, Any] = {
     "window": 8,
@@ -113,13 +114,18 @@ def windowed_green(
     if m + 1 < n:
         left[:, m + 1 :] = sl[:, : n - m - 1]  # L_{i-m} ~ Sigma(alpha_{i-m-1}; k_{i-m-1})
         right[:, : n - m - 1] = sr[:, m + 1 :]  # R_{i+m} ~ Sigma(alpha_{i+m+1}; k_{i+m})
+    # a denominator alpha_j - L that is exactly 0 (a zero pivot: a = [0, 1], b = c = 1, z = 0 is not singular)
+    # becomes the rounding floor of the chain (kernels/_pivot_common.py), never a division by zero
+    tiny = pivot_floor(alpha, k, uniform).to(alpha.dtype) if min(m, n - 1) > 0 else None
     for t in range(min(m, n - 1), 0, -1):
         # left: j = i - t >= 0, L <- k_j / (alpha_j - L)
         kl = kc if uniform else kc[:, : n - t]
-        left[:, t:] = kl / (alpha[:, : n - t] - left[:, t:])
+        den = alpha[:, : n - t] - left[:, t:]
+        left[:, t:] = kl / torch.where(den == 0, tiny, den)
         # right: j = i + t <= N-1, R <- k_{j-1} / (alpha_j - R)
         kr = kc if uniform else kc[:, t - 1 : n - 1]
-        right[:, : n - t] = kr / (alpha[:, t:] - right[:, : n - t])
+        den = alpha[:, t:] - right[:, : n - t]
+        right[:, : n - t] = kr / torch.where(den == 0, tiny, den)
     return torch.reciprocal(alpha - left - right)
 
 

@@ -18,41 +18,46 @@ from typing import Any
 import torch
 
 from bkbench.registry import is_uniform, register
-from kernels._cplx_triton import (
-    HAS_TRITON,
-    bulk_sigma,
-    cdiv,
-    check_device,
-    triton_available,
-    triton_supports,
-)
+from kernels._cplx_triton import HAS_TRITON, check_device, triton_available, triton_supports
 from kernels._lut import check_options, complex_dtype_of, plan_closure
 from kernels.lut_green import DEFAULTS, lut_error_model
 
-if HAS_TRITON:
+if HAS_TRITON:  # without triton the module still imports and registers the kernel as unavailable (and why)
     import triton
     import triton.language as tl
 
+    from kernels._cplx_triton import bulk_sigma, cdiv
+
     @triton.jit
     def _load_alpha(a_row, j, mask, zr, zi, A_CPLX: tl.constexpr):
-        """(Re a_j, Re alpha_j, Im alpha_j); a_row points at the chain's first element, j is int32."""
+        """(Re a_j, Re alpha_j, Im alpha_j); a_row points at the chain's first element, j is int32.
+
+        One return statement: Triton's code generator still visits the statements after a ``return`` inside a
+        constexpr ``if`` and demands that every return has the same types."""
         if A_CPLX:
             ar = tl.load(a_row + j * 2, mask=mask, other=0.0)
             ai = tl.load(a_row + j * 2 + 1, mask=mask, other=0.0)
-            return ar, ar - zr, ai - zi
-        ar = tl.load(a_row + j, mask=mask, other=0.0)
-        return ar, ar - zr, -zi + 0.0 * ar
+            al_i = ai - zi
+        else:
+            ar = tl.load(a_row + j, mask=mask, other=0.0)
+            al_i = -zi + 0.0 * ar
+        return ar, ar - zr, al_i
 
     @triton.jit
     def _load_k(k_row, j, skn, mask, kr0, ki0, K_CPLX: tl.constexpr, K_UNIF: tl.constexpr):
+        """(Re k_j, Im k_j) per lane (0 where ``mask`` is off), always block tensors: with a uniform coupling the
+        caller's scalars are broadcast (returning the scalars themselves made the uniform-k kernel, N = 1
+        included, fail to compile on the GPU: "Inconsistent return types"; the CPU interpreter never checks)."""
         if K_UNIF:  # one coupling for every bond: loaded once by the caller
-            return kr0, ki0
-        if K_CPLX:
+            kr = tl.where(mask, kr0, 0.0)
+            ki = tl.where(mask, ki0, 0.0)
+        elif K_CPLX:
             kr = tl.load(k_row + j * skn, mask=mask, other=0.0)
             ki = tl.load(k_row + j * skn + 1, mask=mask, other=0.0)
-            return kr, ki
-        kr = tl.load(k_row + j * skn, mask=mask, other=0.0)
-        return kr, 0.0 * kr
+        else:
+            kr = tl.load(k_row + j * skn, mask=mask, other=0.0)
+            ki = 0.0 * kr
+        return kr, ki
 
     @triton.jit
     def _closure(a_re, al_r, al_i, kr, ki, tab_row, lo, hi, inv_h, size,
@@ -85,22 +90,29 @@ if HAS_TRITON:
     UNROLL_MAX = tl.constexpr(8)
 
     @triton.jit
-    def _window_step(a_row, k_row, i, t, N, live, zr, zi, skn, kr0, ki0, lr, li, rr, ri,
+    def _window_step(a_row, k_row, i, t, N, live, zr, zi, skn, kr0, ki0, lr, li, rr, ri, tiny,
                      A_CPLX: tl.constexpr, K_CPLX: tl.constexpr, K_UNIF: tl.constexpr):
         """One bond of both fractions at distance t: L <- k_j / (alpha_j - L) at j = i - t >= 0 and
-        R <- k_{j-1} / (alpha_j - R) at j = i + t <= N - 1."""
+        R <- k_{j-1} / (alpha_j - R) at j = i + t <= N - 1. A denominator that is exactly 0 (a zero pivot of a
+        non-singular matrix) is replaced by the lane's rounding floor ``tiny``."""
         j = i - t
         mj = live & (j >= 0)
         _, al_r, al_i = _load_alpha(a_row, j, mj, zr, zi, A_CPLX)
         kr, ki = _load_k(k_row, j, skn, mj, kr0, ki0, K_CPLX, K_UNIF)
-        nr, ni = cdiv(kr, ki, al_r - lr, al_i - li)
+        dr = al_r - lr
+        di = al_i - li
+        dr = tl.where((dr == 0) & (di == 0), tiny, dr)
+        nr, ni = cdiv(kr, ki, dr, di)
         lr = tl.where(mj, nr, lr)
         li = tl.where(mj, ni, li)
         j = i + t
         mj = live & (j <= N - 1)
         _, al_r, al_i = _load_alpha(a_row, j, mj, zr, zi, A_CPLX)
         kr, ki = _load_k(k_row, j - 1, skn, mj, kr0, ki0, K_CPLX, K_UNIF)
-        nr, ni = cdiv(kr, ki, al_r - rr, al_i - ri)
+        dr = al_r - rr
+        di = al_i - ri
+        dr = tl.where((dr == 0) & (di == 0), tiny, dr)
+        nr, ni = cdiv(kr, ki, dr, di)
         rr = tl.where(mj, nr, rr)
         ri = tl.where(mj, ni, ri)
         return lr, li, rr, ri
@@ -108,7 +120,7 @@ if HAS_TRITON:
     @triton.jit
     def _lut_green_kernel(
         a_ptr, k_ptr, z_ptr, tab_ptr, idx_ptr, out_ptr,
-        N, skb, skn, lo, hi, inv_h, size,
+        N, skb, skn, lo, hi, inv_h, size, eps,
         M: tl.constexpr, BLOCK: tl.constexpr, A_CPLX: tl.constexpr, K_CPLX: tl.constexpr,
         K_UNIF: tl.constexpr, USE_TABLE: tl.constexpr, PER_CHAIN_TABLE: tl.constexpr,
         CHECK_RANGE: tl.constexpr,
@@ -148,16 +160,18 @@ if HAS_TRITON:
         rr = tl.where(mj, rr, 0.0)
         ri = tl.where(mj, ri, 0.0)
 
+        # rounding floor of a zero denominator: eps * (|alpha_i| + 2 sqrt|k_0|), the lane's own scale
+        _, al_r, al_i = _load_alpha(a_row, i, live, zr, zi, A_CPLX)
+        tiny = eps * (tl.abs(al_r) + tl.abs(al_i) + 2.0 * tl.sqrt(tl.abs(kr0) + tl.abs(ki0)))
         if M <= UNROLL_MAX:  # short windows: unrolled (fast to compile, no loop overhead)
             for t in tl.static_range(M, 0, -1):
                 lr, li, rr, ri = _window_step(a_row, k_row, i, t, N, live, zr, zi, skn, kr0, ki0, lr, li, rr, ri,
-                                              A_CPLX, K_CPLX, K_UNIF)
+                                              tiny, A_CPLX, K_CPLX, K_UNIF)
         else:  # long windows: a rolled loop (an unrolled m = 32 kernel took 45 s to compile on the H100)
             for tt in range(0, M):
                 lr, li, rr, ri = _window_step(a_row, k_row, i, M - tt, N, live, zr, zi, skn, kr0, ki0, lr, li, rr, ri,
-                                              A_CPLX, K_CPLX, K_UNIF)
+                                              tiny, A_CPLX, K_CPLX, K_UNIF)
 
-        _, al_r, al_i = _load_alpha(a_row, i, live, zr, zi, A_CPLX)
         gr, gi = cdiv(1.0 + 0.0 * al_r, 0.0 * al_r, al_r - lr - rr, al_i - li - ri)
         offs = i[:, None] * 2 + tl.arange(0, 2)[None, :]
         tl.store(out_ptr + b * N * 2 + offs, tl.join(gr, gi), mask=live[:, None])
@@ -220,12 +234,13 @@ def prepare(a: torch.Tensor, k: torch.Tensor, z: torch.Tensor, **options: Any) -
     block = _block_for(n)
     grid = (bsz, triton.cdiv(n, block))  # bsz may exceed 65535 (the limit of grid axes 1 and 2)
     lo, hi, inv_h, size = float(plan.spec.lo), float(plan.spec.hi), 1.0 / plan.spec.step, plan.spec.size
+    eps = float(torch.finfo(rdt).eps)
 
     def launch() -> torch.Tensor:
         if out.numel():
             _lut_green_kernel[grid](
                 a_view, k_view, z_view, tab, idx, out_view,
-                n, skb, skn, lo, hi, inv_h, size,
+                n, skb, skn, lo, hi, inv_h, size, eps,
                 M=opts["window"], BLOCK=block, A_CPLX=a_c.is_complex(), K_CPLX=k_cplx, K_UNIF=k_unif,
                 USE_TABLE=use_table, PER_CHAIN_TABLE=per_chain, CHECK_RANGE=check_range,
             )

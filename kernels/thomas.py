@@ -9,26 +9,54 @@ from __future__ import annotations
 import torch
 
 from bkbench.registry import is_uniform, register
-from kernels._pivot_common import PivotGreen, explicit_vjp, sequential_recurrence
+from kernels._pivot_common import PivotGreen, coupled, explicit_vjp, pivot_floor, sequential_recurrence
+
+
+def _sweep(al: torch.Tensor, kk: torch.Tensor, reverse: bool, fix: torch.Tensor | None = None) -> torch.Tensor:
+    """Pivots of one direction, (N, B): forward D_i = al_i - kk_{i-1} / D_{i-1} from D_0 = al_0, or (``reverse``)
+    E_i = al_i - kk_i / E_{i+1} from E_{N-1} = al_{N-1}. al (N, B) complex; kk (N-1, B) or 0-d (uniform).
+    With ``fix`` (N, B) complex: a pivot whose modulus is below |fix_i| is replaced by fix_i (0 leaves it)."""
+    n = al.shape[0]
+    uniform = kk.dim() == 0
+    out = torch.empty_like(al)
+    tmp = torch.empty_like(al[0])
+    prev = None
+    for i in range(n - 1, -1, -1) if reverse else range(n):
+        if prev is None:
+            out[i] = al[i]
+        else:
+            torch.div(kk if uniform else kk[min(i, prev)], out[prev], out=tmp)
+            torch.sub(al[i], tmp, out=out[i])
+        if fix is not None:
+            torch.where(out[i].abs() < fix[i].real, fix[i], out[i], out=out[i])
+        prev = i
+    return out
 
 
 def thomas_pivots(alpha: torch.Tensor, k: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """Forward and backward pivots D, E of shape (B, N) from alpha (B, N) and k (B, N-1), by loops."""
+    """Forward and backward pivots D, E of shape (B, N) from alpha (B, N) and k (B, N-1), by loops.
+
+    The loops run unguarded; only chains whose last pivot came out non-finite are run again with the zero-pivot
+    guard of kernels/_pivot_common.py (a pivot below the rounding floor, followed by a coupling, is replaced by the
+    floor). Deciding that costs one host sync on CUDA; the guarded loop costs twice the ops."""
     al = alpha.transpose(0, 1).contiguous()  # (N, B): each step touches one contiguous row
-    n = al.shape[0]
-    kk = k[:1, :1].reshape(()).to(al.dtype) if is_uniform(k) else k.transpose(0, 1).contiguous().to(al.dtype)
-    uniform = kk.dim() == 0
-    d = torch.empty_like(al)
-    e = torch.empty_like(al)
-    tmp = torch.empty_like(al[0])
-    d[0] = al[0]
-    for i in range(1, n):
-        torch.div(kk if uniform else kk[i - 1], d[i - 1], out=tmp)
-        torch.sub(al[i], tmp, out=d[i])
-    e[n - 1] = al[n - 1]
-    for i in range(n - 2, -1, -1):
-        torch.div(kk if uniform else kk[i], e[i + 1], out=tmp)
-        torch.sub(al[i], tmp, out=e[i])
+    uniform = is_uniform(k)
+    kk = k[:1, :1].reshape(()).to(al.dtype) if uniform else k.transpose(0, 1).contiguous().to(al.dtype)
+    d = _sweep(al, kk, reverse=False)
+    e = _sweep(al, kk, reverse=True)
+    # in this recursion a breakdown never heals: after a zero pivot the next one is inf + NaN j (complex 1 / 0) and
+    # every later one NaN, so the last pivot of each direction tells (O(B) work, not O(N B))
+    bad = ~(torch.isfinite(d[-1]) & torch.isfinite(e[0]))  # (B,)
+    if bool(bad.any()):
+        idx = bad.nonzero().squeeze(1)
+        tiny = pivot_floor(alpha[idx], k[idx], uniform).to(al.dtype)  # (b, 1)
+        k_sub = k[idx]
+        fix_d = torch.where(coupled(k_sub, al.shape[0], uniform, "right"), tiny, 0).transpose(0, 1)
+        fix_e = torch.where(coupled(k_sub, al.shape[0], uniform, "left"), tiny, 0).transpose(0, 1)
+        al_sub = al[:, idx]
+        kk_sub = kk if uniform else kk[:, idx]
+        d[:, idx] = _sweep(al_sub, kk_sub, reverse=False, fix=fix_d.contiguous())
+        e[:, idx] = _sweep(al_sub, kk_sub, reverse=True, fix=fix_e.contiguous())
     return d.transpose(0, 1), e.transpose(0, 1)
 
 

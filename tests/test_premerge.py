@@ -1,6 +1,8 @@
-"""``bkbench premerge``: a planted 2x slowdown fails and names the kernel; a planted wrong result fails on
-correctness; an innocuous change passes. Each test builds a throw-away git repository (a copy of ``bkbench/``
-plus a small ``kernels/`` package) under pytest's tmp_path, so the real checkout is never touched."""
+"""``bkbench premerge``: a planted 2x slowdown is SLOW and fails naming the kernel; a planted wrong result fails on
+correctness; a planted memo (no work) is IMPLAUSIBLE; an innocuous change is SAME and passes; the FAST / SLOW /
+SAME / AMBIGUOUS verdicts follow the confidence interval of the paired ratios. Each test builds a throw-away git
+repository (a copy of ``bkbench/`` plus a small ``kernels/`` package) under pytest's tmp_path, so the real
+checkout is never touched."""
 
 from __future__ import annotations
 
@@ -14,6 +16,7 @@ from pathlib import Path
 import pytest
 
 from bkbench.premerge import _imports, changed_kernel_modules, parse_shape
+from bkbench.verdicts import coverage, judge, median_rank_interval
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -27,12 +30,17 @@ from kernels.thomas import thomas as _thomas
 
 REPEAT = 1
 SCALE = 1.0
+MEMO = False
+_SEEN = {}
 
 
 @register("toy", kind="bk", exact=True, devices=("cpu",),
           dtypes=(torch.float32, torch.float64, torch.complex64, torch.complex128))
 def toy(a, k, z):
-    g = _thomas(a, k, z)
+    key = (a.data_ptr(), k.data_ptr(), z.data_ptr(), tuple(a.shape))
+    if MEMO and key in _SEEN:
+        return _SEEN[key]
+    g = _SEEN[key] = _thomas(a, k, z)
     for _ in range(REPEAT - 1):
         g = _thomas(a, k, z)
     return g * SCALE if SCALE != 1.0 else g
@@ -83,9 +91,9 @@ def test_planted_slowdown_fails_and_names_the_kernel(repo: Path, tmp_path: Path)
     assert rep["gate_passed"] is True, text  # still correct: only slower
     assert rep["changed_impls"] == ["toy"], text  # thomas did not change and is not timed
     (comp,) = rep["comparisons"]
-    assert comp["impl"] == "toy" and comp["status"] == "regression", text
-    assert comp["ratio"] > 1.5, text
-    assert "premerge FAILED" in text and "regression in toy" in text, text
+    assert comp["impl"] == "toy" and comp["status"] == "slow", text
+    assert comp["ratio"] > 1.5 and comp["ratio_ci_low"] > 1.25, text
+    assert "premerge FAILED" in text and "regression in toy" in text and "SLOW" in text, text
 
 
 def test_planted_wrong_result_fails_on_correctness(repo: Path, tmp_path: Path) -> None:
@@ -95,7 +103,7 @@ def test_planted_wrong_result_fails_on_correctness(repo: Path, tmp_path: Path) -
     assert rep["gate_passed"] is False, text
     assert rep["gate_failed_impls"] == ["toy"], text
     assert "correctness failure in toy" in text, text
-    assert not [c for c in rep["comparisons"] if c["status"] == "regression"], text
+    assert not [c for c in rep["comparisons"] if c["status"] == "slow"], text
 
 
 def test_innocuous_change_passes(repo: Path, tmp_path: Path) -> None:
@@ -103,8 +111,21 @@ def test_innocuous_change_passes(repo: Path, tmp_path: Path) -> None:
     rc, text, rep = _premerge(repo, tmp_path)
     assert rc == 0, text
     (comp,) = rep["comparisons"]
-    assert comp["impl"] == "toy" and comp["status"] in ("ok", "faster"), text
+    assert comp["impl"] == "toy" and comp["status"] in ("same", "fast"), text
+    assert comp["ratio_ci_low"] <= comp["ratio"] <= comp["ratio_ci_high"], text
     assert "premerge PASSED" in text, text
+
+
+def test_planted_memo_is_implausible(repo: Path, tmp_path: Path) -> None:
+    """A kernel that returns its earlier answer for the same buffers does no work when timed: its time is far below
+    the physical floor, and premerge fails on it (the gate's anti-cheat checks fail it too)."""
+    _edit(repo / "kernels" / "toy.py", "MEMO = False", "MEMO = True")
+    rc, text, rep = _premerge(repo, tmp_path, "--shape", "64x1024")
+    assert rc == 1, text
+    (comp,) = rep["comparisons"]
+    assert comp["status"] == "implausible" and "physical floor" in comp["detail"], text
+    assert "toy at B64_N1024_f32_zi1: implausible speed" in text, text
+    assert rep["gate_passed"] is False and "toy" in rep["gate_failed_impls"], text
 
 
 def test_unknown_base_is_a_usage_error(repo: Path, tmp_path: Path) -> None:
@@ -121,6 +142,20 @@ def test_helper_change_selects_its_dependents() -> None:
     assert changed_kernel_modules(ROOT, ["bkbench/gate.py", "docs/x.md"]) == set()
     everything = changed_kernel_modules(ROOT, ["kernels/__init__.py"])
     assert {"kernels.thomas", "kernels.naive_loop"} <= everything
+
+
+def test_verdicts() -> None:
+    assert median_rank_interval(15) == (4, 12) and coverage(15, 4) >= 0.95
+    assert median_rank_interval(3) == (1, 3)  # too few rounds for 95 %: the whole range
+    noise = [0.97, 1.0, 1.02, 0.99, 1.03, 1.01, 0.98, 1.0, 1.04, 0.96, 1.0, 1.02, 0.99, 1.01, 1.0]
+    assert judge(noise, 0.1).status == "same"
+    assert judge([2 * r for r in noise], 0.25).status == "slow"
+    assert judge([r / 2 for r in noise], 0.25).status == "fast"
+    spread = [0.9, 1.0, 1.1, 1.2, 1.3, 1.4, 1.15, 1.05, 1.25, 1.35, 0.95, 1.22, 1.18, 1.28, 1.12]
+    v = judge(spread, 0.25)
+    assert v.status == "ambiguous" and v.low < 1.25 < v.high, v
+    # a few rounds hit by a burst of load do not move the verdict
+    assert judge(noise[:12] + [3.0, 4.0, 5.0], 0.25).status == "same"
 
 
 def test_parse_shape() -> None:

@@ -20,6 +20,11 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--jobs", type=int, default=None, metavar="J",
                    help="processes for the tuned-config checks, which compile one kernel each (default: 8 on cuda, "
                         "1 on cpu)")
+    p.add_argument("--no-anticheat", action="store_true",
+                   help="leave out the anti-cheat checks (input mutation, output freshness and aliasing, determinism, "
+                        "measured stream, physical floor)")
+    p.add_argument("--plugin", action="append", default=[], metavar="MODULE|FILE.py",
+                   help="also register the implementations of this module or file (repeatable)")
     p.add_argument("--seeds", type=int, default=2, help="seeds per case (default 2)")
     p.add_argument("--fresh", action="store_true", help="draw a random base seed (printed) instead of 0")
     p.add_argument("--json", default="bkbench-gate.json", metavar="PATH", help="JSON summary path")
@@ -28,6 +33,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from bkbench.console import make_console
+    from bkbench.gate import registry_with_plugins
+
+    registry = registry_with_plugins(args.plugin)
 
     base = random.randrange(1, 10**6) if args.fresh else 0
     if args.fresh:
@@ -44,7 +52,8 @@ def run(args: argparse.Namespace) -> int:
             err.print(f"gate: check {count}: {impl} :: {case}", highlight=False)
 
     with err.status("gate: starting", transient=True) if err.is_terminal else contextlib.nullcontext() as status:
-        report = run_gate(impls=args.impl, device=args.device, quick=args.quick,
+        report = run_gate(registry=registry, impls=args.impl, device=args.device, quick=args.quick,
+                          anticheat=not args.no_anticheat,
                           seeds=[base + i for i in range(args.seeds)], baselines=args.baselines,
                           tuned=not args.no_tuned, progress=progress,
                           tuned_jobs=args.jobs if args.jobs is not None else (8 if args.device == "cuda" else 1))

@@ -20,13 +20,17 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--repo", default=".", help="the checkout to test (default: the current directory)")
     p.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
     p.add_argument("--threshold", type=float, default=None,
-                   help="fail when a changed kernel is more than this fraction slower than base "
+                   help="half-width of the no-change band: SLOW (exit 1) when the 95 %% CI of the head/base ratio "
+                   "lies above 1 + this, FAST below 1 / (1 + this), SAME inside, AMBIGUOUS across an edge "
                    f"(default {DEFAULT_THRESHOLD['cpu']} on the CPU, {DEFAULT_THRESHOLD['cuda']} on CUDA)")
     cpu = " ".join(f"{b}x{n}" for b, n, _ in DEFAULT_SHAPES["cpu"])
     gpu = " ".join(f"{b}x{n}" for b, n, _ in DEFAULT_SHAPES["cuda"])
     p.add_argument("--shape", nargs="+", type=parse_shape, metavar="BxN[:dtype]",
                    help=f"cases to time (default CPU {cpu}, CUDA {gpu}; float32)")
     p.add_argument("--rounds", type=int, default=15, help="interleaved base/head rounds (default 15)")
+    p.add_argument("--max-rounds", type=int, default=None,
+                   help="an AMBIGUOUS comparison gets --rounds more rounds at a time up to this many (default 3 x "
+                        "--rounds)")
     p.add_argument("--block-seconds", type=float, default=0.05, dest="block_s",
                    help="target seconds of one block of back-to-back calls, at least 3 calls (default 0.05)")
     p.add_argument("--gate", choices=("all", "changed", "none"), default="all",
@@ -43,7 +47,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     report = run_premerge(base=args.base, repo=args.repo, device=args.device, threshold=args.threshold,
-                          shapes=args.shape, rounds=args.rounds, block_s=args.block_s, gate=args.gate,
+                          shapes=args.shape, rounds=args.rounds, block_s=args.block_s, max_rounds=args.max_rounds,
+                          gate=args.gate,
                           gate_quick=not args.full_gate, seeds=args.seeds, impls=args.impl, threads=args.threads)
     render(report)
     if args.json:

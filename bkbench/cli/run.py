@@ -55,7 +55,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--label", default="", help="free-form label stored with the run")
     p.add_argument("--dry-run", action="store_true", help="print the plan (cases) and exit")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
-    p.add_argument("--strict", action="store_true", help="exit 1 if any case is incorrect, crashed or timed out")
+    p.add_argument("--strict", action="store_true",
+                   help="exit 1 if any case is incorrect, implausibly fast, crashed or timed out")
     p.add_argument("--log-dir", default=None,
                    help="where the workers' logs go, kept (default: a temporary folder, removed after the run "
                         "unless a case crashed or timed out)")
@@ -156,5 +157,5 @@ def run(args: argparse.Namespace) -> int:
         what = "interrupted" if summary.interrupted else f"{summary.missing} case(s) not stored"
         console.print(f"[yellow]{what}[/yellow]: continue with the same command plus --resume")
         return 130 if summary.interrupted else 1
-    bad = [r for r in summary.problems if r["status"] in ("incorrect", "crash", "timeout")]
+    bad = [r for r in summary.problems if r["status"] in ("incorrect", "crash", "timeout", "implausible")]
     return 1 if (args.strict and bad) else 0

@@ -7,14 +7,24 @@ Output layout (``out_dir``)::
     data/*.csv          the computed tables (fits, crossovers, failures, comparison) for checking the numbers
 
 Formatting happens here (numbers -> strings with units); the template only lays the strings out.
+
+Publishing is crash-safe: everything is rendered into a staging directory inside ``out_dir`` first; then the
+figures move into ``figures/`` under content-hashed names (``crossover_0-1a2b3c4d5e.png``: an unchanged figure
+keeps its name), the CSVs replace theirs one by one, and ``index.html`` is replaced last (``os.replace``, atomic).
+Files the new page no longer links are deleted only after that. A report killed at any point leaves an
+``index.html`` -- the old or the new one -- whose figures and tables all exist.
 """
 
 from __future__ import annotations
 
 import base64
 import datetime as _dt
+import hashlib
 import json
 import math
+import os
+import shutil
+import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -389,7 +399,8 @@ def _drop_column(obj: Any, header: str) -> None:
 
 
 def write_csvs(an: Analysis, data_dir: Path) -> list[str]:
-    """Write the computed tables as CSV (stale ones from an earlier report in the same place are removed)."""
+    """Write the computed tables as CSV (stale ones from an earlier report in the same place are removed);
+    returns the file names written."""
     data_dir.mkdir(parents=True, exist_ok=True)
     for old in data_dir.glob("*.csv"):
         old.unlink()
@@ -407,23 +418,39 @@ def write_csvs(an: Analysis, data_dir: Path) -> list[str]:
     return written
 
 
+def _hashed_name(path: Path) -> str:
+    """``stem-<10 hex digits of the content's SHA-256><suffix>``: a new figure never overwrites one that the
+    published page still links, and an unchanged figure keeps its name."""
+    digest = hashlib.sha256(path.read_bytes()).hexdigest()[:10]
+    return f"{path.stem}-{digest}{path.suffix}"
+
+
 def render(an: Analysis, out_dir: str | Path, *, title: str = "bkbench report", embed: bool = False,
            sources: list[str] | None = None) -> Path:
-    """Write figures, CSV tables and ``index.html`` into ``out_dir``; returns the path of ``index.html``."""
+    """Write figures, CSV tables and ``index.html`` into ``out_dir``; returns the path of ``index.html``.
+    Crash-safe (module docstring): the page being replaced stays complete until the new one is in place."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    fig_dir = out / "figures"
-    if fig_dir.exists():
-        for old in fig_dir.glob("*.png"):
-            old.unlink()
-    figs = plots.make_all(an, fig_dir)
-    csvs = write_csvs(an, out / "data")
+    stage = Path(tempfile.mkdtemp(prefix=".render-", dir=out))
+    try:
+        return _render_staged(an, out, stage, title=title, embed=embed, sources=sources)
+    finally:
+        shutil.rmtree(stage, ignore_errors=True)
+
+
+def _render_staged(an: Analysis, out: Path, stage: Path, *, title: str, embed: bool,
+                   sources: list[str] | None) -> Path:
+    figs = plots.make_all(an, stage / "figures")
+    csvs = write_csvs(an, stage / "data")
     fig_ctx = _figure_context(figs)
-    if embed:
-        for lst in fig_ctx.values():
-            for f in lst:
-                data = (out / f["src"]).read_bytes()
-                f["src"] = "data:image/png;base64," + base64.b64encode(data).decode("ascii")
+    final: dict[str, str] = {}  # staged figures/<file> -> published figures/<hashed file>
+    for lst in fig_ctx.values():
+        for f in lst:
+            staged = stage / f["src"]
+            if embed:
+                f["src"] = "data:image/png;base64," + base64.b64encode(staged.read_bytes()).decode("ascii")
+            else:
+                final[f["src"]] = f["src"] = f"figures/{_hashed_name(staged)}"
     env = jinja2.Environment(loader=jinja2.FileSystemLoader(str(TEMPLATE_DIR)),
                              autoescape=jinja2.select_autoescape(["html", "j2"]), undefined=jinja2.StrictUndefined,
                              trim_blocks=True, lstrip_blocks=True)
@@ -468,13 +495,33 @@ def render(an: Analysis, out_dir: str | Path, *, title: str = "bkbench report", 
     if an.fits["timing_mode"].nunique() <= 1 if len(an.fits) else True:
         _drop_column(ctx, "timing")
     page = tmpl.render(**ctx)
+    (stage / "index.html").write_text(page, encoding="utf-8")
+    # publish: figures under new names and the tables first, the page last, then what the new page no longer links
+    fig_dir, data_dir = out / "figures", out / "data"
+    if final:
+        fig_dir.mkdir(exist_ok=True)
+    for lst in figs.values():
+        for f in lst:
+            src = f"figures/{f.file}"
+            if src in final:
+                os.replace(stage / src, out / final[src])
+    data_dir.mkdir(exist_ok=True)
+    for name in csvs:
+        os.replace(stage / "data" / name, data_dir / name)
     index = out / "index.html"
-    index.write_text(page, encoding="utf-8")
-    if embed:
-        for lst in figs.values():
-            for f in lst:
-                (fig_dir / f.file).unlink(missing_ok=True)
-        if fig_dir.exists() and not any(fig_dir.iterdir()):
+    os.replace(stage / "index.html", index)
+    linked = {Path(v).name for v in final.values()}
+    if fig_dir.exists():
+        for old in fig_dir.glob("*.png"):
+            if old.name not in linked:
+                old.unlink()
+        if not any(fig_dir.iterdir()):
             fig_dir.rmdir()
+    for old in data_dir.glob("*.csv"):
+        if old.name not in csvs:
+            old.unlink()
+    for left in out.glob(".render-*"):  # staging directories of renders killed long ago
+        if left != stage and left.is_dir() and _dt.datetime.now().timestamp() - left.stat().st_mtime > 3600:
+            shutil.rmtree(left, ignore_errors=True)
     return index
 
