@@ -384,9 +384,30 @@ def stage_sweep(res: dict[str, Any], bw: float) -> None:
     res["sweep"] = rows
 
 
+def stage_bwdk(res: dict[str, Any]) -> None:
+    """Forward and exact backward GPU time of the kernels alone (user-call operands, tensors b and c; no autograd
+    or elementwise ops around them), do_bench medians with L2 flushed: the issue's "forward + backward <= 3x"."""
+    from kernels import triton_fused as tf
+
+    rows = []
+    for batch, n in ((4096, 4096), (1024, 16384), (16384, 1024)):
+        ops = _operands("tensors", batch, n)
+        cfg, bcfg = tf._configs(ops, None, None)
+        g = tf.forward_operands(ops, cfg)
+        go = torch.randn(batch, n, dtype=torch.complex64, device="cuda")
+        t_f = bench_ms(lambda: tf.forward_operands(ops, cfg))
+        t_b = bench_ms(lambda: tf.vjp_operands(ops, g, go, need_s=False, config=bcfg))
+        t_bs = bench_ms(lambda: tf.vjp_operands(ops, g, go, need_s=True, config=bcfg))
+        rows.append({"batch": batch, "n": n, "fwd_us": t_f * 1e3, "vjp_us": t_b * 1e3, "vjp_need_s_us": t_bs * 1e3,
+                     "fwd_plus_bwd_over_fwd": (t_f + t_b) / t_f})
+        print("bwdk:", rows[-1])
+    res["bwdk"] = rows
+
+
 STAGES: dict[str, Callable[..., None]] = {
     "check": stage_check, "speed": stage_speed, "host": stage_host, "graph": stage_graph,
     "compile": stage_compile, "fold": stage_fold, "bwd": stage_bwd, "warm": stage_warm, "sweep": stage_sweep,
+    "bwdk": stage_bwdk,
 }
 NEEDS_BANDWIDTH = {"speed", "fold", "sweep"}
 

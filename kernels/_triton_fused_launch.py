@@ -105,6 +105,7 @@ def from_kernel_convention(a: torch.Tensor, k: torch.Tensor, z: torch.Tensor) ->
 
 _COUNTERS: dict[tuple[str, int], torch.Tensor] = {}
 _SCRATCH: dict[tuple[str, int], torch.Tensor] = {}
+_FLAGS: dict[tuple[str, int], torch.Tensor] = {}
 
 
 @dataclass(frozen=True)
@@ -148,6 +149,20 @@ def scratch(where: Stream, floats: int) -> torch.Tensor:
                           device=where.device)
         _SCRATCH[key] = buf
     return buf
+
+
+def flags(where: Stream, batch: int, nch: int) -> torch.Tensor:
+    """int32 (batch, nch) for the fast kernels' per-chunk flags: every element is written by the launch, so one
+    buffer per stream serves every call (a fresh one while capturing a graph)."""
+    if where.capturing:
+        return torch.empty(batch, nch, dtype=torch.int32, device=where.device)
+    key = (str(where.device), where.handle)
+    buf = _FLAGS.get(key)
+    if buf is None or buf.numel() < batch * nch:
+        buf = torch.empty(max(batch * nch, 4096, 2 * (buf.numel() if buf is not None else 0)), dtype=torch.int32,
+                          device=where.device)
+        _FLAGS[key] = buf
+    return buf[: batch * nch].view(batch, nch)
 
 
 def pow2_at_least(x: int) -> int:

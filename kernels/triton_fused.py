@@ -41,6 +41,7 @@ from kernels._triton_fused_launch import (
     Stream,
     chunks,
     counters,
+    flags,
     from_kernel_convention,
     launch,
     pow2_at_least,
@@ -155,15 +156,16 @@ def forward_operands(ops: Operands, config: FusedConfig, tol: float = DEFAULT_TO
         return (g, torch.ones(batch, 1, dtype=torch.int32, device=dev)) if return_flags else g
     p = plan(config, batch, n)
     maxch = fold_chunks(p, n)
-    flags = torch.empty(batch, p.NCH, dtype=torch.int32, device=dev)
-    common = (gv, flags, counters(where, batch), scratch(where, batch * maxch * 4))
+    flag = (torch.empty(batch, p.NCH, dtype=torch.int32, device=dev) if return_flags
+            else flags(where, batch, p.NCH))
+    common = (gv, flag, counters(where, batch), scratch(where, batch * maxch * 4))
     meta = _fwd_meta(p, ops.km, ops.zm, fold)
     if p.seq == 2:
         launch(_kern._fwd_seq2_kernel, p.programs(batch), args + common + (batch, n, maxch, float(tol)), meta, where)
     else:
         launch(_kern._fwd_fast_kernel, p.programs(batch),
                args + common + (batch, n, p.NCH, p.CORE, maxch, float(tol)), meta, where)
-    return (g, flags) if return_flags else g
+    return (g, flag) if return_flags else g
 
 
 def vjp_operands(ops: Operands, g: torch.Tensor, grad_g: torch.Tensor, need_s: bool, config: BwdConfig,
@@ -189,12 +191,13 @@ def vjp_operands(ops: Operands, g: torch.Tensor, grad_g: torch.Tensor, need_s: b
         return (out, torch.ones(batch, 1, dtype=torch.int32, device=dev)) if return_flags else out
     p = plan(config, batch, n)
     maxch = fold_chunks(p, n, backward=True)
-    flags = torch.empty(batch, p.NCH, dtype=torch.int32, device=dev)
+    flag = (torch.empty(batch, p.NCH, dtype=torch.int32, device=dev) if return_flags
+            else flags(where, batch, p.NCH))
     launch(_kern._bwd_fast_kernel, p.programs(batch),
-           args + (gv, gg, ov, flags, counters(where, batch), scratch(where, batch * maxch * 8), batch, n, p.NCH,
+           args + (gv, gg, ov, flag, counters(where, batch), scratch(where, batch * maxch * 8), batch, n, p.NCH,
                    p.CORE, maxch, float(tol), float(gtol)),
            _bwd_meta(p, ops.km, ops.zm, need_s, int(config.lin_exact), fold), where)
-    return (out, flags) if return_flags else out
+    return (out, flag) if return_flags else out
 
 
 # --------------------------------------------------------------------------------------------------------
