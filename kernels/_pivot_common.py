@@ -110,8 +110,12 @@ def pivot_vjp(
     g: torch.Tensor,
     recurrence: RecurrenceFn,
 ) -> torch.Tensor:
-    """S_j = sum_i w_i G_ij G_ji with w = conj(grad_g): (B, N) complex. See module docstring."""
-    w = grad_g.conj()
+    """S_j = sum_i w_i G_ij G_ji with w = conj(grad_g): (B, N) complex. See module docstring.
+
+    Conjugates are physical (``torch.conj_physical``), never the lazy conjugate bit: this also runs inside the
+    ``bkbench::bk_core_backward`` operator, where PyTorch may dispatch below the Conjugate key, so a lazy ``.conj()``
+    would be read unconjugated (seen under ``torch.compile(backend="aot_eager", dynamic=True)``)."""
+    w = torch.conj_physical(grad_g)
     coef_f = torch.zeros_like(d)
     coef_b = torch.zeros_like(d)
     if d.shape[1] > 1:
@@ -142,9 +146,9 @@ class PivotGreen(torch.autograd.Function):
         s = pivot_vjp(grad_g, k, d, e, g, ctx.recurrence)
         grad_a = grad_z = None
         if ctx.needs_input_grad[0]:
-            grad_a = (-s.conj() if ctx.a_complex else -s.real).to(ctx.a_dtype)
+            grad_a = (-torch.conj_physical(s) if ctx.a_complex else -s.real).to(ctx.a_dtype)
         if ctx.needs_input_grad[2]:
-            grad_z = s.sum(dim=1).conj()
+            grad_z = torch.conj_physical(s.sum(dim=1))
         return grad_a, None, grad_z, None, None
 
 
@@ -179,7 +183,7 @@ def explicit_vjp(pivots: PivotFn, recurrence: RecurrenceFn) -> Callable[..., tup
         alpha = shifted_diagonal(a, args.shifts())
         d, e = pivots(alpha, k)
         s = pivot_vjp(grad_g.to(d.dtype), k, d, e, green_from_pivots(alpha, d, e), recurrence)
-        grad_a = (-s.conj() if a.is_complex() else -s.real) if need_a else None
-        return grad_a, (s.sum(dim=1).conj() if need_z else None)
+        grad_a = (-torch.conj_physical(s) if a.is_complex() else -s.real) if need_a else None
+        return grad_a, (torch.conj_physical(s.sum(dim=1)) if need_z else None)
 
     return vjp

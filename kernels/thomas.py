@@ -33,15 +33,31 @@ def _sweep(al: torch.Tensor, kk: torch.Tensor, reverse: bool, fix: torch.Tensor 
     return out
 
 
+def guard_every_chain(al: torch.Tensor) -> bool:
+    """True where deciding which chains need the guard would cost a host synchronisation (CUDA tensors)."""
+    return al.is_cuda
+
+
 def thomas_pivots(alpha: torch.Tensor, k: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """Forward and backward pivots D, E of shape (B, N) from alpha (B, N) and k (B, N-1), by loops.
 
-    The loops run unguarded; only chains whose last pivot came out non-finite are run again with the zero-pivot
-    guard of kernels/_pivot_common.py (a pivot below the rounding floor, followed by a coupling, is replaced by the
-    floor). Deciding that costs one host sync on CUDA; the guarded loop costs twice the ops."""
+    On the CPU the loops run unguarded and only chains whose last pivot came out non-finite are run again with the
+    zero-pivot guard of kernels/_pivot_common.py (a pivot below the rounding floor, followed by a coupling, is
+    replaced by the floor): deciding that reads a value, which on CUDA would be a host synchronisation, so there
+    (:func:`guard_every_chain`) every chain runs the guarded loops (twice the ops, no synchronisation, capturable in
+    a CUDA graph)."""
     al = alpha.transpose(0, 1).contiguous()  # (N, B): each step touches one contiguous row
     uniform = is_uniform(k)
     kk = k[:1, :1].reshape(()).to(al.dtype) if uniform else k.transpose(0, 1).contiguous().to(al.dtype)
+    if guard_every_chain(al):
+        # no host synchronisation (CUDA): every chain runs the guarded loops, which leave a pivot above the
+        # rounding floor unchanged (the same result as the unguarded loop wherever that one has no breakdown)
+        tiny = pivot_floor(alpha, k, uniform).to(al.dtype)
+        fix_d = torch.where(coupled(k, al.shape[0], uniform, "right"), tiny, 0).transpose(0, 1).contiguous()
+        fix_e = torch.where(coupled(k, al.shape[0], uniform, "left"), tiny, 0).transpose(0, 1).contiguous()
+        d = _sweep(al, kk, reverse=False, fix=fix_d)
+        e = _sweep(al, kk, reverse=True, fix=fix_e)
+        return d.transpose(0, 1), e.transpose(0, 1)
     d = _sweep(al, kk, reverse=False)
     e = _sweep(al, kk, reverse=True)
     # in this recursion a breakdown never heals: after a zero pivot the next one is inf + NaN j (complex 1 / 0) and

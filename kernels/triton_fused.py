@@ -267,7 +267,7 @@ class FusedGreen(torch.autograd.Function):
         res = vjp_operands(ctx.ops, g, grad_g, need_s=need_z, config=ctx.bcfg, tol=ctx.tol)
         grad_a = grad_z = None
         if need_z:
-            grad_z = res.sum(dim=1).conj()
+            grad_z = torch.conj_physical(res.sum(dim=1))  # physical: see _pivot_common.pivot_vjp
             grad_z = grad_z if ctx.z_dtype.is_complex else grad_z.real
             grad_z = grad_z.to(ctx.z_dtype)
             if need_a:
@@ -335,7 +335,7 @@ def vjp_call(args: Any, g: torch.Tensor, grad_g: torch.Tensor, need_a: bool, nee
     _, bcfg = _configs(ops, config, bwd_config)
     res = vjp_operands(ops, g, grad_g, need_s=need_z, config=bcfg, tol=tol, force_exact=force_exact)
     grad_a = (-res.real if need_z else res) if need_a else None
-    return grad_a, (res.sum(dim=1).conj() if need_z else None)
+    return grad_a, (torch.conj_physical(res.sum(dim=1)) if need_z else None)
 
 
 def _real(x: Any, name: str) -> float:

@@ -1,0 +1,162 @@
+"""``bk_core`` as a PyTorch operator (issue 22): ``torch.library.opcheck`` passes, ``torch.compile(fullgraph=True)``
+traces it with no graph break and matches eager (forward and backward), the default call reads no device value, the
+library sets no process-wide state on import, and ``impl="auto"`` neither reads a database it was not given nor picks
+a non-differentiable implementation when an input requires grad. (CUDA graphs and the H200 timings: the device
+script bench/triton_fused_h200.py, stage ``graph``.)"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+
+import pytest
+import torch
+
+import bkbench
+from bkbench import dispatch
+from bkbench.op import bk_core_backward_op, bk_core_op
+from bkbench.registry import default_registry
+
+
+def _inputs(batch=3, n=24, dtype=torch.float64, seed=0):
+    gen = torch.Generator().manual_seed(seed)
+    a = (-2 + 0.5 * torch.randn(batch, n, generator=gen, dtype=torch.float64)).to(dtype)
+    b = (1 + 0.2 * torch.rand(batch, n - 1, generator=gen, dtype=torch.float64)).to(dtype)
+    c = (1 - 0.2 * torch.rand(batch, n - 1, generator=gen, dtype=torch.float64)).to(dtype)
+    return a, b, c
+
+
+def test_opcheck_forward_and_backward():
+    a, b, c = _inputs()
+    z = torch.full((3,), 0.2 + 1j, dtype=torch.complex128)
+    for args in [(a.requires_grad_(True), b, c, None, 0.0, 0.0, 0.0, 0.0, 0.0, 1.0, "thomas", "{}", True),
+                 (a.detach(), None, c, z.requires_grad_(True), 1.5, 0.0, 0.0, 0.0, 0.0, 0.0, "assoc_scan", "{}", True),
+                 (a.detach().float(), b.float(), None, None, 0.0, 0.0, 0.9, 0.0, 0.0, 1.0, "auto", "{}", False)]:
+        torch.library.opcheck(bk_core_op, args)
+    g = bk_core_op(a.detach(), b, c, None, 0.0, 0.0, 0.0, 0.0, 0.0, 1.0, "thomas", "{}", False)
+    torch.library.opcheck(bk_core_backward_op, (torch.randn_like(g), g, a.detach(), b, c, None, 0.0, 0.0, 0.0, 0.0,
+                                                0.0, 1.0, "thomas", "{}", True, False))
+
+
+class _Layer(torch.nn.Module):
+    def __init__(self, n: int, impl: str) -> None:
+        super().__init__()
+        self.v = torch.nn.Parameter(0.1 * torch.randn(n, dtype=torch.float64))
+        self.impl = impl
+
+    def forward(self, a, b, c, z):
+        g = bkbench.bk_core(a + self.v, b, c, z, impl=self.impl)
+        return torch.view_as_real(g).flatten(-2)
+
+
+@pytest.mark.parametrize("impl,z", [("thomas", 1j), ("auto", 0.3 + 0.8j), ("assoc_scan", "tensor")])
+def test_compile_fullgraph_matches_eager(impl, z):
+    torch._dynamo.reset()
+    a, b, c = _inputs(n=20)
+    zt = torch.full((3,), 0.5j, dtype=torch.complex128, requires_grad=True) if z == "tensor" else z
+    layer = _Layer(20, impl)
+    w = torch.randn(3, 40, dtype=torch.float64)
+
+    def step(m):
+        layer.v.grad = None
+        if isinstance(zt, torch.Tensor):
+            zt.grad = None
+        out = m(a, b, c, zt)
+        (out * w).sum().backward()
+        return out.detach(), layer.v.grad.clone(), (zt.grad.clone() if isinstance(zt, torch.Tensor) else None)
+
+    eager = step(layer)
+    compiled = step(torch.compile(layer, fullgraph=True, backend="aot_eager"))
+    for e, k in zip(eager, compiled):
+        if e is not None:
+            assert torch.allclose(e, k, rtol=1e-6, atol=1e-9)
+
+
+def test_compile_fullgraph_with_triton_fused():
+    torch._dynamo.reset()
+    a, b, c = _inputs(batch=2, n=40, dtype=torch.float32)
+    x = a.clone().requires_grad_(True)
+
+    def f(x):
+        return torch.view_as_real(bkbench.bk_core(x, b, c, 1j, impl="triton_fused")).sum()
+
+    f(x).backward()
+    ge = x.grad.clone()
+    x.grad = None
+    torch.compile(f, fullgraph=True, backend="aot_eager")(x).backward()
+    assert torch.allclose(ge, x.grad, rtol=1e-5, atol=1e-6)
+
+
+def test_options_travel_through_the_operator():
+    torch._dynamo.reset()
+    a, b, c = _inputs(dtype=torch.float32)
+
+    def f(a):
+        return bkbench.bk_core(a, b, c, 1j, impl="lut_green", window=4)
+
+    assert torch.equal(f(a), torch.compile(f, fullgraph=True, backend="aot_eager")(a))
+
+
+@pytest.mark.parametrize("impl", ["triton_fused", "assoc_scan", "thomas", "auto"])
+def test_default_call_reads_no_device_value(impl, monkeypatch):
+    """No .item(), bool(tensor), .tolist() or .nonzero() in the default path (each is a host sync on CUDA). thomas
+    decides on the CPU which chains need its zero-pivot guard (a value read, free there); it is made to take its
+    CUDA branch here, which guards every chain instead."""
+    import kernels.thomas
+
+    monkeypatch.setattr(kernels.thomas, "guard_every_chain", lambda al: True)
+    a, b, c = _inputs(batch=2, n=30, dtype=torch.float32)
+    bkbench.bk_core(a, b, c, 1j, impl=impl)  # first call: discovery, tables (may read files, not tensors)
+
+    def trap(*args, **kwargs):
+        raise AssertionError("the default bk_core path read a device value")
+
+    for name in ("item", "__bool__", "tolist", "nonzero"):
+        monkeypatch.setattr(torch.Tensor, name, trap)
+    bkbench.bk_core(a, b, c, 1j, impl=impl)
+    bkbench.bk_core(a, 1.0, 1.0, 0.5j, impl=impl)
+    bkbench.bk_core_ex(a, b, c, 1j, impl=impl)
+
+
+def test_importing_bkbench_sets_no_process_wide_setting():
+    env = {k: v for k, v in os.environ.items() if k != "TRITON_INTERPRET"}
+    code = "import os, bkbench; bkbench.bk_core; print(os.environ.get('TRITON_INTERPRET'))"
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "None"
+
+
+def test_auto_reads_no_database_unless_named(tmp_path, monkeypatch):
+    monkeypatch.delenv("BKBENCH_DB", raising=False)
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "results").mkdir()
+    (tmp_path / "results" / "bkbench.db").write_bytes(b"not a database the library should open")
+    ev = dispatch.explain("cpu", torch.float32, 4, 64, default_registry())
+    assert any("none named" in s for s in ev.sources)
+    monkeypatch.setenv("BKBENCH_DB", str(tmp_path / "results" / "bkbench.db"))
+    ev = dispatch.explain("cpu", torch.float32, 4, 64, default_registry())
+    assert any(str(tmp_path) in s for s in ev.sources)
+
+
+def test_auto_picks_a_differentiable_implementation_when_grad_is_needed():
+    reg = default_registry()
+    ev = dispatch.explain("cpu", torch.float32, 4, 64, reg, needs_grad=True)
+    assert reg.get(ev.choice.impl).differentiable
+    assert all(c["usable"] is not None for name, c in ev.candidates.items() if not reg.get(name).differentiable)
+    a, b, c = _inputs(dtype=torch.float32)
+    x = a.clone().requires_grad_(True)
+    torch.view_as_real(bkbench.bk_core(x, b, c, 1j)).sum().backward()
+    assert torch.isfinite(x.grad).all()
+
+
+def test_thomas_cuda_branch_guards_every_chain_with_the_same_result(monkeypatch):
+    import kernels.thomas
+
+    a, b, c = _inputs(batch=4, n=40)
+    plain = bkbench.bk_core(a, b, c, 1j, impl="thomas")
+    zero_pivot = bkbench.bk_core(torch.tensor([[0.0, 1.0]], dtype=torch.float64), 1.0, 1.0, 0.0, impl="thomas")
+    monkeypatch.setattr(kernels.thomas, "guard_every_chain", lambda al: True)
+    assert torch.equal(bkbench.bk_core(a, b, c, 1j, impl="thomas"), plain)
+    guarded = bkbench.bk_core(torch.tensor([[0.0, 1.0]], dtype=torch.float64), 1.0, 1.0, 0.0, impl="thomas")
+    assert torch.allclose(guarded, zero_pivot) and torch.allclose(guarded, torch.tensor([[-1.0 + 0j, 0j]],
+                                                                                       dtype=torch.complex128))
