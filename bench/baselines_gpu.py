@@ -186,14 +186,14 @@ class _BKPrepared:
 
             def fn() -> Any:
                 self.a.grad = None
-                g = bk_core(self.a, self.k, 1.0, 1j, impl=impl, check_finite=False)
+                g = bk_core(self.a, self.k, 1.0, 1j, impl=impl, check=False)
                 g.backward(gout)
                 return g
         else:
 
             def fn() -> Any:
                 with torch.no_grad():
-                    return bk_core(self.a, self.k, 1.0, 1j, impl=impl, check_finite=False)
+                    return bk_core(self.a, self.k, 1.0, 1j, impl=impl, check=False)
 
         self.fn = fn
 

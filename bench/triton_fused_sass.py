@@ -87,7 +87,7 @@ def fwd(batch: int, n: int, scalar: bool, maxpass: int, cfg: FusedConfig, fold: 
     runtime = OPS + ["g_ptr", "flag_ptr", "cnt_ptr", "carry_ptr", "B", "N", "NCH", "CORE", "MAXCH", "tol"]
     consts = {"sb1": 1, "sc1": 1,  # Triton specialises an integer argument equal to 1 (unit column strides)
               "R": p.R, "S": p.S, "L": p.L, "H": p.H, "M1": p.M1, "MAXPASS": maxpass, "KM": km, "ZM": 0,
-              "STORE": p.store, "GATHER": p.gather, "FOLD": 2 if fold else 0, "FP2": 1 << max(0, (p.NCH - 1).bit_length()),
+              "STORE": p.store, "GATHER": p.gather, "FOLD": fold, "FP2": 1 << max(0, (p.NCH - 1).bit_length()),
               "XL": fold_segment(p)}
     div = {"a_ptr", "b_ptr", "c_ptr", "g_ptr", "flag_ptr", "sa", "sb0", "sc0", "N"}
     c = compile_kernel(kern._fwd_fast_kernel, runtime, consts, p.warps, div, maxnreg=p.maxnreg)
@@ -100,7 +100,7 @@ def bwd(batch: int, n: int, scalar: bool, cfg: BwdConfig, fold: bool):
                      "MAXCH", "tol", "gtol"]
     consts = {"sb1": 1, "sc1": 1,
               "R": p.R, "S": p.S, "L": p.L, "H": p.H, "M1": p.M1, "MAXPASS": 2, "KM": 0 if scalar else 2, "ZM": 0,
-              "NEED_S": False, "LIN_EXACT": cfg.lin_exact, "STORE": p.store, "GATHER": p.gather, "FOLD": 2 if fold else 0,
+              "NEED_S": False, "LIN_EXACT": cfg.lin_exact, "STORE": p.store, "GATHER": p.gather, "FOLD": fold,
               "FP2": 1 << max(0, (p.NCH - 1).bit_length()), "XL": fold_segment(p, True)}
     div = {"a_ptr", "b_ptr", "c_ptr", "g_ptr", "go_ptr", "o_ptr", "flag_ptr", "sa", "sb0", "sc0", "N"}
     c = compile_kernel(kern._bwd_fast_kernel, runtime, consts, p.warps, div)

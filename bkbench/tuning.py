@@ -27,7 +27,7 @@ import numpy as np
 import torch
 
 from kernels import _triton_fused_tables as tables
-from kernels._triton_fused_tables import SCHEMA, bucket, cache_path  # noqa: F401  (re-exported)
+from kernels._triton_fused_tables import CACHE_NAME, SCHEMA, bucket, cache_path  # noqa: F401  (re-exported)
 
 # forward search space: (seg, warps) tiles x (L, M1) segment shapes x output store modes x two-tile mode;
 # H = max(1, 16 // L) (a halo of at least 16 positions); maxpass 4. Store modes: FusedConfig.store (1 per-column

@@ -41,6 +41,8 @@ class GpuId:
     cc: str
 
     def label(self) -> str:
+        if self == INTERPRETER:
+            return self.name
         return f"{self.name} [{self.sms} SMs, {self.memory_gib} GiB, sm_{self.cc.replace('.', '')}]"
 
     def same_gpu(self, other: GpuId) -> bool:
@@ -165,7 +167,16 @@ def lookup(device: torch.device, dtype: torch.dtype, scalar_coupling: bool, batc
 
 def explain(device: torch.device, dtype: torch.dtype, scalar_coupling: bool, batch: int, n: int) -> Lookup:
     """Like :func:`lookup`, read afresh (the user cache, then the packaged tables, then the defaults)."""
-    gpu = gpu_id(device.index) if device.type == "cuda" else INTERPRETER
+    return explain_for(gpu_id(device.index) if device.type == "cuda" else INTERPRETER, dtype, scalar_coupling, batch, n)
+
+
+def known_gpu(name: str) -> GpuId | None:
+    """The packaged tables' GPU of this marketing name (for explaining a pick on another machine), or None."""
+    return next((g for g, _, _ in packaged_tables() if g.name == name), None)
+
+
+def explain_for(gpu: GpuId, dtype: torch.dtype, scalar_coupling: bool, batch: int, n: int) -> Lookup:
+    """The configs a problem would run with on ``gpu``, and where they come from."""
     k = entry_key(dtype, scalar_coupling, batch, n)
     entry = user_cache().get(f"{gpu.label()}|{k}")
     source = f"user cache {cache_path()} (tuned on this GPU)" if entry else ""

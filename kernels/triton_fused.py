@@ -63,10 +63,6 @@ DEFAULT_TOL = 2e-7
 EXACT_S = 64
 EXACT_L = 16
 EXACT_WARPS = 4
-# how the fast kernels fold the exact path in (``_triton_fused_kernels._chain_needs_exact``): 2, the chain's last
-# chunk decides once the others have counted; 1, the last program to arrive decides; 0, no fold (flagged chains
-# keep the fast path's values: for timing the parts only)
-FOLD = 2
 
 
 def _reg_cap(p: Plan) -> tuple[tuple[str, int], ...]:
@@ -88,7 +84,7 @@ def fold_chunks(p: Plan, n: int, backward: bool = False) -> int:
 
 
 @functools.lru_cache(maxsize=1024)
-def _fwd_meta(p: Plan, km: int, zm: int, fold: int) -> tuple[tuple[str, Any], ...]:
+def _fwd_meta(p: Plan, km: int, zm: int, fold: bool) -> tuple[tuple[str, Any], ...]:
     """Constants and launch options of the forward kernel for a plan (a tuple: hashable, built once)."""
     meta: tuple[tuple[str, Any], ...] = (("R", p.R), ("S", p.S), ("L", p.L))
     if p.seq != 2:
@@ -102,7 +98,7 @@ def _fwd_meta(p: Plan, km: int, zm: int, fold: int) -> tuple[tuple[str, Any], ..
 
 
 @functools.lru_cache(maxsize=1024)
-def _bwd_meta(p: Plan, km: int, zm: int, need_s: bool, lin_exact: int, fold: int) -> tuple[tuple[str, Any], ...]:
+def _bwd_meta(p: Plan, km: int, zm: int, need_s: bool, lin_exact: int, fold: bool) -> tuple[tuple[str, Any], ...]:
     return (("R", p.R), ("S", p.S), ("L", p.L), ("H", p.H), ("M1", p.M1), ("MAXPASS", p.maxpass), ("KM", km),
             ("ZM", zm), ("NEED_S", need_s), ("LIN_EXACT", lin_exact), ("STORE", p.store), ("GATHER", p.gather),
             ("FOLD", fold), ("FP2", pow2_at_least(p.NCH)), ("XL", fold_segment(p, True)),
@@ -135,10 +131,9 @@ def _check_operands(ops: Operands) -> None:
 
 
 def forward_operands(ops: Operands, config: FusedConfig, tol: float = DEFAULT_TOL, force_exact: bool = False,
-                     fold: int = FOLD, return_flags: bool = False) -> Any:
+                     fold: bool = True, return_flags: bool = False) -> Any:
     """G (B, N) complex64 of ``ops`` (no autograd). One launch; ``force_exact``: every chain through the exact
-    kernel; ``fold``: how flagged chains are recomputed in the same launch (:data:`FOLD`; 0 leaves them as the
-    fast path wrote them, for timing the parts);
+    kernel; ``fold=False`` leaves flagged chains as the fast path wrote them (the dev script times the fold);
     ``return_flags``: also the (B, chunks) int32 flags of the fast path."""
     _check_operands(ops)
     batch, n = ops.batch, ops.n
@@ -169,7 +164,7 @@ def forward_operands(ops: Operands, config: FusedConfig, tol: float = DEFAULT_TO
 
 
 def vjp_operands(ops: Operands, g: torch.Tensor, grad_g: torch.Tensor, need_s: bool, config: BwdConfig,
-                 tol: float = DEFAULT_TOL, gtol: float = 2e-5, force_exact: bool = False, fold: int = FOLD,
+                 tol: float = DEFAULT_TOL, gtol: float = 2e-5, force_exact: bool = False, fold: bool = True,
                  return_flags: bool = False) -> Any:
     """Backward of G = bk_core(ops): grad_a = -Re S (B, N) float32, or S (B, N) complex64 when ``need_s``
     (then grad_z = conj(S.sum(1))), with S_j = sum_i w_i G_ij G_ji, w = conj(grad_g). One launch."""

@@ -157,7 +157,7 @@ def test_auto_handles_complex_a():
 
 
 def _err(g, ref):
-    return float(((g.to(torch.complex128) - ref).abs().max() / ref.abs().max()))
+    return float((g.to(torch.complex128) - ref).abs().max() / ref.abs().max())
 
 
 def test_python_number_couplings_keep_float64_work():

@@ -116,3 +116,11 @@ def test_broken_kernel_module_is_reported_not_hidden(tmp_path, monkeypatch):
     assert len(reg.failures) == 1 and "boom" in reg.failures[0].error
     report = run_gate(registry=reg, impls=[], quick=True)
     assert not report.passed
+
+
+def test_gate_impl_flags_accumulate():
+    """`bkbench gate --impl a --impl b` gates both (a repeated flag once replaced the earlier ones)."""
+    from bkbench.cli import build_parser
+
+    args = build_parser().parse_args(["gate", "--impl", "thomas", "--impl", "assoc_scan", "naive_loop"])
+    assert args.impl == ["thomas", "assoc_scan", "naive_loop"]

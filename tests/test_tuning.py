@@ -72,16 +72,32 @@ def test_corrupt_cache_is_ignored(cache_dir):
     assert tuning.load_cache() == {}
 
 
-def test_packaged_h100_table_is_valid():
+def test_packaged_tables_are_valid_and_name_their_gpu():
+    from kernels import _triton_fused_tables as tables
     from kernels.triton_fused import FusedConfig
 
-    table = tuning.packaged_table("NVIDIA H100 80GB HBM3")
-    assert len(table) >= 3
-    for kk, entry in table.items():
-        gpu, dtype, coupling, bucket = kk.split("|")
-        assert gpu == "NVIDIA H100 80GB HBM3" and coupling in ("k", "scalar") and bucket.startswith("N")
-        FusedConfig.from_dict(entry["config"])
-        assert entry["ms"] > 0 and entry["source"]
+    found = {gpu.name: entries for gpu, _, entries in tables.packaged_tables()}
+    assert {"NVIDIA H100 80GB HBM3", "NVIDIA H200"} <= set(found)
+    for gpu, _, entries in tables.packaged_tables():
+        assert gpu.sms > 0 and gpu.memory_gib > 0 and gpu.cc == "9.0" and len(entries) >= 3
+        for kk, entry in entries.items():
+            dtype, coupling, bucket = kk.split("|")
+            assert coupling in ("k", "scalar") and bucket.startswith("N")
+            FusedConfig.from_dict(entry["config"])
+            assert entry["ms"] > 0 and entry["source"]
+
+
+def test_table_for_an_unknown_gpu_is_the_nearest_known_one():
+    from kernels._triton_fused_tables import GpuId, table_for
+
+    h200 = GpuId("NVIDIA H200", 132, 140, "9.0")
+    assert table_for(h200)[0] == "exact" and table_for(h200)[1] == "triton_fused_h200.json"
+    nvl = GpuId("NVIDIA H200 NVL", 132, 140, "9.0")  # another name: nearest, by SM count and memory
+    how, name, _ = table_for(nvl)
+    assert how.startswith("nearest") and name == "triton_fused_h200.json"
+    h100_pcie = GpuId("NVIDIA H100 PCIe", 114, 80, "9.0")
+    assert table_for(h100_pcie)[1] == "triton_fused_h100.json"
+    assert table_for(GpuId("NVIDIA A100-SXM4-80GB", 108, 80, "8.0"))[0].startswith("nearest")
 
 
 def test_search_space_and_stages():

@@ -15,7 +15,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--dtype", choices=DTYPES, default="float32", help="input dtype (half types compute in float32)")
     p.add_argument("--coupling", choices=("k", "scalar"), default="k",
                    help="per-position couplings or one scalar (affects triton_fused's tuned config)")
-    p.add_argument("--db", default=None, help="results store (default $BKBENCH_DB or results/bkbench.db)")
+    p.add_argument("--db", default=None, help="a results store to read (default: $BKBENCH_DB if set, else none)")
     p.add_argument("--gpu", default=None, help="explain for this GPU name (default: the current CUDA device)")
     p.set_defaults(func=run)
 
@@ -26,7 +26,7 @@ def run(args: argparse.Namespace) -> int:
     import torch
     from rich.table import Table
 
-    from bkbench import dispatch, tuning
+    from bkbench import dispatch
     from bkbench.console import make_console
     from bkbench.registry import default_registry
 
@@ -59,16 +59,14 @@ def run(args: argparse.Namespace) -> int:
     assert ev.choice is not None
     console.print(f"[bold green]pick: {ev.choice.impl}[/bold green] — {ev.choice.reason}")
     if ev.choice.impl == "triton_fused":
-        gpu = ev.gpu or ("cpu-interpreter" if args.device == "cpu" else "unknown GPU")
-        kk = tuning.key(gpu, dtype, args.coupling == "scalar", args.batch, args.n)
-        entry = tuning.load_cache().get(kk)
-        src = f"user cache {tuning.cache_path()}"
-        if entry is None:
-            entry = tuning.packaged_table(gpu).get(kk)
-            src = f"packaged table {tuning.PACKAGED.get(gpu)}"
-        if entry is None:
-            console.print(f"triton_fused config for {kk}: built-in defaults (no tuned entry)")
+        from kernels import _triton_fused_tables as tables
+
+        if args.gpu:
+            gpu = tables.known_gpu(args.gpu) or tables.GpuId(args.gpu, 0, 0, "?")
         else:
-            console.print(f"triton_fused config for {kk} from {src}: {entry.get('config')} "
-                          f"({entry.get('ms', float('nan')) * 1e3:.1f} us when measured; {entry.get('source', '')})")
+            gpu = tables.gpu_id() if args.device == "cuda" and torch.cuda.is_available() else tables.INTERPRETER
+        found = tables.explain_for(gpu, dtype, args.coupling == "scalar", args.batch, args.n)
+        console.print(f"triton_fused config on {gpu.label()} for {found.key}: {found.source}")
+        console.print(f"  forward {found.fwd.to_dict()}")
+        console.print(f"  backward {found.bwd.to_dict()}")
     return 0

@@ -11,7 +11,8 @@ from bkbench.gate import render, run_gate, write_json
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("gate", help="correctness gate: every BK-core implementation vs the float64 reference")
-    p.add_argument("--impl", nargs="+", metavar="NAME", help="implementations to gate (default: all of kind bk)")
+    p.add_argument("--impl", nargs="+", action="extend", metavar="NAME",
+                   help="implementations to gate (default: all of kind bk); repeatable")
     p.add_argument("--device", choices=("cpu", "cuda"), default="cpu")
     p.add_argument("--quick", action="store_true", help="leave out the N >= 65536 cases")
     p.add_argument("--baselines", action="store_true", help="also gate every SSM / attention baseline")
