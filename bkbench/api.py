@@ -17,7 +17,6 @@ import contextlib
 import contextvars
 import functools
 import inspect
-import json
 import os
 from collections.abc import Iterator
 from typing import Any
@@ -252,19 +251,3 @@ def run(rec: Implementation, args: CallArgs, needs_grad: bool, options: dict[str
     if rec.call is not None:
         return rec.call(args, needs_grad=needs_grad, **opts)
     return rec.fn(working_a(args, rec.dtypes), args.couplings(), args.shifts(), **opts)
-
-
-def options_json(options: dict[str, Any]) -> str:
-    """Options as the operator carries them (JSON); ValueError when one is not JSON-serialisable."""
-    if not options:
-        return "{}"
-    return _options_json(options)
-
-
-@torch.compiler.assume_constant_result
-def _options_json(options: dict[str, Any]) -> str:
-    try:
-        return json.dumps(options, sort_keys=True)
-    except TypeError:
-        raise ValueError("options: under torch.compile options must be JSON values (numbers, strings, lists, "
-                         "dicts); pass a config as a dict") from None

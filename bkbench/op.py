@@ -127,12 +127,26 @@ def _backward(ctx, grad):
 bk_core_op.register_autograd(_backward, setup_context=_setup_context)
 
 
+def options_json(options: dict[str, Any]) -> str:
+    """Options as the operator carries them (JSON); ValueError when one is not JSON-serialisable."""
+    if not options:
+        return "{}"
+    return _options_json(options)
+
+
+@torch.compiler.assume_constant_result  # evaluated while tracing: the JSON string is a constant of the graph
+def _options_json(options: dict[str, Any]) -> str:
+    try:
+        return json.dumps(options, sort_keys=True)
+    except TypeError:
+        raise ValueError("options: under torch.compile options must be JSON values (numbers, strings, lists, "
+                         "dicts); pass a config as a dict") from None
+
+
 def traced_call(a: Tensor, b: Any, c: Any, z: Any, impl: str, options: dict[str, Any], needs_grad: bool,
                 args: CallArgs) -> Tensor:
     """What :func:`bkbench.bk_core` is under ``torch.compile``: one ``bkbench::bk_core`` call (the implementation is
     resolved when the operator runs; shape, dtype and device errors were raised while tracing)."""
-    from bkbench.api import options_json
-
     bt, b_re, b_im = _split(args.b if not isinstance(b, Tensor) else b)
     ct, c_re, c_im = _split(args.c if not isinstance(c, Tensor) else c)
     zt, z_re, z_im = _split(args.z if not isinstance(z, Tensor) else z)
