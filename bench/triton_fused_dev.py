@@ -1,5 +1,7 @@
 # ruff: noqa: B023  (closures are timed within the loop iteration that defines them)
-"""Device script for the ``triton_fused`` work (issue 3): correctness, copy bandwidth, config timings.
+"""H100 history: this script produced the H100 development runs 1-6 (reports/triton_fused/) with the kernels of commit 969fdbc (`git show 969fdbc:bench/triton_fused_dev.py`). It reaches into kernel internals that the issue-22 rewrite replaced (one source file split in four, operands instead of k, the exact path folded in), so it no longer runs against this tree; bench/triton_fused_h200.py is its successor. It exits with this message.
+
+Device script for the ``triton_fused`` work (issue 3): correctness, copy bandwidth, config timings.
 
 Run on a GPU machine from the repository root::
 
@@ -11,6 +13,11 @@ compiled first in parallel worker processes (they fill Triton's on-disk cache), 
 """
 
 from __future__ import annotations
+
+import sys as _sys
+
+if __name__ == "__main__":
+    _sys.exit(__doc__.split("\n\n")[0])
 
 import argparse
 import json

@@ -22,7 +22,7 @@ class FusedConfig:
     (<= L); warps: num_warps; stages: num_stages (the kernel has no pipelined loads; kept for the tuner's
     record); maxpass: most passes before a chain is flagged for the exact kernel; store: how the output tile
     is written (0: columns joined into one tile, which Triton converts to its coalesced layout join by join;
-    1: one store per column; 2: one store per pair of columns — see ``_triton_fused_core.store_cols``);
+    1: one store per column; 2: one store per pair of columns — see ``_triton_fused_regs.store_cols``);
     seq: 2 = a chain of seg*L < N <= 2*seg*L positions that halo'd chunks would split into three or more is done
     by one program as two tiles one after the other, with exact carries between them (``_fwd_seq2_kernel``,
     about 2.1 tiles of work); chains the halo'd chunks cover in two tiles keep seq 1. 1 (default) = never.

@@ -125,44 +125,35 @@ class Stream:
         return cls(device, 0, False)
 
 
+def _per_stream(cache: dict[tuple[str, int], torch.Tensor], where: Stream, size: int, dtype: torch.dtype,
+                zeroed: bool) -> torch.Tensor:
+    """A 1-D buffer of at least ``size`` elements kept per (device, stream), grown by doubling; a fresh one while
+    the stream captures a CUDA graph (then a zero fill is part of the graph)."""
+    make = torch.zeros if zeroed else torch.empty
+    if where.capturing:
+        return make(max(size, 1), dtype=dtype, device=where.device)
+    key = (str(where.device), where.handle)
+    buf = cache.get(key)
+    if buf is None or buf.numel() < size:
+        buf = make(max(size, 4096, 2 * (buf.numel() if buf is not None else 0)), dtype=dtype, device=where.device)
+        cache[key] = buf
+    return buf
+
+
 def counters(where: Stream, batch: int) -> torch.Tensor:
     """int32 (>= batch,) zeros: the fold's per-chain counters (every launch leaves them at zero)."""
-    if where.capturing:
-        return torch.zeros(max(batch, 1), dtype=torch.int32, device=where.device)
-    key = (str(where.device), where.handle)
-    buf = _COUNTERS.get(key)
-    if buf is None or buf.numel() < batch:
-        buf = torch.zeros(max(batch, 1024, 2 * (buf.numel() if buf is not None else 0)), dtype=torch.int32,
-                          device=where.device)
-        _COUNTERS[key] = buf
-    return buf
+    return _per_stream(_COUNTERS, where, batch, torch.int32, zeroed=True)
 
 
 def scratch(where: Stream, floats: int) -> torch.Tensor:
     """float32 (>= floats,) scratch of the exact path (contents undefined)."""
-    if where.capturing:
-        return torch.empty(max(floats, 1), dtype=torch.float32, device=where.device)
-    key = (str(where.device), where.handle)
-    buf = _SCRATCH.get(key)
-    if buf is None or buf.numel() < floats:
-        buf = torch.empty(max(floats, 4096, 2 * (buf.numel() if buf is not None else 0)), dtype=torch.float32,
-                          device=where.device)
-        _SCRATCH[key] = buf
-    return buf
+    return _per_stream(_SCRATCH, where, floats, torch.float32, zeroed=False)
 
 
 def flags(where: Stream, batch: int, nch: int) -> torch.Tensor:
     """int32 (batch, nch) for the fast kernels' per-chunk flags: every element is written by the launch, so one
-    buffer per stream serves every call (a fresh one while capturing a graph)."""
-    if where.capturing:
-        return torch.empty(batch, nch, dtype=torch.int32, device=where.device)
-    key = (str(where.device), where.handle)
-    buf = _FLAGS.get(key)
-    if buf is None or buf.numel() < batch * nch:
-        buf = torch.empty(max(batch * nch, 4096, 2 * (buf.numel() if buf is not None else 0)), dtype=torch.int32,
-                          device=where.device)
-        _FLAGS[key] = buf
-    return buf[: batch * nch].view(batch, nch)
+    buffer per stream serves every call."""
+    return _per_stream(_FLAGS, where, batch * nch, torch.int32, zeroed=False)[: batch * nch].view(batch, nch)
 
 
 def pow2_at_least(x: int) -> int:
