@@ -167,18 +167,24 @@ def run_case(spec: Any, registry: Any, stage: Callable[[str], None] = lambda s: 
             extra["traceback"] = traceback.format_exc()[-4000:]
         fatal = fatal or cuda_broken(exc)
     finally:
-        if wl is not None:
-            wl = None
-            gc.collect()
-        if spec.device == "cuda" and torch.cuda.is_available() and not fatal:
-            try:
-                torch.cuda.empty_cache()
-            except Exception:
-                fatal = True
+        wl = None
+        fatal = _release(spec.device, fatal)
     extra["stage"] = current
     row.update(extra)
     row["wall_s"] = time.perf_counter() - t_case
     return row, fatal
+
+
+def _release(device: str, fatal: bool) -> bool:
+    """After a case: collect its workload's memory and return the CUDA cache; True (fatal) when the context is
+    broken (emptying the cache fails) or already was."""
+    gc.collect()
+    if device == "cuda" and torch.cuda.is_available() and not fatal:
+        try:
+            torch.cuda.empty_cache()
+        except Exception:
+            return True
+    return fatal
 
 
 def warm_case(spec: Any, registry: Any, stage: Callable[[str], None] = lambda s: None) -> tuple[dict[str, Any], bool]:
@@ -211,12 +217,7 @@ def warm_case(spec: Any, registry: Any, stage: Callable[[str], None] = lambda s:
         fatal = cuda_broken(exc)
     finally:
         wl = None
-        gc.collect()
-        if spec.device == "cuda" and torch.cuda.is_available() and not fatal:
-            try:
-                torch.cuda.empty_cache()
-            except Exception:
-                fatal = True
+        fatal = _release(spec.device, fatal)
     row["stage"] = current
     return row, fatal
 
