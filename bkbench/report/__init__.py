@@ -24,23 +24,22 @@ def build_report(db_paths: list[str | Path], out_dir: str | Path, *, runs: list[
 
     runs: run names to include (all when None); compare: (RUN_A, RUN_B) for the comparison section;
     tuning_files: JSON files written by the autotuner (see docs/reports.md for what is read from them); the
-    tables shipped in ``bkbench/data/tuned_*.json`` are read for the GPUs the loaded runs were measured on.
+    tables shipped with ``triton_fused`` (``kernels/data/triton_fused_*.json``) are read for the GPUs the loaded
+    runs were measured on.
     """
     if reps < 100:
         raise ValueError(f"reps: use at least 100 bootstrap resamples, got {reps}")
     loaded = load(list(db_paths), runs)
     pair = load_pair(list(db_paths), compare[0], compare[1]) if compare else None
     docs: list[tuple[str, Any]] = []
-    packaged = sorted((Path(__file__).resolve().parent.parent / "data").glob("tuned_*.json"))
     platforms = set(loaded.df["platform"].astype(str)) if len(loaded.df) else set()
-    for f in [*packaged, *(tuning_files or [])]:
+    docs += packaged_tuning_docs(platforms)
+    for f in tuning_files or []:
         p = Path(f)
         try:
             doc = json.loads(p.read_text())
         except (OSError, ValueError) as exc:
             raise ValueError(f"tuning: cannot read {p} as JSON ({exc}); pass a tuning JSON file") from exc
-        if f in packaged and isinstance(doc, dict) and doc.get("gpu") not in platforms:
-            continue  # a shipped table for a GPU this report has no measurements from
         docs.append((p.name, doc))
     an = analyze(loaded, fit_min_n=fit_min_n, fit_max_n=fit_max_n, reps=reps, tuning_docs=docs, compare=pair,
                  use_registry=use_registry)
@@ -48,3 +47,14 @@ def build_report(db_paths: list[str | Path], out_dir: str | Path, *, runs: list[
 
 
 __all__ = ["Analysis", "analyze", "build_report", "load", "render"]
+
+
+def packaged_tuning_docs(platforms: set[str]) -> list[tuple[str, Any]]:
+    """``triton_fused``'s packaged tables of the GPUs in ``platforms``, as tuning documents whose entries are keyed
+    ``"GPU|dtype|coupling|bucket"`` (the form the report's tuning section reads)."""
+    try:
+        from kernels._triton_fused_tables import packaged_tables
+    except ImportError:  # pragma: no cover - the kernels package is part of the install
+        return []
+    return [(name, {f"{gpu.name}|{key}": entry for key, entry in entries.items()})
+            for gpu, name, entries in packaged_tables() if gpu.name in platforms]
