@@ -399,3 +399,16 @@ def test_cli_report_and_errors(tmp_path: Path, capsys: pytest.CaptureFixture) ->
     assert "compare: RUN_A and RUN_B are the same run" in capsys.readouterr().err
     assert main(["report", "--db", str(db), "--run", "7", "--out", str(tmp_path / "z")]) == 2
     assert "run: no run named '7'" in capsys.readouterr().err
+
+
+def test_packaged_triton_fused_tables_feed_the_tuning_section():
+    """The shipped tables live beside the kernel (kernels/data); the report reads the ones of its GPUs (regression:
+    after they moved, the H100 report lost its tuned-vs-default rows)."""
+    from bkbench.report import packaged_tuning_docs
+    from bkbench.report.analysis import tuning_from_json
+
+    docs = packaged_tuning_docs({"NVIDIA H100 80GB HBM3"})
+    assert [name for name, _ in docs] == ["triton_fused_h100.json"]
+    rows, _ = tuning_from_json(docs)
+    assert len(rows[rows["mode"] == "fwd"]) >= 10 and set(rows["gpu"]) == {"NVIDIA H100 80GB HBM3"}
+    assert packaged_tuning_docs({"some other GPU"}) == []
