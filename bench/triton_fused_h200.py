@@ -42,6 +42,7 @@ from bkbench.reference import reference  # noqa: E402
 
 SPEED_SHAPES = [(4096, 1024), (4096, 4096), (16384, 1024), (1024, 16384), (256, 65536), (16384, 4096),
                 (65536, 4096), (16384, 16384), (8, 65536)]
+SPEED_SHAPES_SELECTED: list[tuple[int, int]] = []  # --shapes
 
 
 def bench_ms(fn: Callable[[], Any], rep: int = 200) -> float:
@@ -129,7 +130,7 @@ def stage_speed(res: dict[str, Any], bw: float) -> None:
     from kernels import triton_fused as tf
 
     rows = []
-    for batch, n in SPEED_SHAPES:
+    for batch, n in SPEED_SHAPES_SELECTED or SPEED_SHAPES:
         rows += _speed_rows(tf, batch, n, bw)
         torch.cuda.empty_cache()
     res["speed"] = rows
@@ -232,39 +233,48 @@ def stage_graph(res: dict[str, Any]) -> None:
 
 
 class _Layer(torch.nn.Module):
-    def __init__(self, n: int) -> None:
+    """A layer calling ``bk_core`` whose output features are G's real and imaginary parts: ``cat([G.real,
+    G.imag])`` (``features="cat"``) or the interleaved view ``view_as_real(G)`` (``features="view"``; inductor has no
+    complex code generation, so the first form's backward runs complex eager fallbacks when compiled)."""
+
+    def __init__(self, n: int, features: str = "cat") -> None:
         super().__init__()
         self.v = torch.nn.Parameter(0.1 * torch.randn(n, device="cuda"))
+        self.features = features
 
     def forward(self, a: torch.Tensor, b: torch.Tensor, c: torch.Tensor) -> torch.Tensor:
         g = bkbench.bk_core(a + self.v, b, c, 1j)
+        if self.features == "view":
+            return torch.view_as_real(g).flatten(-2)
         return torch.cat([g.real, g.imag], dim=-1)
 
 
 def stage_compile(res: dict[str, Any]) -> None:
     rows = []
-    for batch, n in ((4096, 4096), (8, 4096)):
-        a, b, c = inputs(batch, n)
-        layer = _Layer(n)
-        compiled = torch.compile(layer, fullgraph=True)
-        w = torch.randn(batch, 2 * n, device="cuda")
+    for features in ("cat", "view"):
+        for batch, n in ((4096, 4096), (8, 4096)):
+            a, b, c = inputs(batch, n)
+            layer = _Layer(n, features)
+            compiled = torch.compile(layer, fullgraph=True)
+            w = torch.randn(batch, 2 * n, device="cuda")
 
-        def run(m):
-            layer.v.grad = None
-            out = m(a, b, c)
-            (out * w).sum().backward()
-            return out, layer.v.grad.clone()
+            def run(m):
+                layer.v.grad = None
+                out = m(a, b, c)
+                (out * w).sum().backward()
+                return out, layer.v.grad.clone()
 
-        t0 = time.perf_counter()
-        oc, gc = run(compiled)
-        compile_s = time.perf_counter() - t0
-        oe, ge = run(layer)
-        t_e = bench_ms(lambda: run(layer))
-        t_c = bench_ms(lambda: run(compiled))
-        rows.append({"batch": batch, "n": n, "max_abs_diff_out": float((oc - oe).abs().max()),
-                     "max_rel_diff_grad": float((gc - ge).abs().max() / ge.abs().max()), "eager_ms": t_e,
-                     "compiled_ms": t_c, "compile_s": compile_s})
-        print("compile:", rows[-1])
+            t0 = time.perf_counter()
+            oc, gc = run(compiled)
+            compile_s = time.perf_counter() - t0
+            oe, ge = run(layer)
+            t_e = bench_ms(lambda: run(layer))
+            t_c = bench_ms(lambda: run(compiled))
+            rows.append({"features": features, "batch": batch, "n": n,
+                         "max_abs_diff_out": float((oc - oe).abs().max()),
+                         "max_rel_diff_grad": float((gc - ge).abs().max() / ge.abs().max()), "eager_ms": t_e,
+                         "compiled_ms": t_c, "compile_s": compile_s})
+            print("compile:", rows[-1])
     res["compile"] = rows
 
 
@@ -417,7 +427,9 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--stages", default="check,speed,host,graph,compile,fold,bwd")
     ap.add_argument("--out", default="triton_fused_h200.json")
+    ap.add_argument("--shapes", default="", help="speed stage: BxN,BxN,... (default: SPEED_SHAPES)")
     args = ap.parse_args()
+    SPEED_SHAPES_SELECTED.extend(tuple(int(x) for x in s.split("x")) for s in args.shapes.split(",") if s)
     res: dict[str, Any] = {"environment": environment(measure_bandwidth=False), "command": " ".join(sys.argv)}
     bw = copy_gbs()
     res["copy_gbs"] = bw

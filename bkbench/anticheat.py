@@ -252,6 +252,43 @@ def stream_check(fn: Callable[[], Any], reps: int = 3) -> tuple[str | None, str]
     return None, summary
 
 
+STREAM_SLEEP_CYCLES = 40_000_000  # ~20 ms of GPU clock: the caller's stream stays busy while the call is issued
+STREAM_ORDER_TOL = 1e-3  # an unfinished or stale result is off by O(1); rounding differences are far below this
+
+
+def stream_order_check(fn: Callable[[], torch.Tensor], a: torch.Tensor) -> tuple[str | None, str]:
+    """(failure reason or None, summary): the call's work is ordered on the caller's current stream, whatever its
+    speed. The stream is held busy (``torch.cuda._sleep``), new values are written into ``a`` behind the sleep, the
+    call is issued and its result copied on the same stream right after it; once the device is synchronised, the
+    copy and the result must both equal the result of a synchronised call on those values. A copy that differs:
+    the result was finished outside the stream (a side stream the caller does not wait for); a result that differs:
+    the call read ``a`` before the stream had written it (it does not wait for the caller's stream)."""
+    old = a.clone()
+    new = a + 0.25 * torch.rand_like(a)  # same sign and scale: the case stays as well-conditioned
+    torch.cuda.synchronize()
+    a.copy_(new)
+    expected = fn().clone()
+    a.copy_(old)
+    fn()  # the allocator's next block for the result now holds the old values' result
+    torch.cuda.synchronize()
+    torch.cuda._sleep(STREAM_SLEEP_CYCLES)
+    a.copy_(new)
+    out = fn()
+    snapshot = out.clone()
+    torch.cuda.synchronize()
+    e_snapshot = relative_error(snapshot, expected.to(torch.complex128)).rel_err
+    e_out = relative_error(out, expected.to(torch.complex128)).rel_err
+    a.copy_(old)
+    summary = f"stream-ordered copy off by {e_snapshot:.1e}, result off by {e_out:.1e}"
+    if not e_out <= STREAM_ORDER_TOL:
+        return (f"{summary}: the call read its input before the caller's stream had written it (it does not wait "
+                "for the current stream)"), summary
+    if not e_snapshot <= STREAM_ORDER_TOL:
+        return (f"{summary}: the result was not complete in the caller's stream order (its work runs on a side "
+                "stream the caller does not wait for)"), summary
+    return None, summary
+
+
 def speed_checks(rec: Implementation, device: str, bandwidth_gbs: float | None = None) -> list[CheckRow]:
     """stream (CUDA) and speed (physical floor) on the first speed shape the implementation takes."""
     from bkbench.timing import TimingConfig, measure
@@ -274,7 +311,10 @@ def speed_checks(rec: Implementation, device: str, bandwidth_gbs: float | None =
         _sync(device)
         first = time.perf_counter() - t0
         if device == "cuda":
-            why, summary = stream_check(fn)
+            why, summary = stream_order_check(fn, a)
+            if why is None:
+                why, timed = stream_check(fn)
+                summary = f"{summary}; {timed}"
             rows.append(CheckRow("stream", key, "fail" if why else "pass", why or summary))
         else:
             rows.append(CheckRow("stream", key, "skip", "CUDA only: the CPU has no streams"))

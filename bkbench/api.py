@@ -1,7 +1,9 @@
 """The public entry points: :func:`bk_core`, :func:`bk_core_ex` and :func:`checked`.
 
 A call checks metadata only (shapes, dtypes, devices: ``validate.call_args``), picks the implementation (memoised
-per shape class, so an eager call reads no file) and runs it on the inputs as they are. It does no host
+per shape class, so an eager call reads no file) and runs it on the inputs as they are. Eager calls of a signature
+seen before skip that work when the implementation can bind a launch (``bound_calls``; ``triton_fused``): about
+one kernel launch of host time. It does no host
 synchronisation and no data-dependent Python control flow, so it can be captured in a CUDA graph. Under
 ``torch.compile`` it becomes one ``bkbench::bk_core`` operator (``bkbench/op.py``); in eager mode the same
 implementation is called directly (the operator's dispatch costs ~20 µs of host time per call).
@@ -23,6 +25,7 @@ from typing import Any
 
 import torch
 
+from bkbench import bound_calls
 from bkbench.registry import Implementation, Registry, default_registry
 from bkbench.validate import CallArgs, call_args, check_result, check_values, status, working_a
 
@@ -90,20 +93,22 @@ def bk_core(
         ValueError: bad shapes, dtypes, devices, unknown ``impl`` or option; with checks on, NaN/Inf inputs or a
             non-finite result.
     """
+    if torch.compiler.is_compiling():
+        return _traced(a, b, c, z, impl, check, registry, options)
+    key = None
+    if not options and registry is None and not checks_on(check):
+        key = bound_calls.signature(a, b, c, z, impl, default_registry())
+        if key is not None:
+            launch = bound_calls.bound(key)
+            if launch is not None:
+                g = launch(a, b, c, z)
+                if g is not None:
+                    return g
     args = call_args(a, b, c, z)
     needs_grad = False
     if torch.is_grad_enabled():
         _reject_coupling_grad(b, c)
         needs_grad = a.requires_grad or (isinstance(z, torch.Tensor) and z.requires_grad)
-    if torch.compiler.is_compiling():
-        from bkbench.op import traced_call
-
-        if check:
-            raise ValueError("check: value checks synchronise and cannot run inside torch.compile; use "
-                             "bkbench.bk_core_ex for a per-chain status, or check outside the compiled region")
-        if registry is not None:
-            raise ValueError("registry: a custom registry is not supported under torch.compile; use the default")
-        return traced_call(a, b, c, z, impl, options, needs_grad, args)
     on = checks_on(check)
     if on:
         check_values(args)
@@ -111,7 +116,27 @@ def bk_core(
     g = run(rec, args, needs_grad, options)
     if on:
         check_result(g, rec.name, args)
+    if key is not None and not bound_calls.known(key):
+        bound_calls.remember(key, rec, args, (a, b, c, z), needs_grad)
     return g if len(args.lead) == 1 else g.reshape(*args.lead, args.n)
+
+
+def _traced(a: Any, b: Any, c: Any, z: Any, impl: str, check: bool | None, registry: Registry | None,
+            options: dict[str, Any]) -> torch.Tensor:
+    """What :func:`bk_core` is while ``torch.compile`` traces it: the checks, then one ``bkbench::bk_core``."""
+    from bkbench.op import traced_call
+
+    args = call_args(a, b, c, z)
+    needs_grad = False
+    if torch.is_grad_enabled():
+        _reject_coupling_grad(b, c)
+        needs_grad = a.requires_grad or (isinstance(z, torch.Tensor) and z.requires_grad)
+    if check:
+        raise ValueError("check: value checks synchronise and cannot run inside torch.compile; use "
+                         "bkbench.bk_core_ex for a per-chain status, or check outside the compiled region")
+    if registry is not None:
+        raise ValueError("registry: a custom registry is not supported under torch.compile; use the default")
+    return traced_call(a, b, c, z, impl, options, needs_grad, args)
 
 
 def bk_core_ex(

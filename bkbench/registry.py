@@ -58,6 +58,10 @@ class Implementation:
         vjp: optional explicit vector-Jacobian product used by the ``bkbench::bk_core`` operator's backward
             (``vjp(args, g, grad_g, need_a, need_z, **options) -> (grad_a (B, N) | None, grad_z (B,) | None)``);
             without it the operator recomputes ``fn`` under autograd.
+        bind: optional fast path of eager :func:`bkbench.bk_core` calls (``bind(args, needs_grad, **options) ->
+            bound | None``): after a call succeeded on the full path, ``bound(a, b, c, z) -> G | None`` runs later
+            calls of the same signature with everything derived from metadata fixed (``bkbench.bound_calls``);
+            returning None hands a call back to the full path.
         module: the module that defined it.
         deterministic: two calls on the same inputs give bitwise-equal results (the gate checks it; set False
             for an implementation whose result legitimately varies, e.g. through atomics, and the gate then only
@@ -79,6 +83,7 @@ class Implementation:
     supports: Callable[[Any], str | None] = staticmethod(lambda problem: None)  # type: ignore[assignment]
     call: Callable[..., Any] | None = None
     vjp: Callable[..., Any] | None = None
+    bind: Callable[..., Any] | None = None
     module: str = ""
     deterministic: bool = True
 
@@ -133,6 +138,7 @@ def register(
     supports: Callable[[Any], str | None] | None = None,
     call: Callable[..., Any] | None = None,
     vjp: Callable[..., Any] | None = None,
+    bind: Callable[..., Any] | None = None,
     deterministic: bool = True,
 ) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
     """Mark ``fn`` as an implementation. Returns ``fn`` unchanged, with its record in ``fn.__bkbench__``.
@@ -157,6 +163,7 @@ def register(
             supports=supports or (lambda problem: None),
             call=call,
             vjp=vjp,
+            bind=bind,
             module=getattr(fn, "__module__", ""),
             deterministic=deterministic,
         )

@@ -185,6 +185,29 @@ def _arg_key(args: tuple[Any, ...]) -> tuple[Any, ...]:
     return tuple(out)
 
 
+def hooks_active() -> bool:
+    """Whether a Triton launch hook is set (a profiler such as proton): then launches carry Triton's launch
+    metadata. Triton 3.6 keeps the hooks as (usually empty) chains; older versions as None or a callable."""
+    from triton import knobs
+
+    return any(h is not None and getattr(h, "calls", True)
+               for h in (knobs.runtime.launch_enter_hook, knobs.runtime.launch_exit_hook))
+
+
+def compiled_launcher(kernel: Any, args: tuple[Any, ...], meta: tuple[tuple[str, Any], ...],
+                      where: Stream) -> tuple[Any, tuple[Any, ...]] | None:
+    """(compiled kernel, trailing constant arguments) that :func:`launch` calls for these arguments on CUDA, or None
+    before their first launch."""
+    return _COMPILED.get((kernel, meta, where.device.index, _arg_key(args)))
+
+
+def run_compiled(entry: tuple[Any, tuple[Any, ...]], grid: int, handle: int, args: tuple[Any, ...]) -> None:
+    """Call a compiled kernel's launcher directly (no launch hooks: see :func:`hooks_active`). A pointer argument
+    may be a tensor or its ``data_ptr()`` (an int skips the launcher's per-pointer driver query)."""
+    compiled, tail = entry
+    compiled.run(grid, 1, 1, handle, compiled.function, compiled.packed_metadata, None, None, None, *args, *tail)
+
+
 def launch(kernel: Any, grid: int, args: tuple[Any, ...], meta: tuple[tuple[str, Any], ...], where: Stream) -> None:
     """Launch the Triton ``kernel`` on ``grid`` programs with positional ``args`` and the constants and launch
     options ``meta`` ((name, value) pairs) on ``where``. On CUDA the compiled kernel's launcher is called from a
@@ -195,19 +218,24 @@ def launch(kernel: Any, grid: int, args: tuple[Any, ...], meta: tuple[tuple[str,
         return
     key = (kernel, meta, device.index, _arg_key(args))
     hit = _COMPILED.get(key)
-    if hit is None:
+    if hit is None or device.index != torch.cuda.current_device():
         with torch.cuda.device(device):
-            compiled = kernel[(grid,)](*args, **dict(meta))
-            binder = kernel.device_caches[device.index][4]
-        bound, _, _ = binder(*args, **dict(meta))
-        _COMPILED[key] = (compiled, tuple(bound.values())[len(args):])
-        if len(_COMPILED) > _COMPILED_MAX:
-            _COMPILED.popitem(last=False)
+            if hit is None:
+                compiled = kernel[(grid,)](*args, **dict(meta))
+                binder = kernel.device_caches[device.index][4]
+                bound, _, _ = binder(*args, **dict(meta))
+                _COMPILED[key] = (compiled, tuple(bound.values())[len(args):])
+                if len(_COMPILED) > _COMPILED_MAX:
+                    _COMPILED.popitem(last=False)
+            else:
+                run_compiled(hit, grid, where.handle, args)
         return
-    compiled, tail = hit
-    from triton import knobs
+    if hooks_active():
+        from triton import knobs
 
-    enter = knobs.runtime.launch_enter_hook
-    md = compiled.launch_metadata((grid, 1, 1), where.handle, *args, *tail) if enter is not None else None
-    compiled.run(grid, 1, 1, where.handle, compiled.function, compiled.packed_metadata, md, enter,
-                 knobs.runtime.launch_exit_hook, *args, *tail)
+        compiled, tail = hit
+        md = compiled.launch_metadata((grid, 1, 1), where.handle, *args, *tail)
+        compiled.run(grid, 1, 1, where.handle, compiled.function, compiled.packed_metadata, md,
+                     knobs.runtime.launch_enter_hook, knobs.runtime.launch_exit_hook, *args, *tail)
+        return
+    run_compiled(hit, grid, where.handle, args)

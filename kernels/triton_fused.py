@@ -53,7 +53,7 @@ if HAS_TRITON:
     from kernels import _triton_fused_exact as _exact
     from kernels import _triton_fused_kernels as _kern
 
-__all__ = ["BwdConfig", "FusedConfig", "Plan", "SEQ2_MAXNREG", "call", "forward", "plan", "triton_fused", "vjp"]
+__all__ = ["BwdConfig", "FusedConfig", "Plan", "SEQ2_MAXNREG", "bind", "call", "forward", "plan", "triton_fused", "vjp"]
 
 # Largest B * N accepted under the CPU interpreter (it runs the kernels element by element in numpy).
 INTERPRETER_MAX_ELEMENTS = 8192
@@ -150,17 +150,24 @@ def forward_operands(ops: Operands, config: FusedConfig, tol: float = DEFAULT_TO
                _exact_meta(ops.km, ops.zm), where)
         return (g, torch.ones(batch, 1, dtype=torch.int32, device=dev)) if return_flags else g
     p = plan(config, batch, n)
-    maxch = fold_chunks(p, n)
+    kernel, programs, meta, tail, maxch = fwd_launch_spec(p, ops.km, ops.zm, batch, n, tol, fold)
     flag = (torch.empty(batch, p.NCH, dtype=torch.int32, device=dev) if return_flags
             else flags(where, batch, p.NCH))
     common = (gv, flag, counters(where, batch), scratch(where, batch * maxch * 4))
-    meta = _fwd_meta(p, ops.km, ops.zm, fold)
-    if p.seq == 2:
-        launch(_kern._fwd_seq2_kernel, p.programs(batch), args + common + (batch, n, maxch, float(tol)), meta, where)
-    else:
-        launch(_kern._fwd_fast_kernel, p.programs(batch),
-               args + common + (batch, n, p.NCH, p.CORE, maxch, float(tol)), meta, where)
+    launch(kernel, programs, args + common + tail, meta, where)
     return (g, flag) if return_flags else g
+
+
+def fwd_launch_spec(p: Plan, km: int, zm: int, batch: int, n: int, tol: float = DEFAULT_TOL, fold: bool = True
+                    ) -> tuple[Any, int, tuple[tuple[str, Any], ...], tuple[Any, ...], int]:
+    """How the fast forward of plan ``p`` is launched: (kernel, programs, constants and launch options, the
+    arguments after the operands and the four buffers (G, flags, counters, scratch), MAXCH: chunks per scratch
+    row)."""
+    maxch = fold_chunks(p, n)
+    meta = _fwd_meta(p, km, zm, fold)
+    if p.seq == 2:
+        return _kern._fwd_seq2_kernel, p.programs(batch), meta, (batch, n, maxch, float(tol)), maxch
+    return _kern._fwd_fast_kernel, p.programs(batch), meta, (batch, n, p.NCH, p.CORE, maxch, float(tol)), maxch
 
 
 def vjp_operands(ops: Operands, g: torch.Tensor, grad_g: torch.Tensor, need_s: bool, config: BwdConfig,
@@ -333,6 +340,33 @@ def vjp_call(args: Any, g: torch.Tensor, grad_g: torch.Tensor, need_a: bool, nee
     return grad_a, (torch.conj_physical(res.sum(dim=1)) if need_z else None)
 
 
+def bind(args: Any, needs_grad: bool = False, config: Any = None, bwd_config: Any = None, tol: float = DEFAULT_TOL,
+         force_exact: bool = False) -> Any:
+    """The forward of this call's signature with the data left open (``_triton_fused_bound.BoundForward``), kept
+    by ``bkbench.bound_calls`` for later calls of the same signature; None when such calls take the full path
+    (gradients, options, N < 2, an empty batch, ``a`` with a column stride or leading dims, broadcast operands).
+    ``args`` must be the user's own tensors (``bound_calls`` checks it)."""
+    from kernels._triton_fused_bound import BoundForward
+
+    a = args.a
+    if (needs_grad or force_exact or config is not None or tol != DEFAULT_TOL or a.dim() != 2
+            or a.stride(1) != 1 or args.n < 2 or args.batch == 0):
+        return None
+    ops, _ = operands_of(args)
+    if ops.km == K_TENSOR_SQUARED and args.b is not args.c:
+        # operands_of saw one buffer twice; another call of this signature may bring two
+        ops = Operands(a, K_TENSOR_TENSOR, b=args.b, c=args.c, zm=ops.zm, z=ops.z, zre=ops.zre, zim=ops.zim)
+    cfg = _configs(ops, None, None)[0]
+    p = plan(cfg, args.batch, args.n)
+    kernel, programs, meta, tail, maxch = fwd_launch_spec(p, ops.km, ops.zm, args.batch, args.n, tol)
+    operand_args = ops.args()
+    return BoundForward(kernel=kernel, programs=programs, meta=meta, tail=tail, km=ops.km, zm=ops.zm,
+                        tensor_is_b=isinstance(args.b, torch.Tensor), a_stride=operand_args[1],
+                        b_strides=operand_args[3:5], c_strides=operand_args[7:9], z_stride=operand_args[11],
+                        batch=args.batch, n=args.n, nch=p.NCH, scratch_floats=args.batch * maxch * 4,
+                        device=a.device, alloc=lambda *shape, **kw: _empty(*shape, **kw))
+
+
 def _real(x: Any, name: str) -> float:
     if isinstance(x, complex):
         raise ValueError(f"{name}: complex couplings are not supported by triton_fused; use impl='thomas'")
@@ -362,6 +396,7 @@ def supports(problem: Any) -> str | None:
     supports=supports,
     call=call,
     vjp=vjp_call,
+    bind=bind,
 )
 def triton_fused(
     a: torch.Tensor,

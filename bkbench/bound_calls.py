@@ -1,0 +1,76 @@
+"""Eager :func:`bkbench.bk_core` calls by signature: the full path once, a bound launch after.
+
+What the full path of a call works out — the metadata checks' verdict, the implementation, its configuration and
+launch parameters — depends only on the call's *signature*: the implementation asked for, the registry's size, the
+grad mode, and per argument its type or, for a tensor, its shape, strides, dtype, device and ``requires_grad``.
+After a call succeeds on the full path, an implementation with a ``bind`` entry (``Implementation.bind``) may return
+a launch with everything but the data fixed; it is kept here under the signature and later calls of that signature
+go straight to it. What depends on values stays per call (the bound launch converts and checks Python numbers,
+reads pointers and the current stream) and a bound launch may hand a call back (None), which then takes the full
+path: so a call gets the same result and the same errors either way.
+
+Only calls without options, a custom registry or value checks are bound, and only when the call's normalised views
+are the user's own tensors (no leading dims flattened, no broadcast). ``torch.compile`` never reaches here.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+
+from bkbench.registry import Implementation, Registry
+from bkbench.validate import CallArgs
+
+_PLAIN = (torch.Tensor, torch.nn.Parameter)  # tensor subclasses (fake, functional, DTensor) take the full path
+_BOUND: dict[tuple[Any, ...], Any] = {}
+_MAX_ENTRIES = 1024
+_NOT_BOUND = object()  # a signature whose calls always take the full path
+
+
+def _arg(x: Any) -> Any:
+    if type(x) in _PLAIN:
+        return (x.shape, x.stride(), x.dtype, x.device, x.requires_grad)
+    return type(x)
+
+
+def signature(a: Any, b: Any, c: Any, z: Any, impl: Any, reg: Registry) -> tuple[Any, ...] | None:
+    """The key a call's bound launch is kept under, or None for a call that is never bound (``a`` not a plain
+    tensor, ``impl`` not a string)."""
+    if type(a) not in _PLAIN or type(impl) is not str:
+        return None
+    return (impl, id(reg), len(reg), torch.is_grad_enabled(), _arg(a), _arg(b), _arg(c), _arg(z), b is c)
+
+
+def bound(key: tuple[Any, ...]) -> Any:
+    """The bound launch kept under ``key``, or None."""
+    hit = _BOUND.get(key)
+    return None if hit is None or hit is _NOT_BOUND else hit
+
+
+def known(key: tuple[Any, ...]) -> bool:
+    """Whether ``key`` has been through :func:`remember` (bound or not)."""
+    return key in _BOUND
+
+
+def remember(key: tuple[Any, ...], rec: Implementation, args: CallArgs, inputs: tuple[Any, Any, Any, Any],
+             needs_grad: bool) -> None:
+    """After a full-path call of ``key`` succeeded with ``rec``: keep ``rec.bind``'s launch (or that there is
+    none). ``inputs``: the user's (a, b, c, z)."""
+    launch = None
+    if rec.bind is not None and _views_are_inputs(args, inputs):
+        launch = rec.bind(args, needs_grad)
+    if len(_BOUND) >= _MAX_ENTRIES:
+        _BOUND.clear()
+    _BOUND[key] = launch if launch is not None else _NOT_BOUND
+
+
+def clear() -> None:
+    """Forget every bound launch (tests; a changed dispatch table)."""
+    _BOUND.clear()
+
+
+def _views_are_inputs(args: CallArgs, inputs: tuple[Any, Any, Any, Any]) -> bool:
+    a, b, c, z = inputs
+    return args.a is a and all(
+        view is given for view, given in ((args.b, b), (args.c, c), (args.z, z)) if isinstance(given, torch.Tensor))

@@ -1,0 +1,192 @@
+"""The eager fast path of ``bk_core`` (``bkbench.bound_calls`` + ``triton_fused.bind``): a call of a signature seen
+before skips the metadata work and gives the same result, bitwise, as the full path; new values in the same
+buffers give new results; every error of the full path still comes; calls that cannot be bound (broadcast
+operands, leading dims, checked mode, gradients) take the full path. CPU interpreter here, CUDA too when present."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+import bkbench
+import bkbench.api as api
+from bkbench import bound_calls
+from bkbench.problems import Inputs
+from bkbench.reference import reference
+
+tf = pytest.importorskip("kernels.triton_fused")
+from kernels._triton_fused_bound import BoundForward  # noqa: E402
+
+
+@pytest.fixture(autouse=True)
+def _fresh_cache():
+    bound_calls.clear()
+    yield
+    bound_calls.clear()
+
+
+def _data(batch: int, n: int, device: str, seed: int):
+    gen = torch.Generator().manual_seed(seed)
+    a = (-2.0 + 0.5 * torch.randn(batch, n, generator=gen)).to(device)
+    b = (1.0 + 0.3 * torch.rand(batch, n - 1, generator=gen)).to(device)
+    c = (0.8 + 0.3 * torch.rand(batch, n - 1, generator=gen)).to(device)
+    return a, b, c
+
+
+def _forms(a, b, c):
+    batch, dev = a.shape[0], a.device
+    return {
+        "b, c tensors": (b, c, 1j),
+        "b is c": (b, b, 0.2 + 0.9j),
+        "tensor, number": (b, 0.7, 1j),
+        "number, tensor": (1.1, c, 0.5j),
+        "numbers": (0.9, 1.2, 1j),
+        "int numbers": (1, 1, 1j),
+        "complex z tensor": (b, c, torch.full((batch,), 0.3 + 0.8j, dtype=torch.complex64, device=dev)),
+        "real z tensor": (b, c, torch.full((batch,), -0.1, device=dev)),
+        "column view of b": (b.t().contiguous().t(), c, 1j),
+    }
+
+
+FORMS = list(_forms(*_data(2, 3, "cpu", 0)))
+
+
+def _ref(a, b, c, z):
+    """float64 G (CPU complex128) of (a, b, c, z) as the user holds them."""
+    def cpu(x):
+        return x.detach().cpu() if isinstance(x, torch.Tensor) else x
+
+    z = cpu(z)
+    zz = z.to(torch.complex128) if isinstance(z, torch.Tensor) else z
+    return reference(Inputs(cpu(a), cpu(b), cpu(c), zz))
+
+
+def _full_path(a, b, c, z):
+    """G through the full path (the cache forgotten first)."""
+    bound_calls.clear()
+    return bkbench.bk_core(a, b, c, z, impl="triton_fused")
+
+
+def _refill(t, seed):
+    if isinstance(t, torch.Tensor):
+        gen = torch.Generator().manual_seed(seed)
+        t.copy_(t + (0.1 * torch.rand(t.shape, generator=gen)).to(t.device))
+
+
+@pytest.mark.parametrize("form,batch,n", [(f, 3, 2) for f in FORMS] + [(f, 2, 37) for f in FORMS]
+                         + [("b, c tensors", 4, 300), ("numbers", 3, 300), ("complex z tensor", 2, 300)])
+def test_bound_call_matches_the_full_path_on_new_values(device, form, batch, n):
+    a, b, c = _data(batch, n, device, 1)
+    args = _forms(a, b, c)[form]
+    first = bkbench.bk_core(a, *args, impl="triton_fused")
+    assert isinstance(bound_calls.bound(bound_calls.signature(a, *args, "triton_fused", api.default_registry())),
+                      BoundForward)
+    for seed in (2, 3):  # new values in the same buffers: a fresh result, not a remembered one
+        _refill(a, seed)
+        for t in args:
+            _refill(t, seed + 10)
+        fast = bkbench.bk_core(a, *args, impl="triton_fused")
+        assert not torch.equal(fast, first)
+        key = bound_calls.signature(a, *args, "triton_fused", api.default_registry())
+        assert bound_calls.bound(key) is not None
+        full = _full_path(a, *args)
+        assert torch.equal(fast, full), form
+        ref = _ref(a, *args)
+        err = float((fast.cpu().to(torch.complex128) - ref).abs().max() / ref.abs().max())
+        assert err < 1e-5, (form, err)
+        bkbench.bk_core(a, *args, impl="triton_fused")  # bind again for the next round
+
+
+def test_a_hit_does_no_metadata_work(monkeypatch):
+    a, b, c = _data(2, 40, "cpu", 0)
+    g = bkbench.bk_core(a, b, c, 1j, impl="triton_fused")
+
+    def boom(*args, **kwargs):
+        raise AssertionError("full path taken")
+
+    monkeypatch.setattr(api, "call_args", boom)
+    assert torch.equal(bkbench.bk_core(a, b, c, 1j, impl="triton_fused"), g)
+    with pytest.raises(AssertionError, match="full path"):  # another shape is another signature
+        bkbench.bk_core(a[:, :39].contiguous(), b[:, :38].contiguous(), c[:, :38].contiguous(), 1j,
+                        impl="triton_fused")
+
+
+@pytest.mark.parametrize("bad,match", [(float("nan"), "b: nan is not finite"), (float("inf"), "b: inf"),
+                                       (10**400, "b: .* cannot be represented")])
+def test_a_bad_number_after_binding_is_the_full_paths_error(bad, match):
+    a, b, c = _data(2, 20, "cpu", 0)
+    bkbench.bk_core(a, 0.5, c, 1j, impl="triton_fused")
+    bkbench.bk_core(a, 0.5, c, 1j, impl="triton_fused")
+    with pytest.raises(ValueError, match=match):
+        bkbench.bk_core(a, bad if not isinstance(bad, int) else bad, c, 1j, impl="triton_fused")
+
+
+def test_a_bad_shift_after_binding_is_the_full_paths_error():
+    a, b, c = _data(2, 20, "cpu", 0)
+    bkbench.bk_core(a, b, c, 1j, impl="triton_fused")
+    with pytest.raises(ValueError, match="z: .*not finite"):
+        bkbench.bk_core(a, b, c, complex(float("nan"), 1.0), impl="triton_fused")
+
+
+def test_coupling_grad_is_rejected_after_a_no_grad_binding():
+    a, b, c = _data(2, 20, "cpu", 0)
+    b.requires_grad_(True)
+    with torch.no_grad():
+        bkbench.bk_core(a, b, c, 1j, impl="triton_fused")
+        bkbench.bk_core(a, b, c, 1j, impl="triton_fused")
+    with pytest.raises(ValueError, match="b: requires grad"):
+        bkbench.bk_core(a, b, c, 1j, impl="triton_fused")
+
+
+def test_checked_calls_take_the_full_path():
+    a, b, c = _data(2, 20, "cpu", 0)
+    bkbench.bk_core(a, b, c, 1j, impl="triton_fused")
+    a[1, 3] = float("nan")
+    with pytest.raises(ValueError, match=r"a: .*NaN|a: .*not finite|a: .*Inf"):
+        bkbench.bk_core(a, b, c, 1j, impl="triton_fused", check=True)
+    with bkbench.checked(), pytest.raises(ValueError, match="a:"):
+        bkbench.bk_core(a, b, c, 1j, impl="triton_fused")
+
+
+def test_two_buffers_after_one_seen_twice():
+    """A call whose b and c are two views of one buffer binds the two-tensor form, so a later call of the same
+    signature with two different buffers reads both."""
+    a, b, c = _data(2, 30, "cpu", 0)
+    bkbench.bk_core(a, b, b[:], 1j, impl="triton_fused")
+    fast = bkbench.bk_core(a, b, c, 1j, impl="triton_fused")
+    assert torch.equal(fast, _full_path(a, b, c, 1j))
+
+
+@pytest.mark.parametrize("case", ["broadcast b", "leading dims", "grad", "options", "auto on cpu"])
+def test_calls_that_are_not_bound_stay_correct(case):
+    a, b, c = _data(4, 25, "cpu", 0)
+    kwargs = {"impl": "triton_fused"}
+    if case == "broadcast b":
+        args = (a, b[0], c, 1j)
+    elif case == "leading dims":
+        args = (a.reshape(2, 2, 25), b.reshape(2, 2, 24), c.reshape(2, 2, 24), 1j)
+    elif case == "grad":
+        args = (a.clone().requires_grad_(True), b, c, 1j)
+    elif case == "options":
+        args = (a, b, c, 1j)
+        kwargs["tol"] = 1e-6
+    else:
+        args = (a.double(), b, c, 1j)
+        kwargs = {}
+    g1 = bkbench.bk_core(*args, **kwargs)
+    g2 = bkbench.bk_core(*args, **kwargs)
+    assert torch.equal(g1, g2)
+    assert all(bound_calls.bound(k) is None for k in list(bound_calls._BOUND))
+    ref = _ref(a, b[0].expand(4, 24) if case == "broadcast b" else b, c, 1j)
+    assert float((g2.detach().reshape(4, 25).to(torch.complex128) - ref).abs().max() / ref.abs().max()) < 1e-5
+
+
+def test_the_cache_is_bounded(monkeypatch):
+    a, b, c = _data(1, 8, "cpu", 0)
+    for n in range(2, 8):
+        bkbench.bk_core(a[:, :n].contiguous(), b[:, : n - 1].contiguous(), 0.5, 1j, impl="triton_fused")
+    assert len(bound_calls._BOUND) == 6
+    monkeypatch.setattr(bound_calls, "_MAX_ENTRIES", 4)
+    for n in range(2, 8):
+        bkbench.bk_core(a[:, :n].contiguous(), 0.5, b[:, : n - 1].contiguous(), 1j, impl="triton_fused")
+    assert 0 < len(bound_calls._BOUND) <= 4
