@@ -17,6 +17,7 @@ import pstats
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import torch
 
@@ -114,6 +115,64 @@ def compile_profile(out: Path) -> None:
     (out / "compile_profile.txt").write_text("\n".join(text))
 
 
+def _host_us(fn: Any, calls: int = 300) -> float:
+    """Wall time per call of ``fn`` over ``calls`` back-to-back calls (one synchronise at the end), in us."""
+    for _ in range(20):
+        fn()
+    torch.cuda.synchronize()
+    t0 = time.perf_counter()
+    for _ in range(calls):
+        fn()
+    torch.cuda.synchronize()
+    return (time.perf_counter() - t0) / calls * 1e6
+
+
+def parts(out: Path) -> None:
+    """Host cost of each piece of a training step at a host-bound shape (B=8, N=4096): the eager call with and
+    without grad, the operator called directly (dispatch + implementation), its backward operator, the step eager
+    and compiled; then torch.profiler's CPU table of both steps (self CPU time)."""
+    from torch.profiler import ProfilerActivity, profile
+
+    from bkbench.op import bk_core_backward_op, bk_core_op
+
+    a, b, c = inputs(8, 4096)
+    ag = a.clone().requires_grad_(True)
+    g = bkbench.bk_core(a, b, c, 1j, impl="triton_fused")
+    grad = torch.randn_like(g)
+    rows = {
+        "eager fwd no grad": lambda: bkbench.bk_core(a, b, c, 1j, impl="triton_fused"),
+        "eager fwd, a requires grad": lambda: bkbench.bk_core(ag, b, c, 1j, impl="triton_fused"),
+        "eager fwd+bwd (autograd.grad)": lambda: torch.autograd.grad(
+            bkbench.bk_core(ag, b, c, 1j, impl="triton_fused").real.sum(), ag),
+        "op bk_core (torch.ops, no grad)": lambda: bk_core_op(a, b, c, None, 0.0, 0.0, 0.0, 0.0, 0.0, 1.0,
+                                                               "triton_fused", "{}", False),
+        "op bk_core_backward (torch.ops)": lambda: bk_core_backward_op(grad, g, a, b, c, None, 0.0, 0.0, 0.0,
+                                                                        0.0, 0.0, 1.0, "triton_fused", "{}",
+                                                                        True, False),
+        "torch.add (one aten launch)": lambda: torch.add(a, 1.0),
+    }
+    layer = Layer(4096)
+    compiled = torch.compile(layer, fullgraph=True)
+    w = torch.randn(8, 2 * 4096, device="cuda")
+
+    def step(m: torch.nn.Module) -> None:
+        layer.v.grad = None
+        (m(a, b, c) * w).sum().backward()
+
+    rows["layer step eager"] = lambda: step(layer)
+    rows["layer step compiled"] = lambda: step(compiled)
+    lines = [f"{name}: {_host_us(fn):.1f} us" for name, fn in rows.items()]
+    print("\n".join(lines))
+    for name, m in (("eager", layer), ("compiled", compiled)):
+        with profile(activities=[ProfilerActivity.CPU]) as prof:
+            for _ in range(20):
+                step(m)
+            torch.cuda.synchronize()
+        lines.append(f"\n== torch.profiler, {name} step, 20 steps, B=8 N=4096")
+        lines.append(prof.key_averages().table(sort_by="self_cpu_time_total", row_limit=30))
+    (out / "parts.txt").write_text("\n".join(lines) + "\n")
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--out", default="profile")
@@ -121,6 +180,8 @@ def main() -> int:
     args = ap.parse_args()
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
+    if "parts" in args.stages:
+        parts(out)
     if "host" in args.stages:
         host(out)
     if "compile" in args.stages:

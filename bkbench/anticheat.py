@@ -267,7 +267,9 @@ def stream_order_check(fn: Callable[[], torch.Tensor], a: torch.Tensor) -> tuple
     new = a + 0.25 * torch.rand_like(a)  # same sign and scale: the case stays as well-conditioned
     torch.cuda.synchronize()
     a.copy_(new)
-    expected = fn().clone()
+    reference = fn()
+    torch.cuda.synchronize()  # a side-stream call is complete only once the whole device is synchronised
+    expected = reference.clone()
     a.copy_(old)
     fn()  # the allocator's next block for the result now holds the old values' result
     torch.cuda.synchronize()
