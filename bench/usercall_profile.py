@@ -173,6 +173,52 @@ def parts(out: Path) -> None:
     (out / "parts.txt").write_text("\n".join(lines) + "\n")
 
 
+def gpu_step(out: Path) -> None:
+    """GPU time against wall time of a training step, eager and compiled, at B=8 and B=4096 (N=4096): CUDA-event
+    time of the step, wall time per step (20 back-to-back steps), the device kernels' times (torch.profiler, CUDA),
+    and any synchronising CUDA call inside the step (``torch.cuda.set_sync_debug_mode``)."""
+    import warnings
+
+    from torch.profiler import ProfilerActivity, profile
+
+    lines = []
+    for batch in (8, 4096):
+        a, b, c = inputs(batch, 4096)
+        layer = Layer(4096)
+        compiled = torch.compile(layer, fullgraph=True)
+        w = torch.randn(batch, 2 * 4096, device="cuda")
+
+        def step(m: torch.nn.Module) -> None:
+            layer.v.grad = None
+            (m(a, b, c) * w).sum().backward()
+
+        for name, m in (("eager", layer), ("compiled", compiled)):
+            wall = _host_us(lambda: step(m), calls=50)
+            start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+            torch.cuda.synchronize()
+            start.record()
+            for _ in range(20):
+                step(m)
+            end.record()
+            torch.cuda.synchronize()
+            torch.cuda.set_sync_debug_mode("warn")
+            with warnings.catch_warnings(record=True) as caught:
+                warnings.simplefilter("always")
+                step(m)
+            torch.cuda.set_sync_debug_mode(0)
+            syncs = sorted({str(x.message)[:160] for x in caught if "synchroniz" in str(x.message).lower()})
+            with profile(activities=[ProfilerActivity.CUDA, ProfilerActivity.CPU]) as prof:
+                for _ in range(10):
+                    step(m)
+                torch.cuda.synchronize()
+            events = start.elapsed_time(end) / 20 * 1e3
+            lines.append(f"== {name} B={batch} N=4096: wall {wall:.1f} us/step, events {events:.1f} us/step; "
+                         f"syncing calls in one step: {len(syncs)} {syncs}")
+            lines.append(prof.key_averages().table(sort_by="self_device_time_total", row_limit=14))
+            print(lines[-2])
+    (out / "gpu_step.txt").write_text("\n".join(lines) + "\n")
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--out", default="profile")
@@ -180,6 +226,8 @@ def main() -> int:
     args = ap.parse_args()
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
+    if "gpu_step" in args.stages:
+        gpu_step(out)
     if "parts" in args.stages:
         parts(out)
     if "host" in args.stages:

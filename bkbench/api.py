@@ -95,9 +95,18 @@ def bk_core(
     """
     if torch.compiler.is_compiling():
         return _traced(a, b, c, z, impl, check, registry, options)
+    return eager_call(a, b, c, z, impl, check, registry, options)
+
+
+def eager_call(a: Any, b: Any, c: Any, z: Any, impl: str, check: bool | None, registry: Registry | None,
+               options: dict[str, Any], differentiable: bool | None = None) -> torch.Tensor:
+    """:func:`bk_core` outside ``torch.compile``. ``differentiable`` None: a user's call (autograd attached when an
+    input requires grad); a bool: the ``bkbench::bk_core`` operator's implementation, which runs below autograd
+    and picks a differentiable implementation when ``differentiable`` (its backward is the operator's own)."""
     key = None
     if not options and registry is None and not checks_on(check):
-        key = bound_calls.signature(a, b, c, z, impl, default_registry())
+        mode = torch.is_grad_enabled() if differentiable is None else ("op", differentiable)
+        key = bound_calls.signature(a, b, c, z, impl, default_registry(), mode)
         if key is not None:
             launch = bound_calls.bound(key)
             if launch is not None:
@@ -106,13 +115,17 @@ def bk_core(
                     return g
     args = call_args(a, b, c, z)
     needs_grad = False
-    if torch.is_grad_enabled():
-        _reject_coupling_grad(b, c)
-        needs_grad = a.requires_grad or (isinstance(z, torch.Tensor) and z.requires_grad)
+    if differentiable is not None:
+        pick_grad = differentiable
+    else:
+        if torch.is_grad_enabled():
+            _reject_coupling_grad(b, c)
+            needs_grad = a.requires_grad or (isinstance(z, torch.Tensor) and z.requires_grad)
+        pick_grad = needs_grad
     on = checks_on(check)
     if on:
         check_values(args)
-    rec = resolve(registry if registry is not None else default_registry(), impl, args, needs_grad)
+    rec = resolve(registry if registry is not None else default_registry(), impl, args, pick_grad)
     g = run(rec, args, needs_grad, options)
     if on:
         check_result(g, rec.name, args)

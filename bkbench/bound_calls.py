@@ -2,7 +2,8 @@
 
 What the full path of a call works out — the metadata checks' verdict, the implementation, its configuration and
 launch parameters — depends only on the call's *signature*: the implementation asked for, the registry's size, the
-grad mode, and per argument its type or, for a tensor, its shape, strides, dtype, device and ``requires_grad``.
+grad mode (or, for the ``bkbench::bk_core`` operator's implementation, whether it must pick a differentiable
+implementation), and per argument its type or, for a tensor, its shape, strides, dtype, device and ``requires_grad``.
 After a call succeeds on the full path, an implementation with a ``bind`` entry (``Implementation.bind``) may return
 a launch with everything but the data fixed; it is kept here under the signature and later calls of that signature
 go straight to it. What depends on values stays per call (the bound launch converts and checks Python numbers,
@@ -10,7 +11,8 @@ reads pointers and the current stream) and a bound launch may hand a call back (
 path: so a call gets the same result and the same errors either way.
 
 Only calls without options, a custom registry or value checks are bound, and only when the call's normalised views
-are the user's own tensors (no leading dims flattened, no broadcast). ``torch.compile`` never reaches here.
+are the user's own tensors (no leading dims flattened, no broadcast). ``torch.compile`` traces the operator; the
+operator's implementation, run by the compiled graph, comes here too.
 """
 
 from __future__ import annotations
@@ -34,12 +36,13 @@ def _arg(x: Any) -> Any:
     return type(x)
 
 
-def signature(a: Any, b: Any, c: Any, z: Any, impl: Any, reg: Registry) -> tuple[Any, ...] | None:
+def signature(a: Any, b: Any, c: Any, z: Any, impl: Any, reg: Registry, mode: Any) -> tuple[Any, ...] | None:
     """The key a call's bound launch is kept under, or None for a call that is never bound (``a`` not a plain
-    tensor, ``impl`` not a string)."""
+    tensor, ``impl`` not a string). ``mode``: what else decides the call (the grad mode of a user's call; the
+    operator's ``("op", differentiable)``)."""
     if type(a) not in _PLAIN or type(impl) is not str:
         return None
-    return (impl, id(reg), len(reg), torch.is_grad_enabled(), _arg(a), _arg(b), _arg(c), _arg(z), b is c)
+    return (impl, id(reg), len(reg), mode, _arg(a), _arg(b), _arg(c), _arg(z), b is c)
 
 
 def bound(key: tuple[Any, ...]) -> Any:

@@ -3,8 +3,9 @@
 ``torch.compile`` traces :func:`bkbench.bk_core` into one call of ``bkbench::bk_core`` (a ``torch.library``
 custom operator with a fake implementation and a registered autograd formula), so a model that calls it compiles
 with ``fullgraph=True``; eager calls run the same implementation without the operator's dispatch (~20 µs of host
-time per call). The operator takes the user's inputs as they are: a number ``b``, ``c`` or ``z`` travels as
-(re, im) floats with its tensor argument None.
+time per call). The operator's implementation is the eager call (``api.eager_call``), bound launch included. The
+operator takes the user's inputs as they are: a number ``b``, ``c`` or ``z`` travels as (re, im) floats with its
+tensor argument None.
 
 Backward: ``bkbench::bk_core_backward`` returns (grad_a, grad_z) from the implementation's explicit
 vector-Jacobian product (the registry record's ``vjp``: ``triton_fused``'s Triton kernels, the pivot form's F/R
@@ -54,14 +55,15 @@ def bk_core_op(a: Tensor, b: Tensor | None, c: Tensor | None, z: Tensor | None, 
     """G = bk_core(a, b, c, z) of shape ``a.shape`` (a number b, c or z: its tensor None and its (re, im) given).
     ``options``: the implementation's options as JSON; ``needs_grad``: pick a differentiable implementation
     for ``impl="auto"``."""
-    from bkbench.api import resolve, run
-    from bkbench.registry import default_registry
+    from bkbench.api import eager_call
 
-    args = _args(a, b, c, z, b_re, b_im, c_re, c_im, z_re, z_im)
-    rec = resolve(default_registry(), impl, args, needs_grad)
+    bv = b if b is not None else _number(b_re, b_im)
+    cv = c if c is not None else _number(c_re, c_im)
+    zv = z if z is not None else complex(z_re, z_im)
+    opts = json.loads(options) if options != "{}" else {}
     with torch.no_grad():
-        g = run(rec, args, False, json.loads(options))
-    return g.reshape(*args.lead, args.n).contiguous()  # the fake's layout (some implementations return views)
+        g = eager_call(a, bv, cv, zv, impl, False, None, opts, differentiable=needs_grad)
+    return g.contiguous()  # the fake's layout (some implementations return views)
 
 
 @bk_core_op.register_fake

@@ -79,15 +79,15 @@ def test_bound_call_matches_the_full_path_on_new_values(device, form, batch, n):
     a, b, c = _data(batch, n, device, 1)
     args = _forms(a, b, c)[form]
     first = bkbench.bk_core(a, *args, impl="triton_fused")
-    assert isinstance(bound_calls.bound(bound_calls.signature(a, *args, "triton_fused", api.default_registry())),
-                      BoundForward)
+    key = bound_calls.signature(a, *args, "triton_fused", api.default_registry(), torch.is_grad_enabled())
+    assert isinstance(bound_calls.bound(key), BoundForward)
     for seed in (2, 3):  # new values in the same buffers: a fresh result, not a remembered one
         _refill(a, seed)
         for t in args:
             _refill(t, seed + 10)
         fast = bkbench.bk_core(a, *args, impl="triton_fused")
         assert not torch.equal(fast, first)
-        key = bound_calls.signature(a, *args, "triton_fused", api.default_registry())
+        key = bound_calls.signature(a, *args, "triton_fused", api.default_registry(), torch.is_grad_enabled())
         assert bound_calls.bound(key) is not None
         full = _full_path(a, *args)
         assert torch.equal(fast, full), form
@@ -190,3 +190,24 @@ def test_the_cache_is_bounded(monkeypatch):
     for n in range(2, 8):
         bkbench.bk_core(a[:, :n].contiguous(), 0.5, b[:, : n - 1].contiguous(), 1j, impl="triton_fused")
     assert 0 < len(bound_calls._BOUND) <= 4
+
+
+@pytest.mark.parametrize("needs_grad", [False, True])
+def test_the_operator_runs_the_bound_launch(monkeypatch, needs_grad):
+    """``bkbench::bk_core`` (what a compiled graph calls) binds its forward like an eager call: its second call does
+    no metadata work and matches the first call's path bitwise, for the forward of a training step too."""
+    from bkbench.op import bk_core_op
+
+    a, b, c = _data(3, 40, "cpu", 5)
+
+    def op():
+        return bk_core_op(a, b, None, None, 0.0, 0.0, 0.7, 0.0, 0.0, 1.0, "triton_fused", "{}", needs_grad)
+
+    first = op()
+    assert first.shape == a.shape and first.is_contiguous()
+    key = bound_calls.signature(a, b, 0.7, 1j, "triton_fused", api.default_registry(), ("op", needs_grad))
+    assert isinstance(bound_calls.bound(key), BoundForward)
+    monkeypatch.setattr(api, "call_args", lambda *a, **k: pytest.fail("the operator took the full path"))
+    assert torch.equal(op(), first)
+    _refill(a, 3)
+    assert not torch.equal(op(), first)
