@@ -74,8 +74,11 @@ def test_compile_fullgraph_matches_eager(impl, z):
 
 
 def test_compile_fullgraph_with_triton_fused():
+    """On the CPU under the Triton interpreter (CI), on CUDA where a GPU exists (triton_fused takes CPU tensors
+    only under the interpreter)."""
     torch._dynamo.reset()
-    a, b, c = _inputs(batch=2, n=40, dtype=torch.float32)
+    dev = "cuda" if torch.cuda.is_available() else "cpu"
+    a, b, c = (t.to(dev) for t in _inputs(batch=2, n=40, dtype=torch.float32))
     x = a.clone().requires_grad_(True)
 
     def f(x):
