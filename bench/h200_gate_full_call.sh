@@ -6,6 +6,7 @@
 # writes its own JSON. fla-core travels as a wheel (carry .whl). From the repository root of a device call:
 #
 #   run(command="bash bench/h200_gate_full_call.sh", carry=[".whl"], timeout_s=600)
+#   run(command="GATE_SSM_ONLY=1 GATE_LIMIT_S=480 bash bench/h200_gate_full_call.sh", carry=[".whl"])  # SSMs only
 #
 # Everything lands in $OUT/gates.tgz (the device tool returns at most 8 files).
 set -u
@@ -28,15 +29,23 @@ gate() {  # gate NAME IMPL... : one process, its log and JSON under $W
     > "$W/gate_$name.log" 2>&1
   echo "$name rc=$? after $(( $(date +%s) - T0 )) s" | tee -a "$W/summary.txt"
 }
-gate triton_fused triton_fused &
-gate pivots thomas assoc_scan &
-gate naive naive_loop &
-gate lns lns lns_triton &
-gate lut lut_green lut_green_triton &
-gate ssm ssm_fla_delta_rule ssm_fla_gated_deltanet ssm_fla_gla ssm_fla_kda ssm_fla_rwkv7 ssm_fla_ssd \
-  ssm_mamba_cuda ssm_selective_scan_parallel ssm_selective_scan_ref ssm_ssd_chunked &
-gate attention attention_flex_local attention_flex_random attention_naive attention_sdpa_cudnn \
-  attention_sdpa_efficient attention_sdpa_flash attention_sdpa_math &
+SSM="ssm_fla_delta_rule ssm_fla_gated_deltanet ssm_fla_gla ssm_fla_kda ssm_fla_rwkv7 ssm_fla_ssd ssm_mamba_cuda"
+if [ "${GATE_SSM_ONLY:-0}" = 1 ]; then
+  # fla-core autotunes per shape: its baselines' batteries did not fit one 540 s process together (2026-12-04),
+  # so here each runs in its own process
+  for i in $SSM; do gate "$i" "$i" & done
+  gate ssm_torch ssm_selective_scan_parallel ssm_selective_scan_ref ssm_ssd_chunked &
+else
+  gate triton_fused triton_fused &
+  gate pivots thomas assoc_scan &
+  gate naive naive_loop &
+  gate lns lns lns_triton &
+  gate lut lut_green lut_green_triton &
+  gate ssm ssm_fla_delta_rule ssm_fla_gated_deltanet ssm_fla_gla ssm_fla_kda ssm_fla_rwkv7 ssm_fla_ssd \
+    ssm_mamba_cuda ssm_selective_scan_parallel ssm_selective_scan_ref ssm_ssd_chunked &
+  gate attention attention_flex_local attention_flex_random attention_naive attention_sdpa_cudnn \
+    attention_sdpa_efficient attention_sdpa_flash attention_sdpa_math &
+fi
 wait
 for f in "$W"/gate_*.log; do
   echo "== $(basename "$f")"; grep -E "^FAIL|^IMPORT FAILURE|^gate " "$f" | cut -c1-240 | tail -12
