@@ -249,33 +249,52 @@ class _Layer(torch.nn.Module):
         return torch.cat([g.real, g.imag], dim=-1)
 
 
+COMPILE_MODES = ("default",)  # --compile-modes
+
+
 def stage_compile(res: dict[str, Any]) -> None:
+    """``torch.compile(fullgraph=True)`` of ``_Layer`` (forward + backward) against eager, per feature form, shape and
+    compile mode (``default``; ``reduce-overhead``: inductor's CUDA graphs, which replay the step without its host
+    work). do_bench medians of one training step; compile time of the first step."""
     rows = []
-    for features in ("cat", "view"):
-        for batch, n in ((4096, 4096), (8, 4096)):
-            a, b, c = inputs(batch, n)
-            layer = _Layer(n, features)
-            compiled = torch.compile(layer, fullgraph=True)
-            w = torch.randn(batch, 2 * n, device="cuda")
-
-            def run(m):
-                layer.v.grad = None
-                out = m(a, b, c)
-                (out * w).sum().backward()
-                return out, layer.v.grad.clone()
-
-            t0 = time.perf_counter()
-            oc, gc = run(compiled)
-            compile_s = time.perf_counter() - t0
-            oe, ge = run(layer)
-            t_e = bench_ms(lambda: run(layer))
-            t_c = bench_ms(lambda: run(compiled))
-            rows.append({"features": features, "batch": batch, "n": n,
-                         "max_abs_diff_out": float((oc - oe).abs().max()),
-                         "max_rel_diff_grad": float((gc - ge).abs().max() / ge.abs().max()), "eager_ms": t_e,
-                         "compiled_ms": t_c, "compile_s": compile_s})
-            print("compile:", rows[-1])
+    for mode in COMPILE_MODES:
+        for features in ("cat", "view"):
+            for batch, n in ((4096, 4096), (8, 4096)):
+                try:
+                    rows.append(_compile_row(mode, features, batch, n))
+                except Exception as exc:  # keep the other rows
+                    rows.append({"mode": mode, "features": features, "batch": batch, "n": n,
+                                 "error": f"{type(exc).__name__}: {str(exc)[:300]}"})
+                print("compile:", rows[-1])
     res["compile"] = rows
+
+
+def _compile_row(mode: str, features: str, batch: int, n: int) -> dict[str, Any]:
+    torch._dynamo.reset()
+    a, b, c = inputs(batch, n)
+    layer = _Layer(n, features)
+    compiled = torch.compile(layer, fullgraph=True, mode=None if mode == "default" else mode)
+    w = torch.randn(batch, 2 * n, device="cuda")
+
+    def run(m):
+        layer.v.grad = None
+        out = m(a, b, c)
+        (out * w).sum().backward()
+        return out.clone(), layer.v.grad.clone()
+
+    t0 = time.perf_counter()
+    oc, gc = run(compiled)
+    torch.cuda.synchronize()
+    compile_s = time.perf_counter() - t0
+    for _ in range(3):  # reduce-overhead records its CUDA graph after warm-up steps
+        oc, gc = run(compiled)
+    oe, ge = run(layer)
+    t_e = bench_ms(lambda: run(layer))
+    t_c = bench_ms(lambda: run(compiled))
+    return {"mode": mode, "features": features, "batch": batch, "n": n,
+            "max_abs_diff_out": float((oc - oe).abs().max()),
+            "max_rel_diff_grad": float((gc - ge).abs().max() / ge.abs().max()), "eager_ms": t_e,
+            "compiled_ms": t_c, "compiled_over_eager": t_c / t_e, "compile_s": compile_s}
 
 
 def stage_fold(res: dict[str, Any], bw: float) -> None:
@@ -428,8 +447,11 @@ def main() -> int:
     ap.add_argument("--stages", default="check,speed,host,graph,compile,fold,bwd")
     ap.add_argument("--out", default="triton_fused_h200.json")
     ap.add_argument("--shapes", default="", help="speed stage: BxN,BxN,... (default: SPEED_SHAPES)")
+    ap.add_argument("--compile-modes", default="default", help="compile stage: default,reduce-overhead")
     args = ap.parse_args()
     SPEED_SHAPES_SELECTED.extend(tuple(int(x) for x in s.split("x")) for s in args.shapes.split(",") if s)
+    global COMPILE_MODES
+    COMPILE_MODES = tuple(m for m in args.compile_modes.split(",") if m)
     res: dict[str, Any] = {"environment": environment(measure_bandwidth=False), "command": " ".join(sys.argv)}
     bw = copy_gbs()
     res["copy_gbs"] = bw

@@ -7,6 +7,12 @@ time per call). The operator's implementation is the eager call (``api.eager_cal
 operator takes the user's inputs as they are: a number ``b``, ``c`` or ``z`` travels as (re, im) floats with its
 tensor argument None.
 
+The operator returns G as its real view (``a.shape + (2,)``, float32 or float64: ``torch.view_as_real(G)``) and the
+traced call wraps it in ``torch.view_as_complex``: inductor generates no code for complex tensors, so a graph in
+which the operator's output and its cotangent are complex runs the surrounding elementwise work (``G.real``,
+``torch.cat`` of real and imaginary parts and their backward) as eager complex kernels. With the real view the
+model's own use of ``G`` folds into inductor's real kernels; the backward operator takes the real cotangent.
+
 Backward: ``bkbench::bk_core_backward`` returns (grad_a, grad_z) from the implementation's explicit
 vector-Jacobian product (the registry record's ``vjp``: ``triton_fused``'s Triton kernels, the pivot form's F/R
 recurrences for ``thomas`` and ``assoc_scan``).
@@ -43,18 +49,19 @@ def _args(a: Tensor, b: Tensor | None, c: Tensor | None, z: Tensor | None, b_re:
                      z if z is not None else complex(z_re, z_im))
 
 
-def _out_dtype(*tensors: Tensor | None) -> torch.dtype:
+def _out_real_dtype(*tensors: Tensor | None) -> torch.dtype:
+    """The dtype of G's real view: float64 when any tensor input is float64/complex128, else float32."""
     wide = any(t is not None and t.dtype in WIDE_DTYPES for t in tensors)
-    return torch.complex128 if wide else torch.complex64
+    return torch.float64 if wide else torch.float32
 
 
 @torch.library.custom_op(f"{NAMESPACE}::bk_core", mutates_args=())
 def bk_core_op(a: Tensor, b: Tensor | None, c: Tensor | None, z: Tensor | None, b_re: float, b_im: float,
                c_re: float, c_im: float, z_re: float, z_im: float, impl: str, options: str,
                needs_grad: bool) -> Tensor:
-    """G = bk_core(a, b, c, z) of shape ``a.shape`` (a number b, c or z: its tensor None and its (re, im) given).
-    ``options``: the implementation's options as JSON; ``needs_grad``: pick a differentiable implementation
-    for ``impl="auto"``."""
+    """G = bk_core(a, b, c, z) as its real view, shape ``a.shape + (2,)`` (float32, or float64 for float64 work); a
+    number b, c or z: its tensor None and its (re, im) given. ``options``: the implementation's options as JSON;
+    ``needs_grad``: pick a differentiable implementation for ``impl="auto"``."""
     from bkbench.api import eager_call
 
     bv = b if b is not None else _number(b_re, b_im)
@@ -63,12 +70,12 @@ def bk_core_op(a: Tensor, b: Tensor | None, c: Tensor | None, z: Tensor | None, 
     opts = json.loads(options) if options != "{}" else {}
     with torch.no_grad():
         g = eager_call(a, bv, cv, zv, impl, False, None, opts, differentiable=needs_grad)
-    return g.contiguous()  # the fake's layout (some implementations return views)
+    return torch.view_as_real(g.contiguous())  # the fake's layout (some implementations return views)
 
 
 @bk_core_op.register_fake
 def _bk_core_fake(a, b, c, z, b_re, b_im, c_re, c_im, z_re, z_im, impl, options, needs_grad):
-    return a.new_empty(a.shape, dtype=_out_dtype(a, b, c, z))
+    return a.new_empty((*a.shape, 2), dtype=_out_real_dtype(a, b, c, z))
 
 
 @torch.library.custom_op(f"{NAMESPACE}::bk_core_backward", mutates_args=())
@@ -76,7 +83,8 @@ def bk_core_backward_op(grad: Tensor, g: Tensor, a: Tensor, b: Tensor | None, c:
                         b_re: float, b_im: float, c_re: float, c_im: float, z_re: float, z_im: float, impl: str,
                         options: str, need_a: bool, need_z: bool) -> tuple[Tensor, Tensor]:
     """(grad_a of ``a``'s shape and dtype, grad_z of ``z``'s shape and dtype) for the cotangent ``grad`` of G;
-    an input whose gradient is not needed gets an empty tensor."""
+    ``grad`` and ``g`` are real views (``a.shape + (2,)``, as :func:`bk_core_op` returns G). An input whose
+    gradient is not needed gets an empty tensor."""
     from bkbench.api import check_options, resolve
     from bkbench.registry import default_registry
 
@@ -86,8 +94,9 @@ def bk_core_backward_op(grad: Tensor, g: Tensor, a: Tensor, b: Tensor | None, c:
     if rec.vjp is None:
         raise ValueError(f"impl: {rec.name!r} has no explicit vector-Jacobian product (registry field vjp), which "
                          "its gradient needs under torch.compile; use thomas, assoc_scan or triton_fused")
-    ga, gz = rec.vjp(args, g.reshape(args.batch, args.n), grad.reshape(args.batch, args.n), need_a, need_z,
-                     **check_options(rec, json.loads(options)))
+    gc = torch.view_as_complex(g.contiguous()).reshape(args.batch, args.n)
+    gradc = torch.view_as_complex(grad.contiguous()).reshape(args.batch, args.n)
+    ga, gz = rec.vjp(args, gc, gradc, need_a, need_z, **check_options(rec, json.loads(options)))
     grad_a = _like(ga, a, args.lead) if need_a else a.new_empty(0)
     grad_z = _like(gz, z, args.lead) if need_z else a.new_empty(0)
     return grad_a, grad_z
@@ -147,9 +156,11 @@ def _options_json(options: dict[str, Any]) -> str:
 
 def traced_call(a: Tensor, b: Any, c: Any, z: Any, impl: str, options: dict[str, Any], needs_grad: bool,
                 args: CallArgs) -> Tensor:
-    """What :func:`bkbench.bk_core` is under ``torch.compile``: one ``bkbench::bk_core`` call (the implementation is
-    resolved when the operator runs; shape, dtype and device errors were raised while tracing)."""
+    """What :func:`bkbench.bk_core` is under ``torch.compile``: one ``bkbench::bk_core`` call, its real view made
+    complex again (the implementation is resolved when the operator runs; shape, dtype and device errors were
+    raised while tracing)."""
     bt, b_re, b_im = _split(args.b if not isinstance(b, Tensor) else b)
     ct, c_re, c_im = _split(args.c if not isinstance(c, Tensor) else c)
     zt, z_re, z_im = _split(args.z if not isinstance(z, Tensor) else z)
-    return bk_core_op(a, bt, ct, zt, b_re, b_im, c_re, c_im, z_re, z_im, impl, options_json(options), needs_grad)
+    return torch.view_as_complex(
+        bk_core_op(a, bt, ct, zt, b_re, b_im, c_re, c_im, z_re, z_im, impl, options_json(options), needs_grad))

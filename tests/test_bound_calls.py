@@ -204,7 +204,7 @@ def test_the_operator_runs_the_bound_launch(monkeypatch, needs_grad):
         return bk_core_op(a, b, None, None, 0.0, 0.0, 0.7, 0.0, 0.0, 1.0, "triton_fused", "{}", needs_grad)
 
     first = op()
-    assert first.shape == a.shape and first.is_contiguous()
+    assert first.shape == (*a.shape, 2) and first.dtype == torch.float32 and first.is_contiguous()  # G's real view
     key = bound_calls.signature(a, b, 0.7, 1j, "triton_fused", api.default_registry(), ("op", needs_grad))
     assert isinstance(bound_calls.bound(key), BoundForward)
     monkeypatch.setattr(api, "call_args", lambda *a, **k: pytest.fail("the operator took the full path"))

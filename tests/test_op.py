@@ -166,3 +166,22 @@ def test_thomas_cuda_branch_guards_every_chain_with_the_same_result(monkeypatch)
     guarded = bkbench.bk_core(torch.tensor([[0.0, 1.0]], dtype=torch.float64), 1.0, 1.0, 0.0, impl="thomas")
     assert torch.allclose(guarded, zero_pivot) and torch.allclose(guarded, torch.tensor([[-1.0 + 0j, 0j]],
                                                                                        dtype=torch.complex128))
+
+
+def test_the_operator_returns_gs_real_view():
+    """``bkbench::bk_core`` returns G's real view (inductor generates no code for complex tensors), float64 for
+    float64 work; ``bk_core`` under torch.compile is still complex and equals the eager call."""
+    torch._dynamo.reset()
+    a, b, c = _inputs()
+    out = bk_core_op(a, b, c, None, 0.0, 0.0, 0.0, 0.0, 0.0, 1.0, "thomas", "{}", False)
+    assert out.shape == (*a.shape, 2) and out.dtype == torch.float64
+    eager = bkbench.bk_core(a, b, c, 1j, impl="thomas")
+    assert torch.equal(torch.view_as_complex(out), eager)
+    out32 = bk_core_op(a.float(), None, None, None, 1.0, 0.0, 1.0, 0.0, 0.0, 1.0, "thomas", "{}", False)
+    assert out32.dtype == torch.float32
+
+    def f(a):
+        return bkbench.bk_core(a, b, c, 1j, impl="thomas")
+
+    compiled = torch.compile(f, fullgraph=True, backend="aot_eager")(a)
+    assert compiled.dtype == torch.complex128 and torch.equal(compiled, eager)
