@@ -27,6 +27,7 @@ import torch
 from torch import Tensor
 
 from bkbench.validate import WIDE_DTYPES, CallArgs, call_args
+from bkbench.workspace import fresh_workspace
 
 NAMESPACE = "bkbench"
 
@@ -68,7 +69,7 @@ def bk_core_op(a: Tensor, b: Tensor | None, c: Tensor | None, z: Tensor | None, 
     cv = c if c is not None else _number(c_re, c_im)
     zv = z if z is not None else complex(z_re, z_im)
     opts = json.loads(options) if options != "{}" else {}
-    with torch.no_grad():
+    with torch.no_grad(), fresh_workspace():  # compiled graphs (reduce-overhead) adopt no kept buffer
         g = eager_call(a, bv, cv, zv, impl, False, None, opts, differentiable=needs_grad)
     return torch.view_as_real(g.contiguous())  # the fake's layout (some implementations return views)
 
@@ -96,7 +97,8 @@ def bk_core_backward_op(grad: Tensor, g: Tensor, a: Tensor, b: Tensor | None, c:
                          "its gradient needs under torch.compile; use thomas, assoc_scan or triton_fused")
     gc = torch.view_as_complex(g.contiguous()).reshape(args.batch, args.n)
     gradc = torch.view_as_complex(grad.contiguous()).reshape(args.batch, args.n)
-    ga, gz = rec.vjp(args, gc, gradc, need_a, need_z, **check_options(rec, json.loads(options)))
+    with fresh_workspace():
+        ga, gz = rec.vjp(args, gc, gradc, need_a, need_z, **check_options(rec, json.loads(options)))
     grad_a = _like(ga, a, args.lead) if need_a else a.new_empty(0)
     grad_z = _like(gz, z, args.lead) if need_z else a.new_empty(0)
     return grad_a, grad_z

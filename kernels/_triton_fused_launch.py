@@ -26,6 +26,7 @@ from typing import Any
 import torch
 
 from bkbench.registry import is_uniform
+from bkbench.workspace import workspace_must_be_fresh
 
 # how k = b * c reaches the kernels (``KM``)
 K_VALUE, K_TENSOR_VALUE, K_TENSOR_TENSOR, K_TENSOR_SQUARED, K_LOADED_VALUE = 0, 1, 2, 3, 4
@@ -110,27 +111,28 @@ _FLAGS: dict[tuple[str, int], torch.Tensor] = {}
 
 @dataclass(frozen=True)
 class Stream:
-    """Where a call's launches go: the device, its current raw CUDA stream (0 on the CPU), and whether that
-    stream is capturing a CUDA graph. Read once per call."""
+    """Where a call's launches go: the device, its current raw CUDA stream (0 on the CPU), and whether its buffers
+    must be fresh (the stream is capturing a CUDA graph, or the call runs inside a compiled graph:
+    ``bkbench.workspace``). Read once per call."""
 
     device: torch.device
     handle: int
-    capturing: bool
+    fresh: bool
 
     @classmethod
     def current(cls, device: torch.device) -> Stream:
         if device.type == "cuda":
             return cls(device, torch._C._cuda_getCurrentRawStream(device.index),
-                       torch.cuda.is_current_stream_capturing())
-        return cls(device, 0, False)
+                       torch.cuda.is_current_stream_capturing() or workspace_must_be_fresh())
+        return cls(device, 0, workspace_must_be_fresh())
 
 
 def _per_stream(cache: dict[tuple[str, int], torch.Tensor], where: Stream, size: int, dtype: torch.dtype,
                 zeroed: bool) -> torch.Tensor:
     """A 1-D buffer of at least ``size`` elements kept per (device, stream), grown by doubling; a fresh one while
-    the stream captures a CUDA graph (then a zero fill is part of the graph)."""
+    the stream captures a CUDA graph (then a zero fill is part of the graph) or inside a compiled graph."""
     make = torch.zeros if zeroed else torch.empty
-    if where.capturing:
+    if where.fresh:
         return make(max(size, 1), dtype=dtype, device=where.device)
     key = (str(where.device), where.handle)
     buf = cache.get(key)

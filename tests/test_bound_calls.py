@@ -211,3 +211,31 @@ def test_the_operator_runs_the_bound_launch(monkeypatch, needs_grad):
     assert torch.equal(op(), first)
     _refill(a, 3)
     assert not torch.equal(op(), first)
+
+
+def test_the_operators_keep_no_workspace(device):
+    """What a compiled graph calls (the ``bkbench::bk_core`` operators, forward and backward) keeps no buffer
+    between calls: ``torch.compile(mode="reduce-overhead")`` warms up with allocations routed to its CUDA-graph
+    pool and rejects a kept one ("tensor(s) in the cudagraph pool not tracked as outputs"). An eager call of the
+    same signature does keep its workspace (so this test sees the difference)."""
+    import kernels._triton_fused_launch as launch_mod
+    from bkbench.op import bk_core_backward_op, bk_core_op
+
+    kept = (launch_mod._FLAGS, launch_mod._COUNTERS, launch_mod._SCRATCH)
+    bound_calls.clear()
+    for cache in kept:
+        cache.clear()
+    a, b, c = _data(3, 40, device, 7)
+    for needs_grad in (False, True):
+        for _ in range(3):  # full path, then the bound launch
+            out = bk_core_op(a, b, c, None, 0.0, 0.0, 0.0, 0.0, 0.0, 1.0, "triton_fused", "{}", needs_grad)
+    bk_core_backward_op(torch.randn_like(out), out, a, b, c, None, 0.0, 0.0, 0.0, 0.0, 0.0, 1.0, "triton_fused",
+                        "{}", True, False)
+    assert all(not cache for cache in kept)
+    launches = [v for v in bound_calls._BOUND.values() if isinstance(v, BoundForward)]
+    assert launches and all(not launch._buffers for launch in launches)
+    ref = _ref(a, b, c, 1j)
+    assert torch.allclose(torch.view_as_complex(out).cpu().to(torch.complex128), ref, rtol=1e-4, atol=1e-5)
+    for _ in range(2):
+        bkbench.bk_core(a, b, c, 1j, impl="triton_fused")
+    assert all(cache for cache in kept)

@@ -185,3 +185,25 @@ def test_the_operator_returns_gs_real_view():
 
     compiled = torch.compile(f, fullgraph=True, backend="aot_eager")(a)
     assert compiled.dtype == torch.complex128 and torch.equal(compiled, eager)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="CUDA graphs need a GPU")
+def test_compile_reduce_overhead_with_triton_fused():
+    """``torch.compile(mode="reduce-overhead")`` (inductor's CUDA-graph trees) of a training step through
+    ``bk_core``: warm-up, recording and replays match eager (the operators keep no buffer in the graphs' pool)."""
+    torch._dynamo.reset()
+    a, b, c = (t.cuda() for t in _inputs(batch=4, n=256, dtype=torch.float32))
+    v = torch.nn.Parameter(0.1 * torch.randn(256, device="cuda"))
+    w = torch.randn(4, 256, 2, device="cuda")
+
+    def f(a):
+        return (torch.view_as_real(bkbench.bk_core(a + v, b, c, 1j, impl="triton_fused")) * w).sum()
+
+    f(a).backward()
+    ge = v.grad.clone()
+    compiled = torch.compile(f, fullgraph=True, mode="reduce-overhead")
+    for _ in range(4):  # warm-up, recording, replays
+        v.grad = None
+        torch.compiler.cudagraph_mark_step_begin()
+        compiled(a).backward()
+        assert torch.allclose(v.grad, ge, rtol=1e-5, atol=1e-6)
