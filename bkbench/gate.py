@@ -61,6 +61,8 @@ class GateReport:
     device: str
     results: list[GateResult] = field(default_factory=list)
     import_failures: list[dict[str, str]] = field(default_factory=list)
+    complete: bool = True  # False while the gate runs: the implementations still to check are not in results
+    _environment: dict[str, Any] | None = field(default=None, repr=False)
 
     @property
     def failures(self) -> list[GateResult]:
@@ -73,10 +75,13 @@ class GateReport:
     def to_json(self) -> dict[str, Any]:
         from bkbench.env import environment
 
+        if self._environment is None:
+            self._environment = environment(measure_bandwidth=False)
         return {
-            "passed": self.passed,
+            "passed": self.passed and self.complete,
+            "complete": self.complete,
             "device": self.device,
-            "environment": environment(measure_bandwidth=False),
+            "environment": self._environment,
             "import_failures": self.import_failures,
             "failures": [f"{r.impl} :: {r.case} ({r.check}): {r.detail}" for r in self.failures],
             "results": [asdict(r) for r in self.results],
@@ -375,13 +380,16 @@ def run_gate(
     tuned: bool = True,
     tuned_jobs: int = 1,
     anticheat: bool = True,
+    checkpoint: Callable[[GateReport], None] | None = None,
 ) -> GateReport:
     """Run the battery over the chosen implementations (default: every ``kind == "bk"`` one; with
     ``baselines=True`` also every SSM / attention baseline, checked by ``bkbench.baselines.check``). With the
     default battery and ``tuned``, ``triton_fused`` also gets :func:`check_tuned_configs`; with the default
     battery and ``anticheat``, every BK-core implementation gets the anti-cheat checks of
     :mod:`bkbench.anticheat` (input mutation, output freshness and aliasing, determinism, measured stream,
-    physical floor). ``progress(impl, case name)`` is called before each BK-core check."""
+    physical floor). ``progress(impl, case name)`` is called before each BK-core check and each baseline's battery;
+    ``checkpoint(report)`` after each implementation, with ``report.complete`` False until the last (the CLI writes
+    the JSON summary there, so a gate killed midway keeps what it measured)."""
     reg = registry if registry is not None else default_registry()
     if device == "cuda" and not torch.cuda.is_available():
         raise ValueError("device: 'cuda' was requested but torch.cuda.is_available() is False; use --device cpu")
@@ -391,23 +399,37 @@ def run_gate(
     recs = [reg.get(n) for n in names]
     report = GateReport(device, import_failures=[{"module": f.module, "error": f.error} for f in reg.failures])
     todo = list(cases) if cases is not None else battery(device, quick, seeds)
-    for rec in recs:
-        if rec.kind != "bk":  # baselines have their own battery and references (bkbench/baselines/check.py)
-            from bkbench.baselines.check import check as check_baseline
-
-            report.results.extend(check_baseline(rec, device, seeds=tuple(seeds), quick=quick, registry=reg))
-            continue
-        for case in todo:
-            if progress:
-                progress(rec.name, case.name)
-            report.results.append(_run_one(reg, rec, case))
-        if rec.name == "triton_fused" and tuned and cases is None:
-            report.results.extend(check_tuned_configs(device, quick, progress=progress, jobs=tuned_jobs))
-        if anticheat and cases is None:
-            if progress:
-                progress(rec.name, "anti-cheat checks")
-            report.results.extend(anticheat_results(rec, device, seeds[0] if seeds else 0))
+    report.complete = not recs
+    for i, rec in enumerate(recs):
+        _check_implementation(report, reg, rec, todo, device, quick, seeds, progress, tuned and cases is None,
+                              tuned_jobs, anticheat and cases is None)
+        report.complete = i == len(recs) - 1
+        if checkpoint:
+            checkpoint(report)
     return report
+
+
+def _check_implementation(report: GateReport, reg: Registry, rec: Implementation, todo: list[GateCase], device: str,
+                          quick: bool, seeds: Sequence[int], progress: Callable[[str, str], None] | None,
+                          tuned: bool, tuned_jobs: int, anticheat: bool) -> None:
+    """Every check of one implementation, appended to ``report.results``."""
+    if rec.kind != "bk":  # baselines have their own battery and references (bkbench/baselines/check.py)
+        from bkbench.baselines.check import check as check_baseline
+
+        if progress:
+            progress(rec.name, "baseline battery")
+        report.results.extend(check_baseline(rec, device, seeds=tuple(seeds), quick=quick, registry=reg))
+        return
+    for case in todo:
+        if progress:
+            progress(rec.name, case.name)
+        report.results.append(_run_one(reg, rec, case))
+    if rec.name == "triton_fused" and tuned:
+        report.results.extend(check_tuned_configs(device, quick, progress=progress, jobs=tuned_jobs))
+    if anticheat:
+        if progress:
+            progress(rec.name, "anti-cheat checks")
+        report.results.extend(anticheat_results(rec, device, seeds[0] if seeds else 0))
 
 
 def anticheat_results(rec: Implementation, device: str, seed: int = 0) -> list[GateResult]:
@@ -498,7 +520,10 @@ def render(report: GateReport, console: Any = None) -> None:
 
 
 def write_json(report: GateReport, path: str | Path) -> Path:
+    """Write the summary atomically (a temporary file renamed over ``path``): a reader never sees half a file."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(report.to_json(), indent=1, default=str))
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(json.dumps(report.to_json(), indent=1, default=str))
+    tmp.replace(path)
     return path

@@ -157,3 +157,26 @@ def test_suite_row_status_implausible() -> None:
     from bkbench.store import STATUSES
 
     assert "implausible" in STATUSES
+
+
+def test_a_gate_killed_midway_keeps_what_it_measured(tmp_path: Path) -> None:
+    """The JSON summary is rewritten after each implementation: a gate killed while checking the second one
+    (here a plugin kernel that kills its own process) leaves the first one's rows, marked incomplete and not
+    passed."""
+    plugin = tmp_path / "dies.py"
+    plugin.write_text(
+        "import os, signal\n"
+        "from bkbench.registry import register\n"
+        "@register('dies_when_called', kind='bk', exact=True, description='test fixture: kills its process')\n"
+        "def dies_when_called(a, k, z):\n"
+        "    os.kill(os.getpid(), signal.SIGKILL)\n")
+    out = tmp_path / "gate.json"
+    res = subprocess.run([sys.executable, "-m", "bkbench", "gate", "--device", "cpu", "--quick", "--seeds", "1",
+                          "--no-anticheat", "--plugin", str(plugin), "--impl", "thomas", "dies_when_called",
+                          "--json", str(out)], cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT)},
+                         capture_output=True, text=True, timeout=600)
+    assert res.returncode == -9, res.stderr[-2000:]
+    data = json.loads(out.read_text())
+    assert data["complete"] is False and data["passed"] is False
+    rows = data["results"]
+    assert rows and {r["impl"] for r in rows} == {"thomas"} and all(r["status"] != "fail" for r in rows)

@@ -28,7 +28,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                    help="also register the implementations of this module or file (repeatable)")
     p.add_argument("--seeds", type=int, default=2, help="seeds per case (default 2)")
     p.add_argument("--fresh", action="store_true", help="draw a random base seed (printed) instead of 0")
-    p.add_argument("--json", default="bkbench-gate.json", metavar="PATH", help="JSON summary path")
+    p.add_argument("--json", default="bkbench-gate.json", metavar="PATH",
+                   help="JSON summary path, rewritten after each implementation (\"complete\": false until the end)")
     p.set_defaults(func=run)
 
 
@@ -57,6 +58,7 @@ def run(args: argparse.Namespace) -> int:
                           anticheat=not args.no_anticheat,
                           seeds=[base + i for i in range(args.seeds)], baselines=args.baselines,
                           tuned=not args.no_tuned, progress=progress,
+                          checkpoint=lambda partial: write_json(partial, args.json),
                           tuned_jobs=args.jobs if args.jobs is not None else (8 if args.device == "cuda" else 1))
     render(report)
     path = write_json(report, args.json)
