@@ -43,6 +43,7 @@ from bkbench.reference import reference  # noqa: E402
 SPEED_SHAPES = [(4096, 1024), (4096, 4096), (16384, 1024), (1024, 16384), (256, 65536), (16384, 4096),
                 (65536, 4096), (16384, 16384), (8, 65536)]
 SPEED_SHAPES_SELECTED: list[tuple[int, int]] = []  # --shapes
+FLUSH: list[Callable[[dict[str, Any]], None]] = [lambda res: None]  # main: write the JSON so far
 
 
 def bench_ms(fn: Callable[[], Any], rep: int = 200) -> float:
@@ -129,11 +130,11 @@ def stage_check(res: dict[str, Any]) -> None:
 def stage_speed(res: dict[str, Any], bw: float) -> None:
     from kernels import triton_fused as tf
 
-    rows = []
+    rows = res["speed"] = []
     for batch, n in SPEED_SHAPES_SELECTED or SPEED_SHAPES:
         rows += _speed_rows(tf, batch, n, bw)
         torch.cuda.empty_cache()
-    res["speed"] = rows
+        FLUSH[0](res)  # a stage cut by a time limit keeps its finished shapes
 
 
 def _speed_rows(tf: Any, batch: int, n: int, bw: float) -> list[dict[str, Any]]:
@@ -453,6 +454,7 @@ def main() -> int:
     global COMPILE_MODES
     COMPILE_MODES = tuple(m for m in args.compile_modes.split(",") if m)
     res: dict[str, Any] = {"environment": environment(measure_bandwidth=False), "command": " ".join(sys.argv)}
+    FLUSH[0] = lambda r: Path(args.out).write_text(json.dumps(r, indent=1, default=str))
     bw = copy_gbs()
     res["copy_gbs"] = bw
     print(f"copy bandwidth {bw:.0f} GB/s")
