@@ -103,15 +103,15 @@ class BoundForward:
         return bt, ct, bval, cval, z, 0.0, 0.0
 
     def _buffers_for(self, where: Stream) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        if where.fresh:  # kept by no one: see bkbench.workspace
-            return (flags(where, self.batch, self.nch), counters(where, self.batch),
-                    scratch(where, self.scratch_floats))
-        bufs = self._buffers.get(where.handle)
+        """(flags, counters, scratch) for a launch on ``where``: kept per stream, or new and kept by no one when
+        ``where.fresh`` (see bkbench.workspace)."""
+        bufs = None if where.fresh else self._buffers.get(where.handle)
         if bufs is None:
             bufs = (flags(where, self.batch, self.nch), counters(where, self.batch),
                     scratch(where, self.scratch_floats))
-            self._buffers[where.handle] = bufs
-            self._buffer_ptrs[where.handle] = tuple(t.data_ptr() for t in bufs)  # type: ignore[assignment]
+            if not where.fresh:
+                self._buffers[where.handle] = bufs
+                self._buffer_ptrs[where.handle] = tuple(t.data_ptr() for t in bufs)  # type: ignore[assignment]
         return bufs
 
     def __call__(self, a: torch.Tensor, b: Any, c: Any, z: Any) -> torch.Tensor | None:
