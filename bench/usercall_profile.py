@@ -137,7 +137,7 @@ def parts(out: Path) -> None:
 
     a, b, c = inputs(8, 4096)
     ag = a.clone().requires_grad_(True)
-    g = bkbench.bk_core(a, b, c, 1j, impl="triton_fused")
+    g = torch.view_as_real(bkbench.bk_core(a, b, c, 1j, impl="triton_fused"))  # the operators' real views
     grad = torch.randn_like(g)
     rows = {
         "eager fwd no grad": lambda: bkbench.bk_core(a, b, c, 1j, impl="triton_fused"),
@@ -159,11 +159,27 @@ def parts(out: Path) -> None:
         layer.v.grad = None
         (m(a, b, c) * w).sum().backward()
 
+    graphed = torch.compile(layer, fullgraph=True, mode="reduce-overhead")
     rows["layer step eager"] = lambda: step(layer)
     rows["layer step compiled"] = lambda: step(compiled)
+    rows["layer step compiled (reduce-overhead)"] = lambda: step(graphed)
+    rows["layer forward eager, no grad"] = lambda: _no_grad(layer, a, b, c)
+    rows["layer forward compiled, no grad"] = lambda: _no_grad(compiled, a, b, c)
     lines = [f"{name}: {_host_us(fn):.1f} us" for name, fn in rows.items()]
     print("\n".join(lines))
     for name, m in (("eager", layer), ("compiled", compiled)):
+        cprof = cProfile.Profile()
+        cprof.enable()
+        for _ in range(100):
+            step(m)
+        torch.cuda.synchronize()
+        cprof.disable()
+        buf = io.StringIO()
+        pstats.Stats(cprof, stream=buf).sort_stats("tottime").print_stats(30)
+        lines.append(f"\n== cProfile, {name} step, 100 steps, B=8 N=4096, by own time\n" + buf.getvalue())
+        buf = io.StringIO()
+        pstats.Stats(cprof, stream=buf).sort_stats("cumulative").print_stats(40)
+        lines.append(f"\n== cProfile, {name} step, 100 steps, B=8 N=4096, by cumulative time\n" + buf.getvalue())
         with profile(activities=[ProfilerActivity.CPU]) as prof:
             for _ in range(20):
                 step(m)
@@ -171,6 +187,11 @@ def parts(out: Path) -> None:
         lines.append(f"\n== torch.profiler, {name} step, 20 steps, B=8 N=4096")
         lines.append(prof.key_averages().table(sort_by="self_cpu_time_total", row_limit=30))
     (out / "parts.txt").write_text("\n".join(lines) + "\n")
+
+
+def _no_grad(m: torch.nn.Module, a: torch.Tensor, b: torch.Tensor, c: torch.Tensor) -> None:
+    with torch.no_grad():
+        m(a, b, c)
 
 
 def gpu_step(out: Path) -> None:

@@ -12,7 +12,8 @@ path: so a call gets the same result and the same errors either way.
 
 Only calls without options, a custom registry or value checks are bound, and only when the call's normalised views
 are the user's own tensors (no leading dims flattened, no broadcast). ``torch.compile`` traces the operator; the
-operator's implementation, run by the compiled graph, comes here too.
+operator's implementation, run by the compiled graph, comes here too, and so does its backward operator (keys
+whose mode starts with ``"vjp"``, launches from ``Implementation.bind_vjp``).
 """
 
 from __future__ import annotations
@@ -57,12 +58,13 @@ def known(key: tuple[Any, ...]) -> bool:
 
 
 def remember(key: tuple[Any, ...], rec: Implementation, args: CallArgs, inputs: tuple[Any, Any, Any, Any],
-             needs_grad: bool) -> None:
-    """After a full-path call of ``key`` succeeded with ``rec``: keep ``rec.bind``'s launch (or that there is
-    none). ``inputs``: the user's (a, b, c, z)."""
+             needs_grad: bool, backward: bool = False) -> None:
+    """After a full-path call of ``key`` succeeded with ``rec``: keep ``rec.bind``'s launch (``rec.bind_vjp``'s
+    for the operator's ``backward``), or that there is none. ``inputs``: the user's (a, b, c, z)."""
     launch = None
-    if rec.bind is not None and _views_are_inputs(args, inputs):
-        launch = rec.bind(args, needs_grad)
+    bind = rec.bind_vjp if backward else rec.bind
+    if bind is not None and _views_are_inputs(args, inputs):
+        launch = bind(args) if backward else bind(args, needs_grad)
     if len(_BOUND) >= _MAX_ENTRIES:
         _BOUND.clear()
     _BOUND[key] = launch if launch is not None else _NOT_BOUND

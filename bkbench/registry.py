@@ -62,6 +62,9 @@ class Implementation:
             bound | None``): after a call succeeded on the full path, ``bound(a, b, c, z) -> G | None`` runs later
             calls of the same signature with everything derived from metadata fixed (``bkbench.bound_calls``);
             returning None hands a call back to the full path.
+        bind_vjp: optional fast path of the operator's backward, as ``bind`` (``bind_vjp(args, **options) ->
+            bound | None``; ``bound(a, b, c, z, g, grad_g, need_a, need_z) -> (grad_a, grad_z) | None``, what
+            ``vjp`` returns).
         module: the module that defined it.
         deterministic: two calls on the same inputs give bitwise-equal results (the gate checks it; set False
             for an implementation whose result legitimately varies, e.g. through atomics, and the gate then only
@@ -84,6 +87,7 @@ class Implementation:
     call: Callable[..., Any] | None = None
     vjp: Callable[..., Any] | None = None
     bind: Callable[..., Any] | None = None
+    bind_vjp: Callable[..., Any] | None = None
     module: str = ""
     deterministic: bool = True
 
@@ -139,6 +143,7 @@ def register(
     call: Callable[..., Any] | None = None,
     vjp: Callable[..., Any] | None = None,
     bind: Callable[..., Any] | None = None,
+    bind_vjp: Callable[..., Any] | None = None,
     deterministic: bool = True,
 ) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
     """Mark ``fn`` as an implementation. Returns ``fn`` unchanged, with its record in ``fn.__bkbench__``.
@@ -164,6 +169,7 @@ def register(
             call=call,
             vjp=vjp,
             bind=bind,
+            bind_vjp=bind_vjp,
             module=getattr(fn, "__module__", ""),
             deterministic=deterministic,
         )

@@ -12,6 +12,10 @@ which the tensors' device check made redundant. A call is handed back to the ful
 is being captured (the buffers must then be fresh), while a Triton launch hook is set, when a pointer is not
 16-byte aligned, when the current CUDA device is not the inputs', and when a number is not finite (the full path
 raises the usual error).
+
+:class:`BoundVjp` is the backward of a signature the same way (the ``bkbench::bk_core_backward`` operator and the
+eager gradient path call it), and :class:`BoundGradForward` is the eager forward of a call whose input requires
+grad: the bound forward, then one ``torch.autograd.Function`` node whose backward is the bound backward.
 """
 
 from __future__ import annotations
@@ -30,11 +34,9 @@ from kernels._triton_fused_launch import (
     Z_VALUE,
     Stream,
     compiled_launcher,
-    counters,
-    flags,
+    fold_buffers,
     hooks_active,
     launch,
-    scratch,
 )
 
 
@@ -54,26 +56,28 @@ def _finite_complex(x: Any) -> complex | None:
     return v if math.isfinite(v.real) and math.isfinite(v.imag) else None
 
 
-class BoundForward:
-    """The fast forward of one signature: ``bound(a, b, c, z) -> G (B, N) complex64``, or None to hand the call
-    back to the full path. ``a`` (B, N) with unit column stride; ``b``, ``c`` (B, N-1) tensors or numbers and ``z`` a
-    number or a (B,) tensor, of the types, shapes and strides of the call that was bound."""
+class BoundOperands:
+    """What a bound launch fixes about the operands of one signature (how k and z reach the kernel, the strides,
+    B and N) and how a call's (a, b, c, z) become the kernel's operand slots. ``a`` (B, N) with unit column stride;
+    ``b``, ``c`` (B, N-1) tensors or numbers and ``z`` a number or a (B,) tensor, of the types, shapes and strides
+    of the call that was bound."""
 
-    def __init__(self, *, kernel: Any, programs: int, meta: tuple[tuple[str, Any], ...], tail: tuple[Any, ...],
-                 km: int, zm: int, tensor_is_b: bool, a_stride: int, b_strides: tuple[int, int],
-                 c_strides: tuple[int, int], z_stride: int, batch: int, n: int, nch: int, scratch_floats: int,
-                 device: torch.device, alloc: Any) -> None:
-        self.kernel, self.programs, self.meta, self.tail = kernel, programs, meta, tail
+    def __init__(self, *, km: int, zm: int, tensor_is_b: bool, a_stride: int, b_strides: tuple[int, int],
+                 c_strides: tuple[int, int], z_stride: int, batch: int, n: int, device: torch.device,
+                 alloc: Any) -> None:
         self.km, self.zm, self.tensor_is_b = km, zm, tensor_is_b
         self.sa0, (self.sb0, self.sb1), (self.sc0, self.sc1), self.sz = a_stride, b_strides, c_strides, z_stride
-        self.batch, self.n, self.nch, self.scratch_floats = batch, n, nch, scratch_floats
+        self.batch, self.n = batch, n
         self.shape = (batch, n)
         self.device, self.alloc = device, alloc
         self.cuda = device.type == "cuda"
         self.index = device.index if self.cuda else -1
-        self._buffers: dict[int, tuple[torch.Tensor, torch.Tensor, torch.Tensor]] = {}
-        self._buffer_ptrs: dict[int, tuple[int, int, int]] = {}
-        self._entry: tuple[Any, tuple[Any, ...]] | None = None  # (compiled kernel, trailing constants)
+
+    def same_operands(self) -> dict[str, Any]:
+        """The keyword arguments that build another bound launch over the same operands."""
+        return {"km": self.km, "zm": self.zm, "tensor_is_b": self.tensor_is_b, "a_stride": self.sa0,
+                "b_strides": (self.sb0, self.sb1), "c_strides": (self.sc0, self.sc1), "z_stride": self.sz,
+                "batch": self.batch, "n": self.n, "device": self.device, "alloc": self.alloc}
 
     def _operands(self, a: torch.Tensor, b: Any, c: Any, z: Any) -> tuple[Any, ...] | None:
         """(b slot, c slot, bval, cval, z slot, zre, zim): the tensors as given (a fills an unused slot), or None
@@ -102,13 +106,28 @@ class BoundForward:
             return bt, ct, bval, cval, a, zc.real, zc.imag
         return bt, ct, bval, cval, z, 0.0, 0.0
 
+
+class BoundForward(BoundOperands):
+    """The fast forward of one signature: ``bound(a, b, c, z) -> G (B, N) complex64``, or None to hand the call
+    back to the full path."""
+
+    def __init__(self, *, kernel: Any, programs: int, meta: tuple[tuple[str, Any], ...], tail: tuple[Any, ...],
+                 nch: int, scratch_floats: int, **operands: Any) -> None:
+        super().__init__(**operands)
+        self.kernel, self.programs, self.meta, self.tail = kernel, programs, meta, tail
+        self.nch, self.scratch_floats = nch, scratch_floats
+        self._buffers: dict[int, tuple[torch.Tensor, torch.Tensor, torch.Tensor]] = {}
+        self._buffer_ptrs: dict[int, tuple[int, int, int]] = {}
+        self._entry: tuple[Any, tuple[Any, ...]] | None = None  # (compiled kernel, trailing constants)
+        self._direct: Any = None  # the launcher's own launch function, when it needs no scratch (_direct_launch)
+        self._direct_head: tuple[Any, ...] = ()
+
     def _buffers_for(self, where: Stream) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """(flags, counters, scratch) for a launch on ``where``: kept per stream, or new and kept by no one when
         ``where.fresh`` (see bkbench.workspace)."""
         bufs = None if where.fresh else self._buffers.get(where.handle)
         if bufs is None:
-            bufs = (flags(where, self.batch, self.nch), counters(where, self.batch),
-                    scratch(where, self.scratch_floats))
+            bufs = fold_buffers(where, self.batch, self.nch, self.scratch_floats)
             if not where.fresh:
                 self._buffers[where.handle] = bufs
                 self._buffer_ptrs[where.handle] = tuple(t.data_ptr() for t in bufs)  # type: ignore[assignment]
@@ -119,29 +138,33 @@ class BoundForward:
         if ops is None:
             return None
         bt, ct, bval, cval, zt, zre, zim = ops
-        fresh = workspace_must_be_fresh()
         if not self.cuda:
-            return self._launch_generic(Stream(self.device, 0, fresh), a, bt, ct, bval, cval, zt, zre, zim)
+            where = Stream(self.device, 0, workspace_must_be_fresh())
+            return self._launch_generic(where, a, bt, ct, bval, cval, zt, zre, zim)
         if torch._C._cuda_isCurrentStreamCapturing() or torch._C._cuda_getDevice() != self.index:
             return None
-        where = Stream(self.device, torch._C._cuda_getCurrentRawStream(self.index), fresh)
+        handle = torch._C._cuda_getCurrentRawStream(self.index)
         entry = self._entry
         pa, pb, pc, pz = a.data_ptr(), bt.data_ptr(), ct.data_ptr(), zt.data_ptr()
         if entry is None or (pa | pb | pc | pz) & 15 or hooks_active():
+            where = Stream(self.device, handle, workspace_must_be_fresh())
             return self._launch_generic(where, a, bt, ct, bval, cval, zt, zre, zim)
-        if fresh:
-            bufs = self._buffers_for(where)
-            ptrs = tuple(t.data_ptr() for t in bufs)
-        else:
-            ptrs = self._buffer_ptrs.get(where.handle)
-            if ptrs is None:
-                self._buffers_for(where)
-                ptrs = self._buffer_ptrs[where.handle]
+        fresh = workspace_must_be_fresh()
+        ptrs = None if fresh else self._buffer_ptrs.get(handle)
+        if ptrs is None:
+            bufs = self._buffers_for(Stream(self.device, handle, fresh))  # alive until the launch below
+            ptrs = tuple(t.data_ptr() for t in bufs)  # type: ignore[assignment]
         g = self.alloc(*self.shape, dtype=torch.complex64, device=self.device)
         compiled, consts = entry
-        compiled.run(self.programs, 1, 1, where.handle, compiled.function, compiled.packed_metadata, None, None, None,
-                     pa, self.sa0, pb, self.sb0, self.sb1, bval, pc, self.sc0, self.sc1, cval, pz, self.sz, zre, zim,
-                     g.data_ptr(), *ptrs, *self.tail, *consts)
+        direct = self._direct
+        if direct is not None:
+            direct(self.programs, 1, 1, handle, compiled.function, *self._direct_head, compiled.packed_metadata, None,
+                   None, None, pa, self.sa0, pb, self.sb0, self.sb1, bval, pc, self.sc0, self.sc1, cval, pz, self.sz,
+                   zre, zim, g.data_ptr(), *ptrs, *self.tail, *consts)
+        else:
+            compiled.run(self.programs, 1, 1, handle, compiled.function, compiled.packed_metadata, None, None, None,
+                         pa, self.sa0, pb, self.sb0, self.sb1, bval, pc, self.sc0, self.sc1, cval, pz, self.sz, zre,
+                         zim, g.data_ptr(), *ptrs, *self.tail, *consts)
         return g
 
     def _launch_generic(self, where: Stream, a: torch.Tensor, bt: Any, ct: Any, bval: float, cval: float, zt: Any,
@@ -157,4 +180,107 @@ class BoundForward:
         if self.cuda and self._entry is None and not any(
                 isinstance(t, torch.Tensor) and t.data_ptr() & 15 for t in args):
             self._entry = compiled_launcher(self.kernel, args, self.meta, where)
+            self._direct, self._direct_head = _direct_launch(self._entry)
         return g
+
+
+def _direct_launch(entry: tuple[Any, tuple[Any, ...]] | None) -> tuple[Any, tuple[Any, ...]]:
+    """(launch function, its arguments after the stream and function) of a compiled kernel whose launcher would only
+    pass them on: Triton 3.6's ``CudaLauncher.__call__`` allocates the global and profile scratch (none for these
+    kernels) and calls ``launch(grid, stream, function, cooperative, pdl, global_scratch, profile_scratch, ...)``.
+    (None, ()) for any other launcher: the bound call then goes through ``compiled.run``."""
+    run = getattr(entry[0], "run", None) if entry is not None else None
+    if (type(run).__name__ != "CudaLauncher" or getattr(run, "global_scratch_size", None) != 0
+            or getattr(run, "profile_scratch_size", None) != 0 or not callable(getattr(run, "launch", None))
+            or not hasattr(run, "launch_cooperative_grid") or not hasattr(run, "launch_pdl")):
+        return None, ()
+    return run.launch, (run.launch_cooperative_grid, run.launch_pdl, None, None)
+
+
+class BoundVjp(BoundOperands):
+    """The backward of one signature: ``bound(a, b, c, z, g, grad_g, need_a, need_z) -> (grad_a (B, N) float32 |
+    None, grad_z (B,) complex64 | None)`` as ``triton_fused.vjp_call`` returns them, or None (a number not finite)
+    to hand the call back to the full path. ``g`` and ``grad_g``: (B, N) complex. One launch of the fast backward
+    kernel per call (Triton's own launch, so launch hooks and CUDA-graph capture need no special case)."""
+
+    def __init__(self, *, kernel: Any, programs: int, metas: dict[bool, tuple[tuple[str, Any], ...]],
+                 tail: tuple[Any, ...], nch: int, scratch_floats: int, **operands: Any) -> None:
+        super().__init__(**operands)
+        self.kernel, self.programs, self.metas, self.tail = kernel, programs, metas, tail
+        self.nch, self.scratch_floats = nch, scratch_floats
+        self._buffers: dict[tuple[str, int], tuple[torch.Tensor, torch.Tensor, torch.Tensor]] = {}
+
+    def __call__(self, a: torch.Tensor, b: Any, c: Any, z: Any, g: torch.Tensor, grad_g: torch.Tensor,
+                 need_a: bool, need_z: bool) -> tuple[Any, Any] | None:
+        ops = self._operands(a, b, c, z)
+        if ops is None:
+            return None
+        bt, ct, bval, cval, zt, zre, zim = ops
+        if self.zm == Z_COMPLEX_TENSOR:
+            zt = torch.view_as_real(zt)
+        where = Stream.current(self.device)
+        bufs = None if where.fresh else self._buffers.get((str(where.device), where.handle))
+        if bufs is None:
+            bufs = fold_buffers(where, self.batch, self.nch, self.scratch_floats)
+            if not where.fresh:
+                self._buffers[(str(where.device), where.handle)] = bufs
+        out = self.alloc(*self.shape, dtype=torch.complex64 if need_z else torch.float32, device=self.device)
+        gv = torch.view_as_real(g.contiguous())
+        gg = torch.view_as_real(grad_g.to(torch.complex64).contiguous())
+        args = (a, self.sa0, bt, self.sb0, self.sb1, bval, ct, self.sc0, self.sc1, cval, zt, self.sz, zre, zim,
+                gv, gg, torch.view_as_real(out) if need_z else out, *bufs, *self.tail)
+        launch(self.kernel, self.programs, args, self.metas[need_z], where)
+        return grads_of(out, need_a, need_z)
+
+
+def grads_of(res: torch.Tensor, need_a: bool, need_z: bool) -> tuple[Any, Any]:
+    """(grad_a, grad_z) from the backward kernel's result: ``res`` = -Re S (B, N) float32, or S (B, N) complex64
+    when ``need_z`` (grad_a = -Re S, grad_z = conj(sum_j S_j); physical conjugate: see ``_pivot_common``)."""
+    grad_a = (-res.real if need_z else res) if need_a else None
+    return grad_a, (torch.conj_physical(res.sum(dim=1)) if need_z else None)
+
+
+class BoundGradForward:
+    """The eager forward of a signature whose ``a`` (or tensor ``z``) requires grad: ``bound(a, b, c, z) -> G`` with
+    a ``_BoundGreen`` autograd node (its backward is ``vjp``), or None to hand the call back to the full path."""
+
+    def __init__(self, forward: BoundForward, vjp: BoundVjp) -> None:
+        self.forward, self.vjp = forward, vjp
+
+    def __call__(self, a: torch.Tensor, b: Any, c: Any, z: Any) -> torch.Tensor | None:
+        g = self.forward(a, b, c, z)
+        if g is None:
+            return None
+        zt = z if isinstance(z, torch.Tensor) else None
+        return _BoundGreen.apply(a, zt, (self.vjp, b, c, z, g))
+
+
+class _BoundGreen(torch.autograd.Function):
+    """Attaches the bound backward to a G computed by the bound forward (``held``: (vjp, b, c, z, G); G travels
+    inside the tuple so autograd sees it as this node's output, not an input)."""
+
+    @staticmethod
+    def forward(ctx, a, zt, held):  # type: ignore[override]
+        vjp, b, c, z, g = held
+        ctx.save_for_backward(a, g)
+        ctx.vjp, ctx.b, ctx.c, ctx.z = vjp, b, c, z
+        ctx.a_dtype = a.dtype
+        ctx.z_dtype = zt.dtype if zt is not None else None
+        return g
+
+    @staticmethod
+    def backward(ctx, grad_g):  # type: ignore[override]
+        a, g = ctx.saved_tensors
+        need_a, need_z = ctx.needs_input_grad[0], ctx.needs_input_grad[1]
+        res = ctx.vjp(a, ctx.b, ctx.c, ctx.z, g, grad_g, need_a, need_z)
+        if res is None:  # not reached: the forward checked the same numbers; the full path, to be safe
+            from bkbench.validate import call_args
+            from kernels.triton_fused import vjp_call
+
+            res = vjp_call(call_args(a, ctx.b, ctx.c, ctx.z), g, grad_g, need_a, need_z)
+        grad_a, grad_z = res
+        if grad_z is not None:
+            grad_z = (grad_z if ctx.z_dtype.is_complex else grad_z.real).to(ctx.z_dtype)
+        if grad_a is not None:
+            grad_a = grad_a.to(ctx.a_dtype)
+        return grad_a, grad_z, None

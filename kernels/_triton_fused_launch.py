@@ -158,6 +158,24 @@ def flags(where: Stream, batch: int, nch: int) -> torch.Tensor:
     return _per_stream(_FLAGS, where, batch * nch, torch.int32, zeroed=False)[: batch * nch].view(batch, nch)
 
 
+def fold_buffers(where: Stream, batch: int, nch: int, scratch_floats: int
+                 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """(flags (batch, nch) int32, counters (batch,) int32 zeros, scratch (>= scratch_floats,) float32) of one fast
+    launch: the per-stream buffers, or, when ``where.fresh``, slices of one new allocation (each at a 256-byte
+    offset: the compiled kernels assume 16-byte aligned pointers) with one zero fill for the counters."""
+    if not where.fresh:
+        return flags(where, batch, nch), counters(where, batch), scratch(where, scratch_floats)
+    f_len, c_len = _aligned(batch * nch), _aligned(batch)
+    buf = torch.empty(f_len + c_len + max(scratch_floats, 1), dtype=torch.int32, device=where.device)
+    cnt = buf[f_len:f_len + batch]
+    cnt.zero_()
+    return buf[: batch * nch].view(batch, nch), cnt, buf[f_len + c_len:].view(torch.float32)
+
+
+def _aligned(elements: int, to: int = 64) -> int:
+    return -(-elements // to) * to
+
+
 def pow2_at_least(x: int) -> int:
     return 1 << max(0, (x - 1).bit_length())
 
@@ -187,13 +205,21 @@ def _arg_key(args: tuple[Any, ...]) -> tuple[Any, ...]:
     return tuple(out)
 
 
+_RUNTIME_KNOBS: Any = None
+
+
 def hooks_active() -> bool:
     """Whether a Triton launch hook is set (a profiler such as proton): then launches carry Triton's launch
     metadata. Triton 3.6 keeps the hooks as (usually empty) chains; older versions as None or a callable."""
-    from triton import knobs
+    global _RUNTIME_KNOBS
+    rt = _RUNTIME_KNOBS
+    if rt is None:
+        from triton import knobs
 
-    return any(h is not None and getattr(h, "calls", True)
-               for h in (knobs.runtime.launch_enter_hook, knobs.runtime.launch_exit_hook))
+        rt = _RUNTIME_KNOBS = knobs.runtime
+    enter, exit_ = rt.launch_enter_hook, rt.launch_exit_hook
+    return bool((enter is not None and getattr(enter, "calls", True))
+                or (exit_ is not None and getattr(exit_, "calls", True)))
 
 
 def compiled_launcher(kernel: Any, args: tuple[Any, ...], meta: tuple[tuple[str, Any], ...],

@@ -59,6 +59,7 @@ __all__ = ["BwdConfig", "FusedConfig", "Plan", "SEQ2_MAXNREG", "bind", "call", "
 INTERPRETER_MAX_ELEMENTS = 8192
 DTYPES = (torch.float32, torch.bfloat16, torch.float16)
 DEFAULT_TOL = 2e-7
+DEFAULT_GTOL = 2e-5  # the backward's tolerance on |G| growth (vjp_operands)
 # tile of the stand-alone exact kernels (force_exact): segments x positions per chunk, warps
 EXACT_S = 64
 EXACT_L = 16
@@ -171,7 +172,7 @@ def fwd_launch_spec(p: Plan, km: int, zm: int, batch: int, n: int, tol: float = 
 
 
 def vjp_operands(ops: Operands, g: torch.Tensor, grad_g: torch.Tensor, need_s: bool, config: BwdConfig,
-                 tol: float = DEFAULT_TOL, gtol: float = 2e-5, force_exact: bool = False, fold: bool = True,
+                 tol: float = DEFAULT_TOL, gtol: float = DEFAULT_GTOL, force_exact: bool = False, fold: bool = True,
                  return_flags: bool = False) -> Any:
     """Backward of G = bk_core(ops): grad_a = -Re S (B, N) float32, or S (B, N) complex64 when ``need_s``
     (then grad_z = conj(S.sum(1))), with S_j = sum_i w_i G_ij G_ji, w = conj(grad_g). One launch."""
@@ -228,7 +229,7 @@ def forward(a: torch.Tensor, k: torch.Tensor, z: torch.Tensor, config: FusedConf
 
 
 def vjp(a: torch.Tensor, k: torch.Tensor, z: torch.Tensor, g: torch.Tensor, grad_g: torch.Tensor,
-        need_s: bool = False, config: BwdConfig | None = None, tol: float = DEFAULT_TOL, gtol: float = 2e-5,
+        need_s: bool = False, config: BwdConfig | None = None, tol: float = DEFAULT_TOL, gtol: float = DEFAULT_GTOL,
         force_exact: bool = False, return_flags: bool = False) -> Any:
     """Backward of G = triton_fused(a, k, z) (see :func:`vjp_operands`)."""
     _check_convention(a, k, z)
@@ -342,29 +343,64 @@ def vjp_call(args: Any, g: torch.Tensor, grad_g: torch.Tensor, need_a: bool, nee
 
 def bind(args: Any, needs_grad: bool = False, config: Any = None, bwd_config: Any = None, tol: float = DEFAULT_TOL,
          force_exact: bool = False) -> Any:
-    """The forward of this call's signature with the data left open (``_triton_fused_bound.BoundForward``), kept
-    by ``bkbench.bound_calls`` for later calls of the same signature; None when such calls take the full path
-    (gradients, options, N < 2, an empty batch, ``a`` with a column stride or leading dims, broadcast operands).
-    ``args`` must be the user's own tensors (``bound_calls`` checks it)."""
-    from kernels._triton_fused_bound import BoundForward
+    """The forward of this call's signature with the data left open (``_triton_fused_bound.BoundForward``; with
+    ``needs_grad``, a ``BoundGradForward`` whose autograd node runs the bound backward), kept by
+    ``bkbench.bound_calls`` for later calls of the same signature; None when such calls take the full path (options,
+    N < 2, an empty batch, ``a`` with a column stride or leading dims). ``args`` must be the user's own tensors
+    (``bound_calls`` checks it)."""
+    from kernels._triton_fused_bound import BoundForward, BoundGradForward
 
-    a = args.a
-    if (needs_grad or force_exact or config is not None or tol != DEFAULT_TOL or a.dim() != 2
-            or a.stride(1) != 1 or args.n < 2 or args.batch == 0):
+    if force_exact or config is not None or bwd_config is not None or tol != DEFAULT_TOL or not _bindable(args):
         return None
+    ops = _bind_operands(args)
+    cfg, bcfg = _configs(ops, None, None)
+    p = plan(cfg, args.batch, args.n)
+    kernel, programs, meta, tail, maxch = fwd_launch_spec(p, ops.km, ops.zm, args.batch, args.n, tol)
+    fwd = BoundForward(kernel=kernel, programs=programs, meta=meta, tail=tail, nch=p.NCH,
+                       scratch_floats=args.batch * maxch * 4, **_bound_operands(ops, args))
+    return BoundGradForward(fwd, _bound_vjp(ops, args, bcfg, tol)) if needs_grad else fwd
+
+
+def bind_vjp(args: Any, config: Any = None, bwd_config: Any = None, tol: float = DEFAULT_TOL,
+             force_exact: bool = False) -> Any:
+    """The backward of this call's signature with the data left open (``_triton_fused_bound.BoundVjp``: what
+    :func:`vjp_call` computes), or None as :func:`bind`."""
+    if force_exact or bwd_config is not None or tol != DEFAULT_TOL or not _bindable(args):
+        return None
+    ops = _bind_operands(args)
+    return _bound_vjp(ops, args, _configs(ops, None, None)[1], tol)
+
+
+def _bindable(args: Any) -> bool:
+    a = args.a
+    return a.dim() == 2 and a.stride(1) == 1 and args.n >= 2 and args.batch > 0
+
+
+def _bind_operands(args: Any) -> Operands:
     ops, _ = operands_of(args)
     if ops.km == K_TENSOR_SQUARED and args.b is not args.c:
         # operands_of saw one buffer twice; another call of this signature may bring two
-        ops = Operands(a, K_TENSOR_TENSOR, b=args.b, c=args.c, zm=ops.zm, z=ops.z, zre=ops.zre, zim=ops.zim)
-    cfg = _configs(ops, None, None)[0]
-    p = plan(cfg, args.batch, args.n)
-    kernel, programs, meta, tail, maxch = fwd_launch_spec(p, ops.km, ops.zm, args.batch, args.n, tol)
+        ops = Operands(args.a, K_TENSOR_TENSOR, b=args.b, c=args.c, zm=ops.zm, z=ops.z, zre=ops.zre, zim=ops.zim)
+    return ops
+
+
+def _bound_operands(ops: Operands, args: Any) -> dict[str, Any]:
     operand_args = ops.args()
-    return BoundForward(kernel=kernel, programs=programs, meta=meta, tail=tail, km=ops.km, zm=ops.zm,
-                        tensor_is_b=isinstance(args.b, torch.Tensor), a_stride=operand_args[1],
-                        b_strides=operand_args[3:5], c_strides=operand_args[7:9], z_stride=operand_args[11],
-                        batch=args.batch, n=args.n, nch=p.NCH, scratch_floats=args.batch * maxch * 4,
-                        device=a.device, alloc=lambda *shape, **kw: _empty(*shape, **kw))
+    return {"km": ops.km, "zm": ops.zm, "tensor_is_b": isinstance(args.b, torch.Tensor),
+            "a_stride": operand_args[1], "b_strides": operand_args[3:5], "c_strides": operand_args[7:9],
+            "z_stride": operand_args[11], "batch": args.batch, "n": args.n, "device": args.a.device,
+            "alloc": lambda *shape, **kw: _empty(*shape, **kw)}
+
+
+def _bound_vjp(ops: Operands, args: Any, bcfg: BwdConfig, tol: float) -> Any:
+    from kernels._triton_fused_bound import BoundVjp
+
+    p = plan(bcfg, args.batch, args.n)
+    maxch = fold_chunks(p, args.n, backward=True)
+    metas = {need_s: _bwd_meta(p, ops.km, ops.zm, need_s, int(bcfg.lin_exact), True) for need_s in (False, True)}
+    tail = (args.batch, args.n, p.NCH, p.CORE, maxch, float(tol), float(DEFAULT_GTOL))
+    return BoundVjp(kernel=_kern._bwd_fast_kernel, programs=p.programs(args.batch), metas=metas, tail=tail,
+                    nch=p.NCH, scratch_floats=args.batch * maxch * 8, **_bound_operands(ops, args))
 
 
 def _real(x: Any, name: str) -> float:
@@ -397,6 +433,7 @@ def supports(problem: Any) -> str | None:
     call=call,
     vjp=vjp_call,
     bind=bind,
+    bind_vjp=bind_vjp,
 )
 def triton_fused(
     a: torch.Tensor,

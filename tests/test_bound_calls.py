@@ -1,7 +1,8 @@
 """The eager fast path of ``bk_core`` (``bkbench.bound_calls`` + ``triton_fused.bind``): a call of a signature seen
 before skips the metadata work and gives the same result, bitwise, as the full path; new values in the same
 buffers give new results; every error of the full path still comes; calls that cannot be bound (broadcast
-operands, leading dims, checked mode, gradients) take the full path. CPU interpreter here, CUDA too when present."""
+operands, leading dims, checked mode, options) take the full path; a call whose input requires grad and the
+``bkbench::bk_core_backward`` operator bind the backward too. CPU interpreter here, CUDA too when present."""
 
 from __future__ import annotations
 
@@ -15,7 +16,7 @@ from bkbench.problems import Inputs
 from bkbench.reference import reference
 
 tf = pytest.importorskip("kernels.triton_fused")
-from kernels._triton_fused_bound import BoundForward  # noqa: E402
+from kernels._triton_fused_bound import BoundForward, BoundGradForward, BoundVjp  # noqa: E402
 
 
 @pytest.fixture(autouse=True)
@@ -157,7 +158,7 @@ def test_two_buffers_after_one_seen_twice():
     assert torch.equal(fast, _full_path(a, b, c, 1j))
 
 
-@pytest.mark.parametrize("case", ["broadcast b", "leading dims", "grad", "options", "auto on cpu"])
+@pytest.mark.parametrize("case", ["broadcast b", "leading dims", "options", "auto on cpu"])
 def test_calls_that_are_not_bound_stay_correct(case):
     a, b, c = _data(4, 25, "cpu", 0)
     kwargs = {"impl": "triton_fused"}
@@ -165,8 +166,6 @@ def test_calls_that_are_not_bound_stay_correct(case):
         args = (a, b[0], c, 1j)
     elif case == "leading dims":
         args = (a.reshape(2, 2, 25), b.reshape(2, 2, 24), c.reshape(2, 2, 24), 1j)
-    elif case == "grad":
-        args = (a.clone().requires_grad_(True), b, c, 1j)
     elif case == "options":
         args = (a, b, c, 1j)
         kwargs["tol"] = 1e-6
@@ -179,6 +178,77 @@ def test_calls_that_are_not_bound_stay_correct(case):
     assert all(bound_calls.bound(k) is None for k in list(bound_calls._BOUND))
     ref = _ref(a, b[0].expand(4, 24) if case == "broadcast b" else b, c, 1j)
     assert float((g2.detach().reshape(4, 25).to(torch.complex128) - ref).abs().max() / ref.abs().max()) < 1e-5
+
+
+def _grads(a, b, c, z, w):
+    """(G, grad a, grad z or None) of one training step through ``bk_core``."""
+    a = a.detach().clone().requires_grad_(True)
+    zg = z.detach().clone().requires_grad_(True) if isinstance(z, torch.Tensor) else z
+    g = bkbench.bk_core(a, b, c, zg, impl="triton_fused")
+    (g * w).real.sum().backward()
+    return g.detach(), a.grad, zg.grad if isinstance(zg, torch.Tensor) else None
+
+
+@pytest.mark.parametrize("form", ["b, c tensors", "numbers", "tensor, number", "complex z tensor", "real z tensor"])
+def test_a_training_step_takes_the_bound_path(device, form, monkeypatch):
+    """With an input that requires grad, a signature seen before runs the bound forward and the bound backward
+    (``BoundGradForward``): G, grad a and grad z are bitwise those of the full path (``FusedGreen``), on new values
+    too, and close to the float64 reference's gradient."""
+    a, b, c = _data(3, 57, device, 4)
+    args = _forms(a, b, c)[form]
+    w = torch.randn(3, 57, dtype=torch.complex64, device=device)
+    full = _grads(a, *args, w)  # full path, then bound
+    fast = _grads(a, *args, w)
+    ag = a.detach().clone().requires_grad_(True)
+    zg = args[2].detach().clone().requires_grad_(True) if isinstance(args[2], torch.Tensor) else args[2]
+    key = bound_calls.signature(ag, args[0], args[1], zg, "triton_fused", api.default_registry(), True)
+    assert isinstance(bound_calls.bound(key), BoundGradForward)
+    for x, y in zip(full, fast):
+        assert (x is None and y is None) or torch.equal(x, y), form
+    _refill(a, 9)
+    monkeypatch.setattr(api, "call_args", lambda *a, **k: pytest.fail("the bound call took the full path"))
+    bound_step = _grads(a, *args, w)
+    monkeypatch.undo()
+    bound_calls.clear()
+    full_step = _grads(a, *args, w)
+    for x, y in zip(bound_step, full_step):
+        assert (x is None and y is None) or torch.equal(x, y), form
+    assert not torch.equal(bound_step[1], fast[1])
+    # against float64 autograd through the reference formula (thomas in float64)
+    a64 = a.detach().double().requires_grad_(True)
+    b64, c64 = ((t.double() if isinstance(t, torch.Tensor) else t) for t in args[:2])
+    g64 = bkbench.bk_core(a64, b64, c64, args[2] if not isinstance(args[2], torch.Tensor) else args[2].detach()
+                          .to(torch.complex128), impl="thomas")
+    (g64 * w.to(torch.complex128)).real.sum().backward()
+    err = float((bound_step[1].double() - a64.grad).abs().max() / a64.grad.abs().max())
+    assert err < 1e-4, (form, err)
+
+
+def test_the_backward_operator_binds_its_launch(device, monkeypatch):
+    """``bkbench::bk_core_backward`` (a compiled training step's backward) binds like the forward: its second call
+    of a signature does no metadata work and returns the first call's gradients bitwise."""
+    from bkbench.op import bk_core_backward_op, bk_core_op
+
+    a, b, c = _data(3, 40, device, 6)
+    g = bk_core_op(a, b, c, None, 0.0, 0.0, 0.0, 0.0, 0.0, 1.0, "triton_fused", "{}", True)
+    grad = torch.randn_like(g)
+    z = torch.full((3,), 0.2 + 1j, dtype=torch.complex64, device=device)
+
+    def bwd(zt, need_z):
+        return bk_core_backward_op(grad, g, a, b, c, zt, 0.0, 0.0, 0.0, 0.0, 0.0, 1.0, "triton_fused", "{}", True,
+                                   need_z)
+
+    for zt, need_z in ((None, False), (z, True)):
+        first = bwd(zt, need_z)
+        key = bound_calls.signature(a, b, c, zt if zt is not None else 1j, "triton_fused", api.default_registry(),
+                                    ("vjp", True, need_z, grad.shape, grad.dtype, g.dtype))
+        assert isinstance(bound_calls.bound(key), BoundVjp)
+        with monkeypatch.context() as m:
+            m.setattr(api, "call_args", lambda *a, **k: pytest.fail("the backward operator took the full path"))
+            second = bwd(zt, need_z)
+        for x, y in zip(first, second):
+            assert torch.equal(x, y)
+        assert first[0].shape == a.shape and first[1].shape == ((3,) if need_z else (0,))
 
 
 def test_the_cache_is_bounded(monkeypatch):
@@ -229,10 +299,12 @@ def test_the_operators_keep_no_workspace(device):
     for needs_grad in (False, True):
         for _ in range(3):  # full path, then the bound launch
             out = bk_core_op(a, b, c, None, 0.0, 0.0, 0.0, 0.0, 0.0, 1.0, "triton_fused", "{}", needs_grad)
-    bk_core_backward_op(torch.randn_like(out), out, a, b, c, None, 0.0, 0.0, 0.0, 0.0, 0.0, 1.0, "triton_fused",
-                        "{}", True, False)
+    for _ in range(3):
+        bk_core_backward_op(torch.randn_like(out), out, a, b, c, None, 0.0, 0.0, 0.0, 0.0, 0.0, 1.0, "triton_fused",
+                            "{}", True, False)
     assert all(not cache for cache in kept)
-    launches = [v for v in bound_calls._BOUND.values() if isinstance(v, BoundForward)]
+    launches = [v for v in bound_calls._BOUND.values() if isinstance(v, (BoundForward, BoundVjp))]
+    assert any(isinstance(v, BoundVjp) for v in launches)
     assert launches and all(not launch._buffers for launch in launches)
     ref = _ref(a, b, c, 1j)
     assert torch.allclose(torch.view_as_complex(out).cpu().to(torch.complex128), ref, rtol=1e-4, atol=1e-5)
