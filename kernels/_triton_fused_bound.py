@@ -73,12 +73,6 @@ class BoundOperands:
         self.cuda = device.type == "cuda"
         self.index = device.index if self.cuda else -1
 
-    def same_operands(self) -> dict[str, Any]:
-        """The keyword arguments that build another bound launch over the same operands."""
-        return {"km": self.km, "zm": self.zm, "tensor_is_b": self.tensor_is_b, "a_stride": self.sa0,
-                "b_strides": (self.sb0, self.sb1), "c_strides": (self.sc0, self.sc1), "z_stride": self.sz,
-                "batch": self.batch, "n": self.n, "device": self.device, "alloc": self.alloc}
-
     def _operands(self, a: torch.Tensor, b: Any, c: Any, z: Any) -> tuple[Any, ...] | None:
         """(b slot, c slot, bval, cval, z slot, zre, zim): the tensors as given (a fills an unused slot), or None
         when a number is not finite."""
@@ -208,7 +202,7 @@ class BoundVjp(BoundOperands):
         super().__init__(**operands)
         self.kernel, self.programs, self.metas, self.tail = kernel, programs, metas, tail
         self.nch, self.scratch_floats = nch, scratch_floats
-        self._buffers: dict[tuple[str, int], tuple[torch.Tensor, torch.Tensor, torch.Tensor]] = {}
+        self._buffers: dict[int, tuple[torch.Tensor, torch.Tensor, torch.Tensor]] = {}  # per stream
 
     def __call__(self, a: torch.Tensor, b: Any, c: Any, z: Any, g: torch.Tensor, grad_g: torch.Tensor,
                  need_a: bool, need_z: bool) -> tuple[Any, Any] | None:
@@ -219,11 +213,11 @@ class BoundVjp(BoundOperands):
         if self.zm == Z_COMPLEX_TENSOR:
             zt = torch.view_as_real(zt)
         where = Stream.current(self.device)
-        bufs = None if where.fresh else self._buffers.get((str(where.device), where.handle))
+        bufs = None if where.fresh else self._buffers.get(where.handle)
         if bufs is None:
             bufs = fold_buffers(where, self.batch, self.nch, self.scratch_floats)
             if not where.fresh:
-                self._buffers[(str(where.device), where.handle)] = bufs
+                self._buffers[where.handle] = bufs
         out = self.alloc(*self.shape, dtype=torch.complex64 if need_z else torch.float32, device=self.device)
         gv = torch.view_as_real(g.contiguous())
         gg = torch.view_as_real(grad_g.to(torch.complex64).contiguous())
@@ -272,15 +266,14 @@ class _BoundGreen(torch.autograd.Function):
     def backward(ctx, grad_g):  # type: ignore[override]
         a, g = ctx.saved_tensors
         need_a, need_z = ctx.needs_input_grad[0], ctx.needs_input_grad[1]
-        res = ctx.vjp(a, ctx.b, ctx.c, ctx.z, g, grad_g, need_a, need_z)
-        if res is None:  # not reached: the forward checked the same numbers; the full path, to be safe
-            from bkbench.validate import call_args
-            from kernels.triton_fused import vjp_call
+        grad_a, grad_z = ctx.vjp(a, ctx.b, ctx.c, ctx.z, g, grad_g, need_a, need_z)  # numbers checked by forward
+        return (*as_input_dtypes(grad_a, grad_z, ctx.a_dtype, ctx.z_dtype), None)
 
-            res = vjp_call(call_args(a, ctx.b, ctx.c, ctx.z), g, grad_g, need_a, need_z)
-        grad_a, grad_z = res
-        if grad_z is not None:
-            grad_z = (grad_z if ctx.z_dtype.is_complex else grad_z.real).to(ctx.z_dtype)
-        if grad_a is not None:
-            grad_a = grad_a.to(ctx.a_dtype)
-        return grad_a, grad_z, None
+
+def as_input_dtypes(grad_a: Any, grad_z: Any, a_dtype: torch.dtype, z_dtype: torch.dtype | None) -> tuple[Any, Any]:
+    """The gradients in the dtypes of ``a`` and of the shift tensor (a real shift gets the real part)."""
+    if grad_z is not None:
+        grad_z = (grad_z if z_dtype.is_complex else grad_z.real).to(z_dtype)
+    if grad_a is not None:
+        grad_a = grad_a.to(a_dtype)
+    return grad_a, grad_z

@@ -28,6 +28,7 @@ import torch
 
 from bkbench.registry import register
 from kernels._cplx_triton import HAS_TRITON, check_device, interpreting, triton_available
+from kernels._triton_fused_bound import BoundForward, BoundGradForward, BoundVjp, as_input_dtypes, grads_of
 from kernels._triton_fused_config import SEQ2_MAXNREG, BwdConfig, FusedConfig, Plan, plan
 from kernels._triton_fused_launch import (
     K_TENSOR_SQUARED,
@@ -268,15 +269,7 @@ class FusedGreen(torch.autograd.Function):
         (g,) = ctx.saved_tensors
         need_a, need_z = ctx.needs_input_grad[0], ctx.needs_input_grad[1]
         res = vjp_operands(ctx.ops, g, grad_g, need_s=need_z, config=ctx.bcfg, tol=ctx.tol)
-        grad_a = grad_z = None
-        if need_z:
-            grad_z = torch.conj_physical(res.sum(dim=1))  # physical: see _pivot_common.pivot_vjp
-            grad_z = grad_z if ctx.z_dtype.is_complex else grad_z.real
-            grad_z = grad_z.to(ctx.z_dtype)
-            if need_a:
-                grad_a = (-res.real).to(ctx.a_dtype)
-        elif need_a:
-            grad_a = res.to(ctx.a_dtype)
+        grad_a, grad_z = as_input_dtypes(*grads_of(res, need_a, need_z), ctx.a_dtype, ctx.z_dtype)
         return grad_a, grad_z, None, None, None, None
 
 
@@ -336,9 +329,8 @@ def vjp_call(args: Any, g: torch.Tensor, grad_g: torch.Tensor, need_a: bool, nee
     """(grad_a (B, N) | None, grad_z (B,) complex64 | None) of G = call(args) for the cotangent ``grad_g``."""
     ops, _ = operands_of(args)
     _, bcfg = _configs(ops, config, bwd_config)
-    res = vjp_operands(ops, g, grad_g, need_s=need_z, config=bcfg, tol=tol, force_exact=force_exact)
-    grad_a = (-res.real if need_z else res) if need_a else None
-    return grad_a, (torch.conj_physical(res.sum(dim=1)) if need_z else None)
+    return grads_of(vjp_operands(ops, g, grad_g, need_s=need_z, config=bcfg, tol=tol, force_exact=force_exact),
+                    need_a, need_z)
 
 
 def bind(args: Any, needs_grad: bool = False, config: Any = None, bwd_config: Any = None, tol: float = DEFAULT_TOL,
@@ -348,8 +340,6 @@ def bind(args: Any, needs_grad: bool = False, config: Any = None, bwd_config: An
     ``bkbench.bound_calls`` for later calls of the same signature; None when such calls take the full path (options,
     N < 2, an empty batch, ``a`` with a column stride or leading dims). ``args`` must be the user's own tensors
     (``bound_calls`` checks it)."""
-    from kernels._triton_fused_bound import BoundForward, BoundGradForward
-
     if force_exact or config is not None or bwd_config is not None or tol != DEFAULT_TOL or not _bindable(args):
         return None
     ops = _bind_operands(args)
@@ -393,8 +383,6 @@ def _bound_operands(ops: Operands, args: Any) -> dict[str, Any]:
 
 
 def _bound_vjp(ops: Operands, args: Any, bcfg: BwdConfig, tol: float) -> Any:
-    from kernels._triton_fused_bound import BoundVjp
-
     p = plan(bcfg, args.batch, args.n)
     maxch = fold_chunks(p, args.n, backward=True)
     metas = {need_s: _bwd_meta(p, ops.km, ops.zm, need_s, int(bcfg.lin_exact), True) for need_s in (False, True)}
