@@ -207,3 +207,41 @@ def test_compile_reduce_overhead_with_triton_fused():
         torch.compiler.cudagraph_mark_step_begin()
         compiled(a).backward()
         assert torch.allclose(v.grad, ge, rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="CUDA graphs need a GPU")
+def test_cuda_graph_of_forward_and_backward_is_eager_bitwise():
+    """``torch.cuda.graph`` captures an eager ``bk_core`` forward and a forward + backward (warmed up on a side
+    stream, where the calls are bound: ``BoundForward``, ``BoundGradForward``); replays on new values give what
+    eager gives, bitwise, for G and for the gradient."""
+    a, b, c = (t.cuda() for t in _inputs(batch=16, n=300, dtype=torch.float32, seed=1))
+    static = a.clone()
+    x = a.clone().requires_grad_(True)
+    w = torch.randn(16, 300, dtype=torch.complex64, device="cuda")
+    side = torch.cuda.Stream()
+    side.wait_stream(torch.cuda.current_stream())
+    with torch.cuda.stream(side):
+        for _ in range(3):
+            bkbench.bk_core(static, b, c, 1j, impl="triton_fused")
+            x.grad = None
+            (bkbench.bk_core(x, b, c, 1j, impl="triton_fused") * w).real.sum().backward()
+    torch.cuda.current_stream().wait_stream(side)
+    fwd, both = torch.cuda.CUDAGraph(), torch.cuda.CUDAGraph()
+    with torch.cuda.graph(fwd):
+        out = bkbench.bk_core(static, b, c, 1j, impl="triton_fused")
+    x.grad = None
+    with torch.cuda.graph(both):
+        (bkbench.bk_core(x, b, c, 1j, impl="triton_fused") * w).real.sum().backward()
+    for seed in (2, 3):
+        new = _inputs(batch=16, n=300, dtype=torch.float32, seed=seed)[0].cuda()
+        static.copy_(new)
+        with torch.no_grad():
+            x.copy_(new)
+        fwd.replay()
+        both.replay()
+        torch.cuda.synchronize()
+        eager_x = new.clone().requires_grad_(True)
+        g = bkbench.bk_core(eager_x, b, c, 1j, impl="triton_fused")
+        (g * w).real.sum().backward()
+        assert torch.equal(out, g.detach())
+        assert torch.equal(x.grad, eager_x.grad)
