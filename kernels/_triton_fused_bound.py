@@ -256,17 +256,20 @@ class _BoundGreen(torch.autograd.Function):
     @staticmethod
     def forward(ctx, a, zt, held):  # type: ignore[override]
         vjp, b, c, z, g = held
-        ctx.save_for_backward(a, g)
-        ctx.vjp, ctx.b, ctx.c, ctx.z = vjp, b, c, z
+        tensors = [x if isinstance(x, torch.Tensor) else None for x in (b, c, z)]
+        ctx.save_for_backward(a, g, *tensors)  # saved: an in-place change before backward is an error
+        ctx.numbers = [None if t is not None else x for t, x in zip(tensors, (b, c, z))]
+        ctx.vjp = vjp
         ctx.a_dtype = a.dtype
         ctx.z_dtype = zt.dtype if zt is not None else None
         return g
 
     @staticmethod
     def backward(ctx, grad_g):  # type: ignore[override]
-        a, g = ctx.saved_tensors
+        a, g, *tensors = ctx.saved_tensors
+        b, c, z = (t if t is not None else x for t, x in zip(tensors, ctx.numbers))
         need_a, need_z = ctx.needs_input_grad[0], ctx.needs_input_grad[1]
-        grad_a, grad_z = ctx.vjp(a, ctx.b, ctx.c, ctx.z, g, grad_g, need_a, need_z)  # numbers checked by forward
+        grad_a, grad_z = ctx.vjp(a, b, c, z, g, grad_g, need_a, need_z)  # its numbers were checked by the forward
         return (*as_input_dtypes(grad_a, grad_z, ctx.a_dtype, ctx.z_dtype), None)
 
 

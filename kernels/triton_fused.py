@@ -256,7 +256,7 @@ class FusedGreen(torch.autograd.Function):
     @staticmethod
     def forward(ctx, a, zt, ops, cfg, bcfg, tol):  # type: ignore[override]
         g = forward_operands(ops, cfg, tol=tol)
-        ctx.save_for_backward(g)
+        ctx.save_for_backward(g, ops.a, ops.b, ops.c, ops.z)  # saved: an in-place change before backward is an error
         ctx.ops = ops
         ctx.bcfg = bcfg
         ctx.tol = tol
@@ -266,7 +266,7 @@ class FusedGreen(torch.autograd.Function):
 
     @staticmethod
     def backward(ctx, grad_g):  # type: ignore[override]
-        (g,) = ctx.saved_tensors
+        g = ctx.saved_tensors[0]  # (reading them checks that no operand changed in place since the forward)
         need_a, need_z = ctx.needs_input_grad[0], ctx.needs_input_grad[1]
         res = vjp_operands(ctx.ops, g, grad_g, need_s=need_z, config=ctx.bcfg, tol=ctx.tol)
         grad_a, grad_z = as_input_dtypes(*grads_of(res, need_a, need_z), ctx.a_dtype, ctx.z_dtype)

@@ -228,6 +228,29 @@ def test_a_training_step_takes_the_bound_path(device, form, monkeypatch):
     assert err < (1e-3 if form == "real z tensor" else 1e-4), (form, err)  # z = -0.1: near the real axis
 
 
+@pytest.mark.parametrize("bound", [False, True])
+@pytest.mark.parametrize("changed", ["a", "b", "z"])
+def test_an_operand_changed_in_place_before_backward_is_an_error(bound, changed):
+    """The backward reads the forward's operands again: changing one in place between the two is autograd's usual
+    error, on the full path (``FusedGreen``) and on the bound one (``_BoundGreen``), not a silently wrong
+    gradient."""
+    a, b, c = _data(2, 30, "cpu", 3)
+    z = torch.full((2,), 0.2 + 1j, dtype=torch.complex64)
+    x = a.clone().requires_grad_(True)
+    if bound:
+        bkbench.bk_core(x, b, c, z, impl="triton_fused")  # binds the signature
+    g = bkbench.bk_core(x, b, c, z, impl="triton_fused")
+    if changed == "a":
+        with torch.no_grad():
+            x.add_(0.1)
+    elif changed == "b":
+        b.add_(0.1)
+    else:
+        z.mul_(2.0)
+    with pytest.raises(RuntimeError, match="modified by an inplace operation"):
+        g.real.sum().backward()
+
+
 def test_the_backward_operator_binds_its_launch(device, monkeypatch):
     """``bkbench::bk_core_backward`` (a compiled training step's backward) binds like the forward: its second call
     of a signature does no metadata work and returns the first call's gradients bitwise."""
