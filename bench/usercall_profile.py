@@ -48,15 +48,8 @@ def host(out: Path) -> None:
             fn()
         torch.cuda.synchronize()
         lines.append(f"{name}: {(time.perf_counter() - t0) * 1e3:.1f} us per call (1000 calls, B=8 N=4096)")
-    prof = cProfile.Profile()
-    prof.enable()
-    for _ in range(2000):
-        bkbench.bk_core(a, b, c, 1j, impl="triton_fused")
-    torch.cuda.synchronize()
-    prof.disable()
-    s = io.StringIO()
-    pstats.Stats(prof, stream=s).sort_stats("tottime").print_stats(40)
-    (out / "host_cprofile.txt").write_text("\n".join(lines) + "\n\n" + s.getvalue())
+    table = _cprofile(lambda: bkbench.bk_core(a, b, c, 1j, impl="triton_fused"), 2000, ("tottime",), 40)[0]
+    (out / "host_cprofile.txt").write_text("\n".join(lines) + "\n\n" + table)
     print("\n".join(lines))
 
 
@@ -100,19 +93,27 @@ def compile_profile(out: Path) -> None:
                     torch.cuda.synchronize()
                 table = p.key_averages().table(sort_by="cuda_time_total", row_limit=20)
             else:  # host-bound: where the host's time goes
-                prof = cProfile.Profile()
-                prof.enable()
-                for _ in range(50):
-                    step(m)
-                torch.cuda.synchronize()
-                prof.disable()
-                buf = io.StringIO()
-                pstats.Stats(prof, stream=buf).sort_stats("tottime").print_stats(25)
-                table = buf.getvalue()
+                table = _cprofile(lambda: step(m), 50, ("tottime",), 25)[0]
             text.append(f"== {name} {batch}x{n}: {wall:.3f} ms wall per step (20 steps)\n")
             text.append(table)
             print(text[-2])
     (out / "compile_profile.txt").write_text("\n".join(text))
+
+
+def _cprofile(fn: Any, calls: int, sorts: tuple[str, ...], limit: int) -> list[str]:
+    """cProfile of ``calls`` calls of ``fn`` (one synchronise at the end): one table per sort key."""
+    prof = cProfile.Profile()
+    prof.enable()
+    for _ in range(calls):
+        fn()
+    torch.cuda.synchronize()
+    prof.disable()
+    tables = []
+    for key in sorts:
+        buf = io.StringIO()
+        pstats.Stats(prof, stream=buf).sort_stats(key).print_stats(limit)
+        tables.append(buf.getvalue())
+    return tables
 
 
 def _host_us(fn: Any, calls: int = 300) -> float:
@@ -168,18 +169,9 @@ def parts(out: Path) -> None:
     lines = [f"{name}: {_host_us(fn):.1f} us" for name, fn in rows.items()]
     print("\n".join(lines))
     for name, m in (("eager", layer), ("compiled", compiled)):
-        cprof = cProfile.Profile()
-        cprof.enable()
-        for _ in range(100):
-            step(m)
-        torch.cuda.synchronize()
-        cprof.disable()
-        buf = io.StringIO()
-        pstats.Stats(cprof, stream=buf).sort_stats("tottime").print_stats(30)
-        lines.append(f"\n== cProfile, {name} step, 100 steps, B=8 N=4096, by own time\n" + buf.getvalue())
-        buf = io.StringIO()
-        pstats.Stats(cprof, stream=buf).sort_stats("cumulative").print_stats(40)
-        lines.append(f"\n== cProfile, {name} step, 100 steps, B=8 N=4096, by cumulative time\n" + buf.getvalue())
+        own, cumulative = _cprofile(lambda: step(m), 100, ("tottime", "cumulative"), 35)
+        lines.append(f"\n== cProfile, {name} step, 100 steps, B=8 N=4096, by own time\n" + own)
+        lines.append(f"\n== cProfile, {name} step, 100 steps, B=8 N=4096, by cumulative time\n" + cumulative)
         with profile(activities=[ProfilerActivity.CPU]) as prof:
             for _ in range(20):
                 step(m)
