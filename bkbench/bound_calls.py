@@ -11,8 +11,9 @@ reads pointers and the current stream) and a bound launch may hand a call back (
 path: so a call gets the same result and the same errors either way.
 
 Only calls without options, a custom registry or value checks are bound, and only when the call's normalised views
-read the user's tensors in place (``a`` itself; ``b``, ``c``, ``z`` themselves or broadcast views of them, e.g.
-per-position couplings (N-1,) shared by every chain). ``torch.compile`` traces the operator; the
+read the user's tensors in place (``a`` itself or its leading dims flattened; ``b``, ``c``, ``z`` themselves or
+broadcast views of them, e.g. per-position couplings (N-1,) shared by every chain); a view that needed a copy (a
+broadcast over flattened leading dims) is not bound. ``torch.compile`` traces the operator; the
 operator's implementation, run by the compiled graph, comes here too, and so does its backward operator (keys
 whose mode starts with ``"vjp"``, launches from ``Implementation.bind_vjp``).
 """
@@ -77,12 +78,12 @@ def clear() -> None:
 
 
 def _views_are_inputs(args: CallArgs, inputs: tuple[Any, Any, Any, Any]) -> bool:
-    """Whether the call's normalised views read the user's tensors in place: ``a`` itself, and ``b``, ``c``, ``z``
-    themselves or broadcast views of them (same memory, same dtype). A bound launch keeps the views' strides
-    (fixed by the signature) and reads the user's tensors by pointer."""
+    """Whether the call's normalised views read the user's tensors in place: each tensor itself or a view of it
+    (``a``'s leading dims flattened, ``b``, ``c``, ``z`` broadcast: same memory, same dtype). A bound launch keeps
+    the views' strides (fixed by the signature) and reads the user's tensors by pointer."""
     a, b, c, z = inputs
-    return args.a is a and all(_reads_in_place(view, given) for view, given in ((args.b, b), (args.c, c), (args.z, z))
-                               if isinstance(given, torch.Tensor))
+    return all(_reads_in_place(view, given) for view, given in ((args.a, a), (args.b, b), (args.c, c), (args.z, z))
+               if isinstance(given, torch.Tensor))
 
 
 def _reads_in_place(view: Any, given: torch.Tensor) -> bool:

@@ -58,17 +58,19 @@ def _finite_complex(x: Any) -> complex | None:
 
 class BoundOperands:
     """What a bound launch fixes about the operands of one signature (how k and z reach the kernel, the strides,
-    B and N) and how a call's (a, b, c, z) become the kernel's operand slots. ``a`` (B, N) with unit column stride;
-    ``b``, ``c`` (B, N-1) tensors or numbers and ``z`` a number or a (B,) tensor, of the types, shapes and strides
-    of the call that was bound."""
+    B and N) and how a call's (a, b, c, z) become the kernel's operand slots. The tensors are the user's, of the
+    types, shapes and strides of the call that was bound; the kernels read them by pointer with the strides of
+    their (B, N), (B, N-1), (B,) views (``a``'s leading dims flattened, ``b``, ``c``, ``z`` possibly broadcast),
+    which are views of the same memory (``bkbench.bound_calls`` checks it)."""
 
     def __init__(self, *, km: int, zm: int, tensor_is_b: bool, a_stride: int, b_strides: tuple[int, int],
-                 c_strides: tuple[int, int], z_stride: int, batch: int, n: int, device: torch.device,
-                 alloc: Any) -> None:
+                 c_strides: tuple[int, int], z_stride: int, batch: int, n: int, lead: tuple[int, ...],
+                 device: torch.device, alloc: Any) -> None:
         self.km, self.zm, self.tensor_is_b = km, zm, tensor_is_b
         self.sa0, (self.sb0, self.sb1), (self.sc0, self.sc1), self.sz = a_stride, b_strides, c_strides, z_stride
         self.batch, self.n = batch, n
         self.shape = (batch, n)
+        self.out_shape = (*lead, n)  # G's shape: a's leading dims (B is their product), N
         self.device, self.alloc = device, alloc
         self.cuda = device.type == "cuda"
         self.index = device.index if self.cuda else -1
@@ -148,7 +150,7 @@ class BoundForward(BoundOperands):
         if ptrs is None:
             bufs = self._buffers_for(Stream(self.device, handle, fresh))  # alive until the launch below
             ptrs = tuple(t.data_ptr() for t in bufs)  # type: ignore[assignment]
-        g = self.alloc(*self.shape, dtype=torch.complex64, device=self.device)
+        g = self.alloc(*self.out_shape, dtype=torch.complex64, device=self.device)
         compiled, consts = entry
         direct = self._direct
         if direct is not None:
@@ -167,7 +169,7 @@ class BoundForward(BoundOperands):
         remembers the compiled launcher once the pointers are aligned."""
         if self.zm == Z_COMPLEX_TENSOR:
             zt = torch.view_as_real(zt)
-        g = self.alloc(*self.shape, dtype=torch.complex64, device=self.device)
+        g = self.alloc(*self.out_shape, dtype=torch.complex64, device=self.device)
         args = (a, self.sa0, bt, self.sb0, self.sb1, bval, ct, self.sc0, self.sc1, cval, zt, self.sz, zre, zim,
                 torch.view_as_real(g), *self._buffers_for(where), *self.tail)
         launch(self.kernel, self.programs, args, self.meta, where)
@@ -194,8 +196,9 @@ def _direct_launch(entry: tuple[Any, tuple[Any, ...]] | None) -> tuple[Any, tupl
 class BoundVjp(BoundOperands):
     """The backward of one signature: ``bound(a, b, c, z, g, grad_g, need_a, need_z) -> (grad_a (B, N) float32 |
     None, grad_z (B,) complex64 | None)`` as ``triton_fused.vjp_call`` returns them, or None (a number not finite)
-    to hand the call back to the full path. ``g`` and ``grad_g``: (B, N) complex. One launch of the fast backward
-    kernel per call (Triton's own launch, so launch hooks and CUDA-graph capture need no special case)."""
+    to hand the call back to the full path. ``g`` and ``grad_g``: complex, G's shape (leading dims of ``a``, N).
+    One launch of the fast backward kernel per call (Triton's own launch, so launch hooks and CUDA-graph capture
+    need no special case)."""
 
     def __init__(self, *, kernel: Any, programs: int, metas: dict[bool, tuple[tuple[str, Any], ...]],
                  tail: tuple[Any, ...], nch: int, scratch_floats: int, **operands: Any) -> None:
@@ -270,6 +273,10 @@ class _BoundGreen(torch.autograd.Function):
         b, c, z = (t if t is not None else x for t, x in zip(tensors, ctx.numbers))
         need_a, need_z = ctx.needs_input_grad[0], ctx.needs_input_grad[1]
         grad_a, grad_z = ctx.vjp(a, b, c, z, g, grad_g, need_a, need_z)  # its numbers were checked by the forward
+        if grad_a is not None:
+            grad_a = grad_a.reshape(a.shape)
+        if grad_z is not None:  # per chain; summed over the chains a broadcast z stood for
+            grad_z = grad_z.reshape(a.shape[:-1]).sum_to_size(z.shape)
         return (*as_input_dtypes(grad_a, grad_z, ctx.a_dtype, ctx.z_dtype), None)
 
 

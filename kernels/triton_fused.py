@@ -362,8 +362,8 @@ def bind_vjp(args: Any, config: Any = None, bwd_config: Any = None, tol: float =
 
 
 def _bindable(args: Any) -> bool:
-    a = args.a
-    return a.dim() == 2 and a.stride(1) == 1 and args.n >= 2 and args.batch > 0
+    """``args.a`` is the (B, N) view of the user's ``a`` (leading dims flattened), unit column stride."""
+    return args.a.stride(1) == 1 and args.n >= 2 and args.batch > 0
 
 
 def _bind_operands(args: Any) -> Operands:
@@ -378,7 +378,8 @@ def _bound_operands(ops: Operands, args: Any) -> dict[str, Any]:
     operand_args = ops.args()
     return {"km": ops.km, "zm": ops.zm, "tensor_is_b": isinstance(args.b, torch.Tensor),
             "a_stride": operand_args[1], "b_strides": operand_args[3:5], "c_strides": operand_args[7:9],
-            "z_stride": operand_args[11], "batch": args.batch, "n": args.n, "device": args.a.device,
+            "z_stride": operand_args[11], "batch": args.batch, "n": args.n, "lead": tuple(args.lead),
+            "device": args.a.device,
             "alloc": lambda *shape, **kw: _empty(*shape, **kw)}
 
 

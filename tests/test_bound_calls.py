@@ -164,12 +164,13 @@ def test_two_buffers_after_one_seen_twice():
     assert torch.equal(fast, _full_path(a, b, c, 1j))
 
 
-@pytest.mark.parametrize("case", ["leading dims", "options", "auto on cpu"])
+@pytest.mark.parametrize("case", ["broadcast over leading dims", "options", "auto on cpu"])
 def test_calls_that_are_not_bound_stay_correct(case):
     a, b, c = _data(4, 25, "cpu", 0)
     kwargs = {"impl": "triton_fused"}
-    if case == "leading dims":
-        args = (a.reshape(2, 2, 25), b.reshape(2, 2, 24), c.reshape(2, 2, 24), 1j)
+    if case == "broadcast over leading dims":  # (2, 1, N-1) over (2, 2): its (B, N-1) view needs a copy
+        b = b.reshape(2, 2, 24)[:, :1].expand(2, 2, 24).reshape(4, 24)
+        args = (a.reshape(2, 2, 25), b.reshape(2, 2, 24)[:, :1], c.reshape(2, 2, 24), 1j)
     elif case == "options":
         args = (a, b, c, 1j)
         kwargs["tol"] = 1e-6
@@ -193,7 +194,8 @@ def _grads(a, b, c, z, w):
     return g.detach(), a.grad, zg.grad if isinstance(zg, torch.Tensor) else None
 
 
-@pytest.mark.parametrize("form", ["b, c tensors", "numbers", "tensor, number", "complex z tensor", "real z tensor"])
+@pytest.mark.parametrize("form", ["b, c tensors", "numbers", "tensor, number", "complex z tensor", "real z tensor",
+                                  "broadcast b (N-1,)", "broadcast z (1,)"])
 def test_a_training_step_takes_the_bound_path(device, form, monkeypatch):
     """With an input that requires grad, a signature seen before runs the bound forward and the bound backward
     (``BoundGradForward``): G, grad a and grad z are bitwise those of the full path (``FusedGreen``), on new values
@@ -249,6 +251,40 @@ def test_an_operand_changed_in_place_before_backward_is_an_error(bound, changed)
         z.mul_(2.0)
     with pytest.raises(RuntimeError, match="modified by an inplace operation"):
         g.real.sum().backward()
+
+
+def test_leading_dims_are_bound(device, monkeypatch):
+    """``a`` (2, 3, N) with ``b`` (2, 3, N-1) and a per-chain ``z`` (2, 3): the (B, N) views are the user's memory,
+    so the call is bound, forward and training step; G and the gradients have the user's shapes and are bitwise
+    those of the full path, on new values too."""
+    gen = torch.Generator().manual_seed(11)
+    a = (-2.0 + 0.5 * torch.randn(2, 3, 41, generator=gen)).to(device)
+    b = (1.0 + 0.3 * torch.rand(2, 3, 40, generator=gen)).to(device)
+    z = torch.full((2, 3), 0.2 + 0.9j, dtype=torch.complex64, device=device)
+    w = torch.randn(2, 3, 41, dtype=torch.complex64, generator=gen).to(device)
+
+    def step():
+        x = a.clone().requires_grad_(True)
+        zg = z.clone().requires_grad_(True)
+        g = bkbench.bk_core(x, b, 0.8, zg, impl="triton_fused")
+        (g * w).real.sum().backward()
+        return bkbench.bk_core(a, b, 0.8, z, impl="triton_fused"), g.detach(), x.grad, zg.grad
+
+    step()  # binds both signatures
+    key = bound_calls.signature(a, b, 0.8, z, "triton_fused", api.default_registry(), torch.is_grad_enabled())
+    assert isinstance(bound_calls.bound(key), BoundForward)
+    _refill(a, 12)
+    with monkeypatch.context() as m:
+        m.setattr(api, "call_args", lambda *a, **k: pytest.fail("the bound call took the full path"))
+        fast = step()
+    bound_calls.clear()
+    full = step()
+    assert fast[0].shape == (2, 3, 41) and fast[2].shape == (2, 3, 41) and fast[3].shape == (2, 3)
+    for x, y in zip(fast, full):
+        assert torch.equal(x, y)
+    ref = _ref(a.reshape(6, 41), b.reshape(6, 40), 0.8, z.reshape(6))
+    err = float((fast[0].reshape(6, 41).cpu().to(torch.complex128) - ref).abs().max() / ref.abs().max())
+    assert err < 1e-5
 
 
 def test_the_backward_operator_binds_its_launch(device, monkeypatch):
