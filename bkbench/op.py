@@ -46,6 +46,13 @@ def _split(x: Any) -> tuple[Tensor | None, float, float]:
     return None, x.real, x.imag
 
 
+def _values(b: Tensor | None, c: Tensor | None, z: Tensor | None, b_re: float, b_im: float, c_re: float,
+            c_im: float, z_re: float, z_im: float) -> tuple[Any, Any, Any]:
+    """(b, c, z) as the user gave them: a tensor, or the number the operator carried as (re, im)."""
+    return (b if b is not None else _number(b_re, b_im), c if c is not None else _number(c_re, c_im),
+            z if z is not None else complex(z_re, z_im))
+
+
 def _out_real_dtype(*tensors: Tensor | None) -> torch.dtype:
     """The dtype of G's real view: float64 when any tensor input is float64/complex128, else float32."""
     wide = any(t is not None and t.dtype in WIDE_DTYPES for t in tensors)
@@ -61,9 +68,7 @@ def bk_core_op(a: Tensor, b: Tensor | None, c: Tensor | None, z: Tensor | None, 
     ``needs_grad``: pick a differentiable implementation for ``impl="auto"``."""
     from bkbench.api import eager_call
 
-    bv = b if b is not None else _number(b_re, b_im)
-    cv = c if c is not None else _number(c_re, c_im)
-    zv = z if z is not None else complex(z_re, z_im)
+    bv, cv, zv = _values(b, c, z, b_re, b_im, c_re, c_im, z_re, z_im)
     opts = json.loads(options) if options != "{}" else {}
     with torch.no_grad(), fresh_workspace():  # compiled graphs (reduce-overhead) adopt no kept buffer
         g = eager_call(a, bv, cv, zv, impl, False, None, opts, differentiable=needs_grad)
@@ -87,9 +92,7 @@ def bk_core_backward_op(grad: Tensor, g: Tensor, a: Tensor, b: Tensor | None, c:
     from bkbench.registry import default_registry
 
     need_z = need_z and z is not None
-    bv = b if b is not None else _number(b_re, b_im)
-    cv = c if c is not None else _number(c_re, c_im)
-    zv = z if z is not None else complex(z_re, z_im)
+    bv, cv, zv = _values(b, c, z, b_re, b_im, c_re, c_im, z_re, z_im)
     key = None
     if options == "{}":  # a signature seen before: its bound backward (bkbench.bound_calls)
         key = bound_calls.signature(a, bv, cv, zv, impl, default_registry(),
