@@ -6,7 +6,9 @@ The model: ``layers`` residual blocks over x (B, N, d); each block is LayerNorm,
 potential a (B, N), G = bk_core(a, b, c, 1j) with per-position couplings b, c (N-1,) held as buffers (broadcast
 to the chains, read in place), the interleaved features view_as_real(G) (B, N, 2) mapped back to d by a linear
 layer, and the residual sum. The loss is the mean square of the output. One step: gradients set to None, forward,
-backward. Rows: per (B, N, d, layers) and mode (``default``; ``reduce-overhead``: inductor's CUDA-graph trees),
+backward. ``--mixers control`` times the same model with bk_core replaced by an elementwise real map a -> (sigmoid
+a, tanh a) (B, N, 2) that inductor fuses: what torch.compile does to the rest of the model, without the BK-core.
+Rows: per mixer, (B, N, d, layers) and mode (``default``; ``reduce-overhead``: inductor's CUDA-graph trees),
 eager and compiled medians of triton's do_bench (L2 flushed per step), the compiled/eager ratio, the compile time
 of the first step, and the largest relative difference of the output and of every parameter's gradient.
 """
@@ -28,8 +30,9 @@ import bkbench  # noqa: E402
 
 
 class BKBlock(torch.nn.Module):
-    def __init__(self, n: int, d: int) -> None:
+    def __init__(self, n: int, d: int, mixer: str = "bk") -> None:
         super().__init__()
+        self.mixer = mixer
         self.norm = torch.nn.LayerNorm(d)
         self.to_a = torch.nn.Linear(d, 1)
         self.out = torch.nn.Linear(2, d)
@@ -39,14 +42,16 @@ class BKBlock(torch.nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         a = self.to_a(self.norm(x)).squeeze(-1) - 2.0  # (B, N) float32
+        if self.mixer == "control":  # no BK-core: an elementwise map inductor fuses
+            return x + self.out(torch.stack([a.sigmoid(), a.tanh()], dim=-1))
         g = bkbench.bk_core(a, self.b, self.c, 1j)  # b, c (N-1,) broadcast to the B chains
         return x + self.out(torch.view_as_real(g))
 
 
 class BKModel(torch.nn.Module):
-    def __init__(self, n: int, d: int, layers: int) -> None:
+    def __init__(self, n: int, d: int, layers: int, mixer: str = "bk") -> None:
         super().__init__()
-        self.blocks = torch.nn.ModuleList(BKBlock(n, d) for _ in range(layers))
+        self.blocks = torch.nn.ModuleList(BKBlock(n, d, mixer) for _ in range(layers))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         for block in self.blocks:
@@ -60,10 +65,10 @@ def bench_ms(fn: Any) -> float:
     return float(triton.testing.do_bench(fn, warmup=25, rep=200, return_mode="median"))
 
 
-def row(batch: int, n: int, d: int, layers: int, mode: str) -> dict[str, Any]:
+def row(batch: int, n: int, d: int, layers: int, mode: str, mixer: str) -> dict[str, Any]:
     torch._dynamo.reset()
     torch.manual_seed(0)
-    model = BKModel(n, d, layers).cuda()
+    model = BKModel(n, d, layers, mixer).cuda()
     x = torch.randn(batch, n, d, device="cuda")
     compiled = torch.compile(model, fullgraph=True, mode=None if mode == "default" else mode)
 
@@ -89,7 +94,8 @@ def row(batch: int, n: int, d: int, layers: int, mode: str) -> dict[str, Any]:
 
     t_e = bench_ms(lambda: step(model))
     t_c = bench_ms(lambda: step(compiled))
-    return {"batch": batch, "n": n, "d": d, "layers": layers, "mode": mode, "eager_ms": t_e, "compiled_ms": t_c,
+    return {"mixer": mixer, "batch": batch, "n": n, "d": d, "layers": layers, "mode": mode, "eager_ms": t_e,
+            "compiled_ms": t_c,
             "compiled_over_eager": t_c / t_e, "compile_s": compile_s, "max_rel_diff_out": rel(oc, oe),
             "max_rel_diff_grad": max(rel(u, v) for u, v in zip(gc, ge))}
 
@@ -97,22 +103,26 @@ def row(batch: int, n: int, d: int, layers: int, mode: str) -> dict[str, Any]:
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--out", default="compile_model.json")
-    ap.add_argument("--shapes", default="8x4096,64x4096", help="BxN,...")
-    ap.add_argument("--d", type=int, default=64)
+    ap.add_argument("--shapes", default="8x4096,64x4096", help="BxN or BxNxd, ...")
+    ap.add_argument("--d", type=int, default=64, help="d of a shape given as BxN")
+    ap.add_argument("--mixers", default="bk", help="bk,control")
     ap.add_argument("--layers", type=int, default=4)
     ap.add_argument("--modes", default="default,reduce-overhead")
     args = ap.parse_args()
     rows: list[dict[str, Any]] = []
     env = {"device": torch.cuda.get_device_name(), "torch": torch.__version__}
     for shape in args.shapes.split(","):
-        batch, n = (int(v) for v in shape.split("x"))
-        for mode in args.modes.split(","):
-            try:
-                rows.append(row(batch, n, args.d, args.layers, mode))
-            except Exception as exc:  # keep the other rows
-                rows.append({"batch": batch, "n": n, "mode": mode, "error": f"{type(exc).__name__}: {exc}"[:400]})
-            print("compile_model:", rows[-1], flush=True)
-            Path(args.out).write_text(json.dumps({"env": env, "rows": rows}, indent=1))
+        dims = [int(v) for v in shape.split("x")]
+        batch, n, d = dims[0], dims[1], dims[2] if len(dims) > 2 else args.d
+        for mixer in args.mixers.split(","):
+            for mode in args.modes.split(","):
+                try:
+                    rows.append(row(batch, n, d, args.layers, mode, mixer))
+                except Exception as exc:  # keep the other rows
+                    rows.append({"mixer": mixer, "batch": batch, "n": n, "d": d, "mode": mode,
+                                 "error": f"{type(exc).__name__}: {exc}"[:400]})
+                print("compile_model:", rows[-1], flush=True)
+                Path(args.out).write_text(json.dumps({"env": env, "rows": rows}, indent=1))
     return 0
 
 

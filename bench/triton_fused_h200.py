@@ -174,6 +174,8 @@ def stage_host(res: dict[str, Any]) -> None:
     from bkbench.validate import call_args
     from kernels import triton_fused as tf
 
+    a3, b3, c3 = a.view(2, 4, 4096), b.view(2, 4, 4095), c.view(2, 4, 4095)
+    b1, c1 = b[0].clone(), c[0].clone()
     ops = tf.operands_of(call_args(a, b, c, 1j))[0]
     cfg = tf._configs(ops, None, None)[0]
     calls = (("forward_operands (launch only)", lambda: tf.forward_operands(ops, cfg)),
@@ -182,7 +184,10 @@ def stage_host(res: dict[str, Any]) -> None:
              ("bk_core auto", lambda: bkbench.bk_core(a, b, c, 1j)),
              ("bk_core b,c tensors, a requires grad", lambda: bkbench.bk_core(ag, b, c, 1j, impl="triton_fused")),
              ("bk_core fwd+bwd (autograd.grad)", lambda: torch.autograd.grad(
-                 (bkbench.bk_core(ag, b, c, 1j, impl="triton_fused") * w).real.sum(), ag)))
+                 (bkbench.bk_core(ag, b, c, 1j, impl="triton_fused") * w).real.sum(), ag)),
+             ("bk_core a (2, 4, N), b,c tensors (2, 4, N-1)", lambda: bkbench.bk_core(
+                 a3, b3, c3, 1j, impl="triton_fused")),
+             ("bk_core b,c (N-1,) broadcast", lambda: bkbench.bk_core(a, b1, c1, 1j, impl="triton_fused")))
     walls: dict[str, list[float]] = {name: [] for name, _ in calls}
     submits: dict[str, list[float]] = {name: [] for name, _ in calls}
     for name, fn in calls:
@@ -207,6 +212,14 @@ def stage_host(res: dict[str, Any]) -> None:
               f"max {wall[-1]:.1f}; host submit {sub[2]:.1f} us; GPU {gpu:.1f} us per call, valid below the L2 "
               "flush's ~80 us)")
     res["host"] = rows
+    from bkbench import bound_calls  # which launch each kept signature takes (bound_calls._BOUND: diagnostics)
+    res["host_bound"] = [{"key": repr(k)[:300], "type": type(v).__name__,
+                          "compiled_launcher": getattr(getattr(v, "forward", v), "_entry", None) is not None,
+                          "direct_launch": getattr(getattr(v, "forward", v), "_direct", None) is not None}
+                         for k, v in bound_calls._BOUND.items()]
+    for r in res["host_bound"]:
+        print(f"host bound: {r['type']} compiled_launcher={r['compiled_launcher']} direct={r['direct_launch']} "
+              f"{r['key'][:160]}")
 
 
 def stage_graph(res: dict[str, Any]) -> None:
