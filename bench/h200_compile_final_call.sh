@@ -19,7 +19,7 @@ T0=$(date +%s)
 el() { echo "$(( $(date +%s) - T0 )) s"; }
 nvidia-smi --query-gpu=name,driver_version,clocks.max.sm,clocks.max.mem --format=csv,noheader | tee "$W/device.txt"
 echo "== host, graph"; timeout 170 python3 bench/triton_fused_h200.py --stages host,graph,bwdk --out "$W/host.json" 2>&1 \
-  | tee "$W/host.log" | grep -E "^host|^graph|failed|Error"; el
+  | tee "$W/host.log" | grep -E "^host|^graph|^bwdk|failed|Error"; el
 echo "== compile_model"; timeout 300 python3 bench/compile_model_h200.py --mixers bk,control \
   --shapes 8x4096x64,64x16384x256 --out "$W/compile_model.json" 2>&1 | tee "$W/compile_model.log" \
   | grep -E "^compile_model|Error"; el
