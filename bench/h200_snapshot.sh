@@ -16,6 +16,7 @@
 # interrupted on SIGTERM) and the next call picks up what is missing. Phases, in the order given:
 #   lean         = gate-lean + lean-runs. ~5 + 3 + 2 min.
 #   gate-lean    the gate (as `gate` below) while `bkbench warm` compiles fla SSD and GLA at d = 256.
+#   warm-lean    `bkbench warm` of the fla kernels of group h200-lean alone (no gate: a call after the gate ran).
 #   lean-runs    group h200-lean of the baselines suite (BK-core, flash, cuDNN, memory-efficient attention, fla
 #                SSD, GLA and the four new ones at (B, d) = (8, 256), N = 256/1024/4096/65536, bf16, fwd and
 #                fwd+bwd: 80 cases, 72 that run, ~2 s each), then the energy suite's fill-lean (forward energy at
@@ -134,6 +135,7 @@ phase_layers() {
             run baselines --group h200-lean; run energy --group fill-lean ;;
       gate-lean) phase_gate baselines --group h200-lean --impl ssm_fla_ssd --impl ssm_fla_gla ;;
       lean-runs) run baselines --group h200-lean; run energy --group fill-lean ;;
+      warm-lean) warm baselines --group h200-lean --impl ssm_fla_ssd --impl ssm_fla_gla $(impl_args $NEW) ;;
       gate) phase_gate baselines --group baselines-widths --group baselines-widths-fp32 $(impl_args $NEW) ;;
       core) phase_core ;;
       attn) phase_attn ;;
@@ -142,7 +144,7 @@ phase_layers() {
       energy) warm energy --group fill $(impl_args $NEW); run energy --group fill ;;
       energy-fp32) run energy --group fill-fp32 ;;
       layers) phase_layers ;;
-      *) echo "unknown phase $phase (lean gate-lean lean-runs gate core attn fill fill-fp32 energy energy-fp32" \
+      *) echo "unknown phase $phase (lean gate-lean warm-lean lean-runs gate core attn fill fill-fp32 energy energy-fp32" \
            "layers)"; exit_code=2 ;;
     esac
   done
