@@ -80,6 +80,7 @@ run() {
 warm() {
   local suite=$1; shift
   local t; t=$(( $(left) - 60 ))
+  [ "$t" -gt "${WARM_MAX_S:-100000}" ] && t=$WARM_MAX_S  # WARM_MAX_S caps one warm-up (the rest compiles in the run)
   if [ "$t" -lt 60 ]; then echo "== skipped (deadline): warm $suite $*"; return 0; fi
   echo "== $(date -u +%T) warm $suite $* (limit ${t} s)"
   timeout -k 10 "$t" python3 -m bkbench warm "$suite" --device cuda --db "$DB" --missing --jobs "$JOBS" \
