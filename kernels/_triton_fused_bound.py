@@ -197,8 +197,9 @@ class BoundVjp(BoundOperands):
     """The backward of one signature: ``bound(a, b, c, z, g, grad_g, need_a, need_z) -> (grad_a (B, N) float32 |
     None, grad_z (B,) complex64 | None)`` as ``triton_fused.vjp_call`` returns them, or None (a number not finite)
     to hand the call back to the full path. ``g`` and ``grad_g``: complex, G's shape (leading dims of ``a``, N).
-    One launch of the fast backward kernel per call (Triton's own launch, so launch hooks and CUDA-graph capture
-    need no special case)."""
+    One launch of the fast backward kernel per call: on CUDA, after the first, a :class:`DirectLaunch` of the
+    compiled kernel; :func:`launch` while a graph is captured, a launch hook is set, a pointer is not 16-byte
+    aligned or the current device is another."""
 
     def __init__(self, *, kernel: Any, programs: int, metas: dict[bool, tuple[tuple[str, Any], ...]],
                  tail: tuple[Any, ...], nch: int, scratch_floats: int, **operands: Any) -> None:
@@ -206,6 +207,7 @@ class BoundVjp(BoundOperands):
         self.kernel, self.programs, self.metas, self.tail = kernel, programs, metas, tail
         self.nch, self.scratch_floats = nch, scratch_floats
         self._buffers: dict[int, tuple[torch.Tensor, torch.Tensor, torch.Tensor]] = {}  # per stream
+        self._direct: dict[bool, DirectLaunch] = {}  # per need_z, once its kernel ran through launch()
 
     def __call__(self, a: torch.Tensor, b: Any, c: Any, z: Any, g: torch.Tensor, grad_g: torch.Tensor,
                  need_a: bool, need_z: bool) -> tuple[Any, Any] | None:
@@ -226,7 +228,13 @@ class BoundVjp(BoundOperands):
         gg = torch.view_as_real(grad_g.to(torch.complex64).contiguous())
         args = (a, self.sa0, bt, self.sb0, self.sb1, bval, ct, self.sc0, self.sc1, cval, zt, self.sz, zre, zim,
                 gv, gg, torch.view_as_real(out) if need_z else out, *bufs, *self.tail)
-        launch(self.kernel, self.programs, args, self.metas[need_z], where)
+        direct = self._direct.get(need_z) if self.cuda else None
+        if direct is None or not direct(self.programs, where, self.index, args):
+            launch(self.kernel, self.programs, args, self.metas[need_z], where)
+            if self.cuda and direct is None:
+                entry = compiled_launcher(self.kernel, args, self.metas[need_z], where)
+                if entry is not None:
+                    self._direct[need_z] = DirectLaunch(entry)
         return grads_of(out, need_a, need_z)
 
 
@@ -235,6 +243,34 @@ def grads_of(res: torch.Tensor, need_a: bool, need_z: bool) -> tuple[Any, Any]:
     when ``need_z`` (grad_a = -Re S, grad_z = conj(sum_j S_j); physical conjugate: see ``_pivot_common``)."""
     grad_a = (-res.real if need_z else res) if need_a else None
     return grad_a, (torch.conj_physical(res.sum(dim=1)) if need_z else None)
+
+
+class DirectLaunch:
+    """A compiled kernel called with integer pointers, as :class:`BoundForward` calls its own: the launcher's launch
+    function itself when :func:`_direct_launch` finds one (Triton 3.6's ``CudaLauncher``), else ``compiled.run``.
+    ``entry``: (compiled kernel, trailing constants) from :func:`compiled_launcher`, i.e. the kernel that
+    :func:`launch` ran for arguments of the same dtypes, integers and pointer alignment."""
+
+    def __init__(self, entry: tuple[Any, tuple[Any, ...]]) -> None:
+        self.compiled, self.consts = entry
+        self.fn, self.head = _direct_launch(entry)
+
+    def __call__(self, programs: int, where: Stream, index: int, args: tuple[Any, ...]) -> bool:
+        """Launch ``args`` (tensors and numbers, :func:`launch`'s order) on ``where``; False (nothing launched) when
+        the call must take :func:`launch`: capturing, a launch hook, an unaligned pointer, another current device."""
+        if (torch._C._cuda_isCurrentStreamCapturing() or torch._C._cuda_getDevice() != index or hooks_active()):
+            return False
+        flat = [v.data_ptr() if isinstance(v, torch.Tensor) else v for v in args]
+        if any(isinstance(v, torch.Tensor) and p & 15 for v, p in zip(args, flat)):
+            return False
+        compiled = self.compiled
+        if self.fn is not None:
+            self.fn(programs, 1, 1, where.handle, compiled.function, *self.head, compiled.packed_metadata, None, None,
+                    None, *flat, *self.consts)
+        else:
+            compiled.run(programs, 1, 1, where.handle, compiled.function, compiled.packed_metadata, None, None, None,
+                         *flat, *self.consts)
+        return True
 
 
 class BoundGradForward:

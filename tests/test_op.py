@@ -39,6 +39,22 @@ def test_opcheck_forward_and_backward():
                                                 0.0, 1.0, "thomas", "{}", True, False))
 
 
+
+def test_the_operator_has_no_second_derivative_and_takes_no_coupling_grad():
+    a, b, c = _inputs()
+    a.requires_grad_(True)
+    out = bk_core_op(a, b, c, None, 0.0, 0.0, 0.0, 0.0, 0.0, 1.0, "thomas", "{}", True)
+    (ga,) = torch.autograd.grad(out.pow(2).sum(), a, create_graph=True)
+    ref = torch.autograd.grad(bkbench.bk_core(a, b, c, 1j, impl="thomas").abs().pow(2).sum(), a)[0]
+    torch.testing.assert_close(ga, ref)
+    with pytest.raises(RuntimeError, match="no second derivative"):
+        torch.autograd.grad(ga.sum(), a)
+    with pytest.raises(ValueError, match="b, c: .*detached"):
+        bk_core_op(a, b.requires_grad_(True), c, None, 0.0, 0.0, 0.0, 0.0, 0.0, 1.0, "thomas", "{}", True)
+    with torch.no_grad():  # no autograd: nothing to reject
+        bk_core_op(a, b, c, None, 0.0, 0.0, 0.0, 0.0, 0.0, 1.0, "thomas", "{}", True)
+
+
 class _Layer(torch.nn.Module):
     def __init__(self, n: int, impl: str) -> None:
         super().__init__()
