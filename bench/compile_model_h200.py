@@ -30,9 +30,9 @@ import bkbench  # noqa: E402
 
 
 class BKBlock(torch.nn.Module):
-    def __init__(self, n: int, d: int, mixer: str = "bk") -> None:
+    def __init__(self, n: int, d: int, mixer: str = "bk", impl: str = "auto") -> None:
         super().__init__()
-        self.mixer = mixer
+        self.mixer, self.impl = mixer, impl
         self.norm = torch.nn.LayerNorm(d)
         self.to_a = torch.nn.Linear(d, 1)
         self.out = torch.nn.Linear(2, d)
@@ -44,14 +44,14 @@ class BKBlock(torch.nn.Module):
         a = self.to_a(self.norm(x)).squeeze(-1) - 2.0  # (B, N) float32
         if self.mixer == "control":  # no BK-core: an elementwise map inductor fuses
             return x + self.out(torch.stack([a.sigmoid(), a.tanh()], dim=-1))
-        g = bkbench.bk_core(a, self.b, self.c, 1j)  # b, c (N-1,) broadcast to the B chains
+        g = bkbench.bk_core(a, self.b, self.c, 1j, impl=self.impl)  # b, c (N-1,) broadcast to the B chains
         return x + self.out(torch.view_as_real(g))
 
 
 class BKModel(torch.nn.Module):
-    def __init__(self, n: int, d: int, layers: int, mixer: str = "bk") -> None:
+    def __init__(self, n: int, d: int, layers: int, mixer: str = "bk", impl: str = "auto") -> None:
         super().__init__()
-        self.blocks = torch.nn.ModuleList(BKBlock(n, d, mixer) for _ in range(layers))
+        self.blocks = torch.nn.ModuleList(BKBlock(n, d, mixer, impl) for _ in range(layers))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         for block in self.blocks:

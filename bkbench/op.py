@@ -9,11 +9,11 @@ Registration (``torch.library.Library``): a schema, one Python kernel for the CP
 implementation, and an Autograd kernel of our own that calls the operator below autograd, through an autograd
 Function when ``a`` or ``z`` requires grad. ``torch.library.custom_op`` would wrap the same kernels in several
 Python layers (its autograd wrapper, a Python redispatch, a dynamo-disabling wrapper, an alias check). Measured
-on the development CPU with the kernel launches stubbed out, custom_op against this registration (interleaved
-runs): the forward operator 33-35 against 26-27 µs per call, the backward operator 45-47 against 35-36 µs, and one
-training step of ``bench/compile_model_h200.py``'s 4-block model compiled (B = 2, N = 64, d = 8) 1402-1448
-against 1227-1310 µs (the same model without the BK-core: 750-810 µs). ``torch.library.opcheck`` checks the
-registration (``tests/test_op.py``).
+with ``bench/op_host_cpu.py`` on the development CPU (kernel launches stubbed out; custom_op's tree and this one
+run alternately, two runs each): the forward operator 35.4-36.0 against 28.1-28.2 µs per call, the backward
+operator 48.8-49.1 against 38.6 µs, and one training step of ``bench/compile_model_h200.py``'s 4-block model
+compiled (B = 2, N = 64, d = 8) 1538-1573 against 1326-1328 µs (eager 963-994 µs; the same model without the
+BK-core compiled: 604-666 µs). ``torch.library.opcheck`` checks the registration (``tests/test_op.py``).
 
 The operator returns G as its real view (``a.shape + (2,)``, float32 or float64: ``torch.view_as_real(G)``) and the
 traced call wraps it in ``torch.view_as_complex``: inductor generates no code for complex tensors, so the
