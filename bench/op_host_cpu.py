@@ -13,6 +13,10 @@ Stages:
   implementations called directly (what is left without the dispatch).
 - ``model``: one training step of ``bench/compile_model_h200.py``'s 4-block model (B = 2, N = 64, d = 8), eager and
   ``torch.compile(fullgraph=True)`` (default mode), with the BK-core and with the control mixer; mean of 300 steps.
+- ``parts``: where the compiled step's BK-core time goes: the time of the operators' eager call (``eager_call``)
+  and of the bound backward (``BoundVjp``) inside the compiled step, the same eager call alone with and without
+  ``fresh_workspace()``, and the compiled step with the operators' CPU kernels replaced by empty results (the graph
+  and the dispatch without the bodies). Run it last: it overrides the operators' CPU kernels.
 """
 
 from __future__ import annotations
@@ -94,6 +98,58 @@ def stage_model() -> None:
             print(f"model: {mixer:8s} {'compiled' if compiled else 'eager':9s} {us:8.0f} us per training step")
 
 
+def stage_parts() -> None:
+    import torch
+    from compile_model_h200 import BKModel
+
+    import bkbench.op as op
+    import kernels._triton_fused_bound as bound
+    from bkbench.workspace import fresh_workspace
+
+    spent: dict[str, list[float]] = {"eager_call": [0.0, 0], "BoundVjp": [0.0, 0]}
+
+    def timed(name: str, fn: Any) -> Any:
+        def wrapper(*args: Any, **kwargs: Any) -> Any:
+            t0 = time.perf_counter()
+            out = fn(*args, **kwargs)
+            spent[name][0] += time.perf_counter() - t0
+            spent[name][1] += 1
+            return out
+        return wrapper
+
+    torch.manual_seed(0)
+    model = BKModel(64, 8, 4, "bk", impl="triton_fused")
+    x = torch.randn(2, 64, 8)
+    _step_us(model, True, x)  # compiles and warms up
+    eager_call, vjp_call = op.eager_call, bound.BoundVjp.__call__
+    op.eager_call, bound.BoundVjp.__call__ = timed("eager_call", eager_call), timed("BoundVjp", vjp_call)
+    for v in spent.values():
+        v[:] = [0.0, 0]
+    step = _step_us(model, True, x)
+    op.eager_call, bound.BoundVjp.__call__ = eager_call, vjp_call
+    print(f"parts: compiled step {step:.0f} us")
+    for name, (total, calls) in spent.items():
+        print(f"parts: {name} inside the compiled step {total / calls * 1e6:.1f} us per call")
+    a, b, c = torch.randn(2, 64), torch.ones(63), torch.ones(63)
+
+    def call() -> Any:
+        return eager_call(a, b, c, 1j, "triton_fused", False, None, {}, differentiable=True)
+
+    def fresh_call() -> Any:
+        with torch.no_grad(), fresh_workspace():
+            return call()
+
+    print(f"parts: eager_call alone {_per_call_us(call, 3000):.1f} us; inside no_grad and fresh_workspace() "
+          f"{_per_call_us(fresh_call, 3000):.1f} us")
+    lib = torch.library.Library("bkbench", "IMPL")  # empty bodies: the graph and the dispatch alone
+    lib.impl("bk_core", lambda a, *rest: torch.empty(*a.shape, 2), "CPU")
+    lib.impl("bk_core_backward", lambda grad, g, a, *rest: (torch.empty_like(a), a.new_empty(0)), "CPU")
+    for mixer in ("bk", "control"):
+        torch._dynamo.reset()
+        us = _step_us(BKModel(64, 8, 4, mixer, impl="triton_fused"), True, x)
+        print(f"parts: {mixer} compiled, the operators' bodies empty: {us:.0f} us per training step")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--root", default=str(Path(__file__).resolve().parent.parent),
@@ -104,7 +160,7 @@ def main() -> None:
     sys.path.insert(0, str(Path(__file__).resolve().parent))
     _stub_launches()
     for name in args.stages.split(","):
-        {"ops": stage_ops, "model": stage_model}[name]()
+        {"ops": stage_ops, "model": stage_model, "parts": stage_parts}[name]()
 
 
 if __name__ == "__main__":
