@@ -8,8 +8,9 @@ synchronisation and no data-dependent Python control flow, so it can be captured
 ``torch.compile`` it becomes one ``bkbench::bk_core`` operator (``bkbench/op.py``); in eager mode the same
 implementation is called directly (the operator's dispatch costs ~20 µs of host time per call). Eager calls whose
 input requires grad bind their backward too. For a compiled model, ``mode="reduce-overhead"`` (CUDA-graph trees)
-removes the compiled step's host time: on the H200 a small ResNet-BK model trained 2.2-2.5x faster that way than
-eager, while the default mode was host-bound (``reports/h200/2026-12-04/``).
+removes the compiled step's host time: on the H200 a small ResNet-BK model's training step took 0.41-0.48 of eager's
+time that way, while the default mode took 1.25x eager's at that host-bound size and 0.74x at a GPU-bound one
+(``reports/h200/2026-12-04/``, ``reports/h200/2026-12-05/``).
 
 Value checks (NaN/Inf in a, b, c, z; a non-finite G) synchronise, so they are opt-in: ``check=True``, the
 ``bkbench.checked()`` context, or the environment variable ``BKBENCH_CHECK=1``. :func:`bk_core_ex` returns the
