@@ -211,7 +211,7 @@ def _reject_coupling_grad_op(b: Tensor | None, c: Tensor | None) -> None:
 
 
 def _bk_core_backward_autograd(*args: Any) -> tuple[Tensor, Tensor]:
-    if _wants_grad(*(t for t in args[:6])):
+    if _wants_grad(*args[:6]):  # grad, g, a, b, c, z
         return _NoDoubleBackward.apply(*args)
     with torch._C._AutoDispatchBelowAutograd():
         return bk_core_backward_op(*args)
