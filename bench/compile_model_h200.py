@@ -11,6 +11,11 @@ a, tanh a) (B, N, 2) that inductor fuses: what torch.compile does to the rest of
 Rows: per mixer, (B, N, d, layers) and mode (``default``; ``reduce-overhead``: inductor's CUDA-graph trees),
 eager and compiled medians of triton's do_bench (L2 flushed per step), the compiled/eager ratio, the compile time
 of the first step, and the largest relative difference of the output and of every parameter's gradient.
+
+``--fresh-workspace`` makes the operators allocate their workspace in every call, as they did before they kept it
+on the default stream (``bkbench.workspace.operator_workspace``): an A/B of that change inside one device call.
+``--profile DIR`` writes, per row, a torch.profiler table (the 40 largest self-CPU entries, CPU and CUDA activities)
+of 20 eager steps and of 20 compiled steps: where a host-bound compiled step spends its time.
 """
 
 from __future__ import annotations
@@ -65,7 +70,22 @@ def bench_ms(fn: Any) -> float:
     return float(triton.testing.do_bench(fn, warmup=25, rep=200, return_mode="median"))
 
 
-def row(batch: int, n: int, d: int, layers: int, mode: str, mixer: str) -> dict[str, Any]:
+def profile_table(fn: Any, steps: int = 20) -> str:
+    """torch.profiler's table of ``steps`` calls of ``fn`` (after 3 unprofiled ones), 40 rows by self CPU time."""
+    from torch.profiler import ProfilerActivity, profile
+
+    for _ in range(3):
+        fn()
+    torch.cuda.synchronize()
+    with profile(activities=[ProfilerActivity.CPU, ProfilerActivity.CUDA]) as prof:
+        for _ in range(steps):
+            fn()
+        torch.cuda.synchronize()
+    return prof.key_averages().table(sort_by="self_cpu_time_total", row_limit=40, max_name_column_width=70)
+
+
+def row(batch: int, n: int, d: int, layers: int, mode: str, mixer: str, profile_dir: str | None = None
+        ) -> dict[str, Any]:
     torch._dynamo.reset()
     torch.manual_seed(0)
     model = BKModel(n, d, layers, mixer).cuda()
@@ -94,6 +114,11 @@ def row(batch: int, n: int, d: int, layers: int, mode: str, mixer: str) -> dict[
 
     t_e = bench_ms(lambda: step(model))
     t_c = bench_ms(lambda: step(compiled))
+    if profile_dir:
+        Path(profile_dir).mkdir(parents=True, exist_ok=True)
+        for name, m in (("eager", model), ("compiled", compiled)):
+            text = profile_table(lambda m=m: step(m))
+            Path(profile_dir, f"profile_{mixer}_{batch}x{n}x{d}_{mode}_{name}.txt").write_text(text)
     return {"mixer": mixer, "batch": batch, "n": n, "d": d, "layers": layers, "mode": mode, "eager_ms": t_e,
             "compiled_ms": t_c,
             "compiled_over_eager": t_c / t_e, "compile_s": compile_s, "max_rel_diff_out": rel(oc, oe),
@@ -108,16 +133,26 @@ def main() -> int:
     ap.add_argument("--mixers", default="bk", help="bk,control")
     ap.add_argument("--layers", type=int, default=4)
     ap.add_argument("--modes", default="default,reduce-overhead")
+    ap.add_argument("--fresh-workspace", action="store_true",
+                    help="the operators allocate their workspace in every call (the behaviour before it was kept)")
+    ap.add_argument("--profile", default=None, metavar="DIR", help="write torch.profiler tables per row here")
     args = ap.parse_args()
+    if args.fresh_workspace:
+        import bkbench.op
+        from bkbench.workspace import fresh_workspace
+
+        bkbench.op.operator_workspace = lambda device: fresh_workspace()
     rows: list[dict[str, Any]] = []
-    env = {"device": torch.cuda.get_device_name(), "torch": torch.__version__}
+    from bkbench.env import environment
+
+    env = {**environment(), "workspace": "fresh per call" if args.fresh_workspace else "kept on the default stream"}
     for shape in args.shapes.split(","):
         dims = [int(v) for v in shape.split("x")]
         batch, n, d = dims[0], dims[1], dims[2] if len(dims) > 2 else args.d
         for mixer in args.mixers.split(","):
             for mode in args.modes.split(","):
                 try:
-                    rows.append(row(batch, n, d, args.layers, mode, mixer))
+                    rows.append(row(batch, n, d, args.layers, mode, mixer, args.profile))
                 except Exception as exc:  # keep the other rows
                     rows.append({"mixer": mixer, "batch": batch, "n": n, "d": d, "mode": mode,
                                  "error": f"{type(exc).__name__}: {exc}"[:400]})

@@ -20,8 +20,8 @@ traced call wraps it in ``torch.view_as_complex``: inductor generates no code fo
 operator's output and cotangent stay real in the graph and the backward operator takes the real cotangent. (The
 backward of a model's own ``G.real`` / ``G.imag`` still builds complex cotangents, which inductor runs as eager
 complex kernels: measured on the H200, the real view did not change a compiled step's time.) Both operators run
-their implementation inside ``bkbench.workspace.fresh_workspace()``: it keeps no buffer a CUDA-graph pool could
-adopt.
+their implementation inside ``bkbench.workspace.operator_workspace(device)``: off the device's default stream (where
+inductor's CUDA-graph trees warm up) it keeps no buffer a CUDA-graph pool could adopt.
 
 Backward: ``bkbench::bk_core_backward`` returns (grad_a, grad_z) from the implementation's explicit
 vector-Jacobian product (the registry record's ``vjp``: ``triton_fused``'s Triton kernels, the pivot form's F/R
@@ -40,7 +40,7 @@ from bkbench import bound_calls
 from bkbench.api import check_options, eager_call, resolve
 from bkbench.registry import default_registry
 from bkbench.validate import WIDE_DTYPES, CallArgs, call_args
-from bkbench.workspace import fresh_workspace
+from bkbench.workspace import operator_workspace
 
 NAMESPACE = "bkbench"
 
@@ -87,7 +87,7 @@ def _bk_core_impl(a: Tensor, b: Tensor | None, c: Tensor | None, z: Tensor | Non
     ``needs_grad``: pick a differentiable implementation for ``impl="auto"``."""
     bv, cv, zv = _values(b, c, z, b_re, b_im, c_re, c_im, z_re, z_im)
     opts = json.loads(options) if options != "{}" else {}
-    with torch.no_grad(), fresh_workspace():  # compiled graphs (reduce-overhead) adopt no kept buffer
+    with torch.no_grad(), operator_workspace(a.device):  # no kept buffer where a graph pool could adopt it
         g = eager_call(a, bv, cv, zv, impl, False, None, opts, differentiable=needs_grad)
     return torch.view_as_real(g.contiguous())  # the fake's layout (some implementations return views)
 
@@ -111,7 +111,7 @@ def _bk_core_backward_impl(grad: Tensor, g: Tensor, a: Tensor, b: Tensor | None,
                                     ("vjp", need_a, need_z, grad.shape, grad.dtype, g.dtype))
         launch = bound_calls.bound(key) if key is not None else None
         if launch is not None:
-            with fresh_workspace():
+            with operator_workspace(a.device):
                 res = launch(a, bv, cv, zv, torch.view_as_complex(g.contiguous()),
                              torch.view_as_complex(grad.contiguous()), need_a, need_z)
             if res is not None:
@@ -123,7 +123,7 @@ def _bk_core_backward_impl(grad: Tensor, g: Tensor, a: Tensor, b: Tensor | None,
                          "its gradient needs under torch.compile; use thomas, assoc_scan or triton_fused")
     gc = torch.view_as_complex(g.contiguous()).reshape(args.batch, args.n)
     gradc = torch.view_as_complex(grad.contiguous()).reshape(args.batch, args.n)
-    with fresh_workspace():
+    with operator_workspace(a.device):
         res = rec.vjp(args, gc, gradc, need_a, need_z, **check_options(rec, json.loads(options)))
     if key is not None and not bound_calls.known(key):
         bound_calls.remember(key, rec, args, (a, bv, cv, zv), True, backward=True)
