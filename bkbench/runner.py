@@ -341,7 +341,7 @@ def run_suite(
 def _warm_up(work: list[CaseSpec], summary: RunSummary, devices: Sequence[int] | None, plugins: Sequence[str],
              jobs: int | None, log_dir: str | Path | None, console: Any, progress: bool) -> dict[str, dict[str, Any]]:
     """Compile ``work``'s kernels before timing (:func:`bkbench.warm.warm`); {case_id: compile columns}."""
-    from bkbench.warm import compile_columns, default_jobs, kernels, needs_warm, warm
+    from bkbench.warm import compile_columns, default_jobs, kernels, needs_warm, slowest_kernels, warm
 
     if not needs_warm(work):
         return {}
@@ -356,6 +356,9 @@ def _warm_up(work: list[CaseSpec], summary: RunSummary, devices: Sequence[int] |
     bad = [r for r in results if r.status not in ("ok", "skipped")]
     console.print(f"warm-up: {summary.warm_s:.1f} s" + (f"; {len(bad)} case(s) failed to warm up (the timed run "
                                                           "records their errors)" if bad else ""))
+    slowest = slowest_kernels(results)
+    if slowest:
+        console.print("warm-up: slowest kernels " + "; ".join(slowest))
     return compile_columns(results)
 
 

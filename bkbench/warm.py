@@ -8,7 +8,8 @@ through torch.compile's caches under ``TORCHINDUCTOR_CACHE_DIR``), which every p
 same environment reads, so the timed workers find them there.
 
 :func:`warm` groups the cases into kernels (:func:`kernel_key`: implementation, mode, dtype, batch, d,
-sparsity, options — everything but N), and runs each kernel's cases in order of N, prepare + one call each,
+sparsity, options — everything but N), and runs each kernel's cases in order of N, prepare + one call each
+(a BK-core case also calls its bare kernel once: the timed run's check and ``kernel_*`` metrics call it),
 in a pool of persistent worker processes (``op="warm"`` of :mod:`bkbench.worker`), as many as the host has
 cores to compile with (:func:`default_jobs`), spread over the GPUs. Every case is warmed, not one N per
 kernel: several kernels are specialised on N (block sizes, FlexAttention's shapes); a case whose code is
@@ -161,6 +162,16 @@ def compile_columns(results: Sequence[WarmResult]) -> dict[str, dict[str, Any]]:
         else:
             out[r.case_id] = {"warm_status": r.status, "warm_error": r.detail[:400]}
     return out
+
+
+def slowest_kernels(results: Sequence[WarmResult], top: int = 5) -> list[str]:
+    """The ``top`` kernels whose warm calls took longest, summed over their cases, as "impl mode: 12.3 s (2 cases)"
+    (what to cap or exclude when a warm-up is long)."""
+    totals: dict[tuple[str, str], list[float]] = {}
+    for r in results:
+        totals.setdefault((r.impl, r.mode), []).append(r.seconds)
+    ranked = sorted(totals.items(), key=lambda kv: -sum(kv[1]))[:top]
+    return [f"{impl} {mode}: {sum(s):.1f} s ({len(s)} case{'s' if len(s) > 1 else ''})" for (impl, mode), s in ranked]
 
 
 def with_compile_columns(row: dict[str, Any], columns: dict[str, dict[str, Any]]) -> dict[str, Any]:

@@ -2,8 +2,9 @@
 before skips the metadata work and gives the same result, bitwise, as the full path; new values in the same
 buffers give new results; every error of the full path still comes; calls that cannot be bound (leading dims,
 checked mode, options) take the full path, while broadcast couplings and shifts are bound (read in place); a call
-whose input requires grad and the ``bkbench::bk_core_backward`` operator bind the backward too. CPU interpreter
-here, CUDA too when present."""
+whose input requires grad and the ``bkbench::bk_core_backward`` operator bind the backward too. The CPU interpreter
+where no GPU exists (the tests set TRITON_INTERPRET=1 there); on a GPU machine, CUDA only: ``triton_fused`` does not
+take CPU tensors with the interpreter off."""
 
 from __future__ import annotations
 
@@ -17,7 +18,16 @@ from bkbench.problems import Inputs
 from bkbench.reference import reference
 
 tf = pytest.importorskip("kernels.triton_fused")
+from kernels._cplx_triton import interpreting  # noqa: E402
 from kernels._triton_fused_bound import BoundForward, BoundGradForward, BoundVjp  # noqa: E402
+
+HOST = "cpu" if interpreting() else "cuda"  # where the single-device tests run triton_fused
+
+
+@pytest.fixture(params=sorted({HOST} | ({"cuda"} if torch.cuda.is_available() else set())))
+def device(request):
+    """The devices triton_fused takes here (overrides the suite-wide fixture, which always offers the CPU)."""
+    return request.param
 
 
 @pytest.fixture(autouse=True)
@@ -105,7 +115,7 @@ def test_bound_call_matches_the_full_path_on_new_values(device, form, batch, n):
 
 
 def test_a_hit_does_no_metadata_work(monkeypatch):
-    a, b, c = _data(2, 40, "cpu", 0)
+    a, b, c = _data(2, 40, HOST, 0)
     g = bkbench.bk_core(a, b, c, 1j, impl="triton_fused")
 
     def boom(*args, **kwargs):
@@ -121,7 +131,7 @@ def test_a_hit_does_no_metadata_work(monkeypatch):
 @pytest.mark.parametrize("bad,match", [(float("nan"), "b: nan is not finite"), (float("inf"), "b: inf"),
                                        (10**400, "b: .* cannot be represented")])
 def test_a_bad_number_after_binding_is_the_full_paths_error(bad, match):
-    a, b, c = _data(2, 20, "cpu", 0)
+    a, b, c = _data(2, 20, HOST, 0)
     bkbench.bk_core(a, 0.5, c, 1j, impl="triton_fused")
     bkbench.bk_core(a, 0.5, c, 1j, impl="triton_fused")
     with pytest.raises(ValueError, match=match):
@@ -129,14 +139,14 @@ def test_a_bad_number_after_binding_is_the_full_paths_error(bad, match):
 
 
 def test_a_bad_shift_after_binding_is_the_full_paths_error():
-    a, b, c = _data(2, 20, "cpu", 0)
+    a, b, c = _data(2, 20, HOST, 0)
     bkbench.bk_core(a, b, c, 1j, impl="triton_fused")
     with pytest.raises(ValueError, match="z: .*not finite"):
         bkbench.bk_core(a, b, c, complex(float("nan"), 1.0), impl="triton_fused")
 
 
 def test_coupling_grad_is_rejected_after_a_no_grad_binding():
-    a, b, c = _data(2, 20, "cpu", 0)
+    a, b, c = _data(2, 20, HOST, 0)
     b.requires_grad_(True)
     with torch.no_grad():
         bkbench.bk_core(a, b, c, 1j, impl="triton_fused")
@@ -146,7 +156,7 @@ def test_coupling_grad_is_rejected_after_a_no_grad_binding():
 
 
 def test_checked_calls_take_the_full_path():
-    a, b, c = _data(2, 20, "cpu", 0)
+    a, b, c = _data(2, 20, HOST, 0)
     bkbench.bk_core(a, b, c, 1j, impl="triton_fused")
     a[1, 3] = float("nan")
     with pytest.raises(ValueError, match=r"a: .*NaN|a: .*not finite|a: .*Inf"):
@@ -158,7 +168,7 @@ def test_checked_calls_take_the_full_path():
 def test_two_buffers_after_one_seen_twice():
     """A call whose b and c are two views of one buffer binds the two-tensor form, so a later call of the same
     signature with two different buffers reads both."""
-    a, b, c = _data(2, 30, "cpu", 0)
+    a, b, c = _data(2, 30, HOST, 0)
     bkbench.bk_core(a, b, b[:], 1j, impl="triton_fused")
     fast = bkbench.bk_core(a, b, c, 1j, impl="triton_fused")
     assert torch.equal(fast, _full_path(a, b, c, 1j))
@@ -166,7 +176,7 @@ def test_two_buffers_after_one_seen_twice():
 
 @pytest.mark.parametrize("case", ["broadcast over leading dims", "options", "auto on cpu"])
 def test_calls_that_are_not_bound_stay_correct(case):
-    a, b, c = _data(4, 25, "cpu", 0)
+    a, b, c = _data(4, 25, HOST, 0)
     kwargs = {"impl": "triton_fused"}
     if case == "broadcast over leading dims":  # (2, 1, N-1) over (2, 2): its (B, N-1) view needs a copy
         b = b.reshape(2, 2, 24)[:, :1].expand(2, 2, 24).reshape(4, 24)
@@ -236,7 +246,7 @@ def test_an_operand_changed_in_place_before_backward_is_an_error(bound, changed)
     """The backward reads the forward's operands again: changing one in place between the two is autograd's usual
     error, on the full path (``FusedGreen``) and on the bound one (``_BoundGreen``), not a silently wrong
     gradient."""
-    a, b, c = _data(2, 30, "cpu", 3)
+    a, b, c = _data(2, 30, HOST, 3)
     z = torch.full((2,), 0.2 + 1j, dtype=torch.complex64)
     x = a.clone().requires_grad_(True)
     if bound:
@@ -315,7 +325,7 @@ def test_the_backward_operator_binds_its_launch(device, monkeypatch):
 
 
 def test_the_cache_is_bounded(monkeypatch):
-    a, b, c = _data(1, 8, "cpu", 0)
+    a, b, c = _data(1, 8, HOST, 0)
     for n in range(2, 8):
         bkbench.bk_core(a[:, :n].contiguous(), b[:, : n - 1].contiguous(), 0.5, 1j, impl="triton_fused")
     assert len(bound_calls._BOUND) == 6
@@ -331,7 +341,7 @@ def test_the_operator_runs_the_bound_launch(monkeypatch, needs_grad):
     no metadata work and matches the first call's path bitwise, for the forward of a training step too."""
     from bkbench.op import bk_core_op
 
-    a, b, c = _data(3, 40, "cpu", 5)
+    a, b, c = _data(3, 40, HOST, 5)
 
     def op():
         return bk_core_op(a, b, None, None, 0.0, 0.0, 0.7, 0.0, 0.0, 1.0, "triton_fused", "{}", needs_grad)

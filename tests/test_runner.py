@@ -538,7 +538,7 @@ def test_warm_runs_each_kernel_in_order_of_n_and_reports_failures(tmp_path, plan
     """bkbench warm: the cases grouped by kernel (everything but N), each group in order of N in one worker;
     a raising kernel is a crash and a hanging one a timeout, reported and not raised, and the rest of that
     kernel is not warmed; the temporary logs are kept and named only then; nothing is stored."""
-    from bkbench.warm import compile_columns, kernels, warm, with_compile_columns
+    from bkbench.warm import compile_columns, kernels, slowest_kernels, warm, with_compile_columns
 
     suite = _suite(tmp_path, """
         name = "warmt"
@@ -574,6 +574,9 @@ def test_warm_runs_each_kernel_in_order_of_n_and_reports_failures(tmp_path, plan
     assert timed["compile_s"] == thomas8.seconds and timed["compile_source"] == "warm-up"
     untimed = with_compile_columns({"case_id": "other", "first_call_s": 9.0}, cols)
     assert untimed["compile_s"] == 9.0 and untimed["compile_source"] == "first call"
+    total = sum(r.seconds for r in results if r.impl == "thomas")  # failed warm calls count 0 s
+    assert slowest_kernels(results, top=1) == [f"thomas fwd: {total:.1f} s (3 cases)"]
+    assert len(slowest_kernels(results)) == 3
     with pytest.raises(ValueError, match="jobs"):
         warm(cases, jobs=0)
     db = tmp_path / "none.db"

@@ -182,6 +182,32 @@ def test_worker_row_holds_both_numbers():
     assert not any(k.startswith("kernel_") for k in base)  # baselines: one number, their user-facing call
 
 
+def test_warm_case_compiles_the_user_call_and_the_bare_kernel():
+    """The warm-up makes every call that the timed run compiles: the user call and the bare kernel (the check
+    and the kernel_* metrics call it on prepared inputs). Regression: only the user call was warmed, and on the
+    H200 the first triton_fused case then compiled its bare kernel for 21 s inside the timed worker."""
+    from bkbench.worker import warm_case
+
+    reg = Registry()
+    calls: list[tuple[bool, bool]] = []
+
+    @reg.register("counted", kind="bk", devices=("cpu",), dtypes=(torch.float32,), differentiable=True)
+    def counted(a, k, z):
+        calls.append((torch.is_grad_enabled(), a.requires_grad))
+        return default_registry().get("thomas").fn(a, k, z)
+
+    row, fatal = warm_case(_spec(impl="counted"), reg)
+    assert row["status"] == "ok" and not fatal and row["compile_s"] > 0, row
+    assert len(calls) == 2  # bk_core(..., impl="counted") under no_grad, then the bare kernel
+    calls.clear()
+    row, fatal = warm_case(_spec(impl="counted", mode="fwd+bwd"), reg)
+    assert row["status"] == "ok" and not fatal, row
+    assert len(calls) == 2 and all(grad for grad, _ in calls)
+    base, fatal = warm_case(_spec(impl="attention_naive", kind="attention", n=16, batch=1, d=64),
+                            default_registry())
+    assert base["status"] == "ok" and not fatal, base  # baselines have no bare kernel: one call
+
+
 # -- benchcase (asv, pytest-benchmark, premerge) -------------------------------------------------------------------
 
 
