@@ -57,7 +57,7 @@ SETTINGS = {
     "memory": True,
     "problem": {},  # extra Problem fields for BK cases (z as [re, im], coupling, potential...)
 }
-CAP_KEYS = ("max_n", "max_elements", "max_chains")
+CAP_KEYS = ("max_n", "max_elements", "max_chains", "modes")
 DEFAULT_AXES: dict[str, list[Any]] = {
     "batch": [1],
     "d": [1],
@@ -272,7 +272,9 @@ def _validate_axes(where: str, axes: dict[str, list[Any]]) -> None:
             raise ValueError(f"{where}: options must be a list of tables, e.g. options = [{{window = 8}}], got {v!r}")
 
 
-def _cap_reason(impl: str, caps: dict[str, Any], n: int, chains: int) -> str | None:
+def _cap_reason(impl: str, caps: dict[str, Any], n: int, chains: int, mode: str) -> str | None:
+    if "modes" in caps and mode not in caps["modes"]:
+        return f"suite cap for {impl}: mode {mode} is not in modes = {list(caps['modes'])}"
     if "max_n" in caps and n > caps["max_n"]:
         return f"suite cap for {impl}: N = {n} > max_n = {caps['max_n']}"
     if "max_elements" in caps and chains * n > caps["max_elements"]:
@@ -333,13 +335,13 @@ def _expand_group(suite: Suite, gname: str, group: dict[str, Any], registry: Reg
             kind = registry.get(impl).kind if impl in registry else "unknown"
             caps = _impl_caps(impl, device, suite.caps, group.get("caps", {}), group.get(device, {}).get("caps", {}))
             s = _merge(settings, {k: v for k, v in caps.items() if k in SETTINGS})
-            reason = _cap_reason(impl, caps, n, batch * d) or (
-                None if impl in registry else f"not registered: {import_failure_of(impl, registry)}")
+            unregistered = None if impl in registry else f"not registered: {import_failure_of(impl, registry)}"
             energy = None
             if s["energy"]:
                 energy = {"window_s": s["energy_window_s"], "trials": s["energy_trials"],
                           "idle_s": s["energy_idle_s"], "warmup_s": s["energy_warmup_s"]}
             for mode, options, timing in itertools.product(axes["mode"], axes["options"], timings):
+                reason = _cap_reason(impl, caps, n, batch * d, mode) or unregistered
                 out.append(CaseSpec(
                     suite=suite.name, group=gname, impl=impl, kind=kind, n=n, batch=batch, d=d, dtype=dtype,
                     sparsity=float(sparsity), mode=mode, options=dict(options), timing=timing, device=device,
@@ -405,6 +407,9 @@ def _check_caps(where: str, caps: dict[str, Any]) -> None:
             _check_caps(f"{where}.{key}", value)
         elif key not in CAP_KEYS and key not in SETTINGS:
             raise ValueError(f"{where}: unknown key {key!r}; caps take {CAP_KEYS} and any setting {sorted(SETTINGS)}")
+        elif key == "modes" and (not isinstance(value, list) or not value or any(m not in MODES for m in value)):
+            raise ValueError(f"{where}: modes must be a non-empty list of {MODES}, e.g. modes = ['fwd']; "
+                             f"got {value!r}")
 
 
 def load_suite(name_or_path: str | Path) -> Suite:

@@ -27,6 +27,7 @@ BAD = {
     "unknown implementation": (GOOD.replace('["thomas"]', '["thomas", "thomass"]'), "unknown implementation"),
     "unknown top-level key": ("budget_s = 3\n" + GOOD, "unknown top-level key"),
     "N = 10^12": (GOOD.replace("n = [16]", "n = [1000000000000]"), "beyond any single device"),
+    "a mode that does not exist in a modes cap": (GOOD + '[caps.thomas]\nmodes = ["bwd"]\n', "modes must be"),
 }
 
 
@@ -67,3 +68,12 @@ def test_failed_import_is_a_skipped_case_not_an_error() -> None:
     cases = parse_suite(GOOD.replace('["thomas"]', '["thomas", "broken"]'), "tiny").expand(reg, "cpu")
     broken = next(c for c in cases if c.impl == "broken")
     assert broken.skip_reason and "kernels.broken failed to import" in broken.skip_reason
+
+
+def test_a_modes_cap_skips_the_other_modes_with_the_reason() -> None:
+    """``modes`` in a cap keeps an implementation to those modes; its other cases stay in the plan as skipped."""
+    text = GOOD.replace('n = [16]', 'n = [16]\nmode = ["fwd", "fwd+bwd"]') + '[caps.thomas]\nmodes = ["fwd"]\n'
+    cases = parse_suite(text).expand(default_registry(), "cpu")
+    by_mode = {c.mode: c.skip_reason for c in cases}
+    assert by_mode["fwd"] is None
+    assert by_mode["fwd+bwd"] == "suite cap for thomas: mode fwd+bwd is not in modes = ['fwd']"
