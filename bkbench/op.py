@@ -202,7 +202,27 @@ def _bk_core_autograd(a: Tensor, b: Tensor | None, c: Tensor | None, z: Tensor |
         _reject_coupling_grad_op(b, c)
         return _BKCoreFunction.apply(a, b, c, z, *numbers)
     with torch._C._AutoDispatchBelowAutograd():
+        if _nothing_below_autograd(a, b, c, z):  # what a compiled graph runs: the implementation, one dispatch saved
+            return _bk_core_impl(a, b, c, z, *numbers)
         return bk_core_op(a, b, c, z, *numbers)
+
+
+_BELOW_AUTOGRAD = (torch._C.DispatchKeySet(torch._C.DispatchKey.Python)
+                   | torch._C.DispatchKeySet(torch._C.DispatchKey.Functionalize)
+                   | torch._C.DispatchKeySet(torch._C.DispatchKey.FuncTorchDynamicLayerBackMode)).raw_repr()
+
+
+def _nothing_below_autograd(*tensors: Tensor | None) -> bool:
+    """Whether the operator's dispatch below its Autograd kernel would reach the CPU / CUDA kernel unchanged: no
+    dispatch mode is active (fake tensors, functionalization, tracing, a user's TorchDispatchMode) and every tensor
+    is a plain one (no subclass, functional or functorch wrapper). Then the Autograd kernel calls the implementation
+    itself instead of dispatching again."""
+    if torch._C._len_torch_dispatch_stack() or torch._C._dispatch_tls_local_include_set().raw_repr() & _BELOW_AUTOGRAD:
+        return False
+    for t in tensors:
+        if t is not None and (type(t) is not Tensor or torch._C._dispatch_keys(t).raw_repr() & _BELOW_AUTOGRAD):
+            return False
+    return True
 
 
 def _reject_coupling_grad_op(b: Tensor | None, c: Tensor | None) -> None:

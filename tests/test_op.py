@@ -203,6 +203,30 @@ def test_the_operator_returns_gs_real_view():
     assert compiled.dtype == torch.complex128 and torch.equal(compiled, eager)
 
 
+def test_the_autograd_kernel_runs_the_implementation_only_with_nothing_below_it(monkeypatch):
+    """With no input requiring grad, the operator's Autograd kernel calls the implementation itself (one dispatch
+    fewer: what a compiled graph runs) only for plain tensors with no dispatch mode active; fake tensors, functional
+    tensors and an active mode take the dispatcher, whose fake kernel answers them."""
+    from torch._subclasses.fake_tensor import FakeTensorMode
+
+    import bkbench.op as op
+
+    a, b, c = _inputs()
+    args = (b, c, None, 0.0, 0.0, 0.0, 0.0, 0.0, 1.0, "thomas", "{}", False)
+    assert op._nothing_below_autograd(a, b, c, None)
+    assert not op._nothing_below_autograd(torch._to_functional_tensor(a), b)
+    calls = []
+    impl = op._bk_core_impl
+    monkeypatch.setattr(op, "_bk_core_impl", lambda *x: calls.append(1) or impl(*x))
+    direct = bk_core_op(a, *args)
+    assert calls == [1] and torch.equal(torch.view_as_complex(direct), bkbench.bk_core(a, b, c, 1j, impl="thomas"))
+    with FakeTensorMode() as mode:
+        fa, fb, fc = (mode.from_tensor(t) for t in (a, b, c))
+        assert not op._nothing_below_autograd(fa, fb, fc, None)
+        out = bk_core_op(fa, fb, fc, *args[2:])
+    assert calls == [1] and out.shape == (*a.shape, 2)  # the fake kernel, not the implementation
+
+
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="CUDA graphs need a GPU")
 def test_compile_reduce_overhead_with_triton_fused():
     """``torch.compile(mode="reduce-overhead")`` (inductor's CUDA-graph trees) of a training step through
