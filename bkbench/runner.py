@@ -28,6 +28,7 @@ from __future__ import annotations
 import json
 import shutil
 import signal
+import socket
 import tempfile
 import time
 from collections import Counter
@@ -301,7 +302,8 @@ def run_suite(
     try:
         for c in todo:
             if c.skip_reason:
-                take({**c.identity(), "status": "skipped", "reason": c.skip_reason, "wall_s": 0.0})
+                take({**c.identity(), "status": "skipped", "reason": c.skip_reason, "wall_s": 0.0,
+                      "host": socket.gethostname(), "worker": "planner"})  # declined here, before any worker
         work = [c for c in todo if not c.skip_reason]
         if executor != "inline":  # first what the jobs of an earlier attempt stored, or still run
             from bkbench.executors import recover_jobs, run_jobs
