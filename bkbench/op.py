@@ -195,6 +195,12 @@ def _wants_grad(*tensors: Tensor | None) -> bool:
     return torch.is_grad_enabled() and any(t is not None and t.requires_grad for t in tensors)
 
 
+# dispatch keys that change an operator call below autograd (modes, subclasses, functionalization, functorch)
+_BELOW_AUTOGRAD = (torch._C.DispatchKeySet(torch._C.DispatchKey.Python)
+                   | torch._C.DispatchKeySet(torch._C.DispatchKey.Functionalize)
+                   | torch._C.DispatchKeySet(torch._C.DispatchKey.FuncTorchDynamicLayerBackMode)).raw_repr()
+
+
 def _bk_core_autograd(a: Tensor, b: Tensor | None, c: Tensor | None, z: Tensor | None, *numbers: Any) -> Tensor:
     """The operator's Autograd kernel: the autograd Function when ``a`` or ``z`` requires grad, else the call below
     autograd (one dispatch; ``torch.library.custom_op``'s generic wrapper costs several Python layers more)."""
@@ -205,11 +211,6 @@ def _bk_core_autograd(a: Tensor, b: Tensor | None, c: Tensor | None, z: Tensor |
         if _nothing_below_autograd(a, b, c, z):  # what a compiled graph runs: the implementation, one dispatch saved
             return _bk_core_impl(a, b, c, z, *numbers)
         return bk_core_op(a, b, c, z, *numbers)
-
-
-_BELOW_AUTOGRAD = (torch._C.DispatchKeySet(torch._C.DispatchKey.Python)
-                   | torch._C.DispatchKeySet(torch._C.DispatchKey.Functionalize)
-                   | torch._C.DispatchKeySet(torch._C.DispatchKey.FuncTorchDynamicLayerBackMode)).raw_repr()
 
 
 def _nothing_below_autograd(*tensors: Tensor | None) -> bool:
