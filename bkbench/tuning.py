@@ -1,15 +1,18 @@
-"""Autotuning of ``triton_fused`` launch configurations, with a persistent cache and a committed default table.
+"""Autotuning of ``triton_fused`` launch configurations, with a persistent cache and committed per-GPU tables.
 
-Key of a tuned entry: (GPU name, input dtype, coupling kind, shape bucket). The shape bucket is
-``N<2^ceil(log2 N)>_E<2^(2*ceil(log2(B*N)/2))>`` — chain length decides the tile structure (one chunk per
-chain or halo chunks), total work decides occupancy. Lookup order in :func:`lookup`: the user cache
-(``platformdirs.user_cache_dir("bkbench")/tuned_triton_fused.json``), then the table shipped with the package
-for this GPU (``bkbench/data/tuned_h100.json``), then the built-in defaults (``FusedConfig()``,
-``BwdConfig()``). Nothing is searched at call time.
+Key of a tuned entry: (GPU label, input dtype, coupling kind, shape bucket); the GPU label is its name, SM count,
+memory and compute capability (``kernels._triton_fused_tables.GpuId``). The shape bucket is
+``N<2^ceil(log2 N)>_E<2^(2*ceil(log2(B*N)/2))>`` — chain length decides the tile structure (one chunk per chain
+or halo chunks), total work decides occupancy. Lookup order (``kernels._triton_fused_tables.lookup``): the user
+cache (``platformdirs.user_cache_dir("bkbench")/tuned_triton_fused.json``, or ``$BKBENCH_CACHE_DIR``), the
+packaged table of this GPU (``kernels/data/triton_fused_<gpu>.json``), the table of the nearest known GPU, then
+the built-in defaults (``FusedConfig()``, ``BwdConfig()``). Nothing is searched at call time unless the user opts
+in to tuning on first use (:mod:`bkbench.first_use_tuning`).
 
 :func:`tune` measures a staged search (forward: tile/warps first at L=16, then segment length and first-pass
 length around the winner; backward: a small grid), checks each winner against the float64 reference, and
-stores it. :func:`exhaustive` measures the whole space (for the "within 5 % of exhaustive" check).
+stores it. :class:`Tuner` takes a deadline (the search stops measuring when it passes) and configs to measure
+first. :func:`exhaustive` measures the whole space (for the "within 5 % of exhaustive" check).
 """
 
 from __future__ import annotations
@@ -18,7 +21,8 @@ import datetime as _dt
 import json
 import math
 import os
-from collections.abc import Callable, Iterable
+import time
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -103,12 +107,14 @@ def clear_memo() -> None:
 # --------------------------------------------------------------------------------------------------------
 
 
-def time_ms(fn: Callable[[], Any], budget_s: float = 0.25) -> float:
-    """Median milliseconds per call, L2 flushed before every call (bkbench.timing if present, else do_bench)."""
+def time_ms(fn: Callable[[], Any], budget_s: float = 0.25, device: str = "cuda") -> float:
+    """Median milliseconds per call on ``device`` ("cuda": L2 flushed before every call; "cpu": the
+    interpreter's wall time), by bkbench.timing if present, else do_bench."""
     try:
         from bkbench.timing import TimingConfig, measure
 
-        t = measure(fn, TimingConfig(mode="cold", warmup_s=0.02, budget_s=budget_s, rel_ci=0.01, min_reps=10))
+        t = measure(fn, TimingConfig(mode="cold", warmup_s=0.02, budget_s=budget_s, rel_ci=0.01, min_reps=10),
+                    device)
         return float(t.median * 1e3)
     except ImportError:
         import triton.testing
@@ -232,7 +238,7 @@ def _check(cfg: Any, prob: Problem, bwd: bool = False) -> float:
         return float(np.abs(g - ref).max() / np.abs(ref).max())
     gen = torch.Generator().manual_seed(7)
     go = torch.complex(torch.randn(b, prob.n, generator=gen), torch.randn(b, prob.n, generator=gen))
-    g32 = tf.forward(a, k, z)
+    g32 = tf.forward(a, k, z, config=tf.FusedConfig())
     s = tf.vjp(a, k, z, g32, go.to(torch.complex64).to(a.device), need_s=True, config=cfg)
     s = s.cpu().numpy().astype(np.complex128)
     w = go.numpy().astype(np.complex128).conj()
@@ -250,24 +256,26 @@ def _check(cfg: Any, prob: Problem, bwd: bool = False) -> float:
     return float(np.abs(s - sref).max() / np.abs(sref).max())
 
 
-def measure_fwd(cfg_dict: dict[str, int], prob: Problem, budget_s: float = 0.25) -> float:
+def measure_fwd(cfg_dict: dict[str, int], prob: Problem, budget_s: float = 0.25,
+                inputs: tuple[torch.Tensor, ...] | None = None) -> float:
     from kernels import triton_fused as tf
 
-    a, k, z = prob.inputs()
+    a, k, z = inputs or prob.inputs()
     cfg = tf.FusedConfig.from_dict(cfg_dict)
     tf.forward(a, k, z, config=cfg)  # compile
-    return time_ms(lambda: tf.forward(a, k, z, config=cfg), budget_s)
+    return time_ms(lambda: tf.forward(a, k, z, config=cfg), budget_s, a.device.type)
 
 
-def measure_bwd(cfg_dict: dict[str, int], prob: Problem, budget_s: float = 0.25) -> float:
+def measure_bwd(cfg_dict: dict[str, int], prob: Problem, budget_s: float = 0.25,
+                inputs: tuple[torch.Tensor, ...] | None = None) -> float:
     from kernels import triton_fused as tf
 
-    a, k, z = prob.inputs()
-    g = tf.forward(a, k, z)
+    a, k, z = inputs or prob.inputs()
+    g = tf.forward(a, k, z, config=tf.FusedConfig())  # an explicit config: no table lookup inside a search
     go = torch.randn_like(g)
     cfg = tf.BwdConfig.from_dict(cfg_dict)
     tf.vjp(a, k, z, g, go, config=cfg)
-    return time_ms(lambda: tf.vjp(a, k, z, g, go, config=cfg), budget_s)
+    return time_ms(lambda: tf.vjp(a, k, z, g, go, config=cfg), budget_s, a.device.type)
 
 
 def _best(results: dict[str, float]) -> str:
@@ -276,20 +284,43 @@ def _best(results: dict[str, float]) -> str:
 
 class Tuner:
     """The staged search for one problem, in steps so that a driver can compile a stage's candidates for
-    many problems at once (``candidates()`` -> compile -> ``measure()``), or just call :func:`tune`."""
+    many problems at once (``candidates()`` -> compile -> ``measure()``), or just call :func:`tune`.
 
-    def __init__(self, prob: Problem, budget_s: float = 0.2, log: Callable[[str], None] | None = None) -> None:
+    ``first`` / ``bwd_first``: configs measured before the search's own (e.g. the ones the call would run
+    without tuning, so the pick is never slower than them). ``deadline`` (``time.monotonic()`` seconds): no
+    candidate starts after it, except the first one of the forward search; ``truncated``: the deadline passed.
+    """
+
+    def __init__(self, prob: Problem, budget_s: float = 0.2, log: Callable[[str], None] | None = None,
+                 deadline: float | None = None, first: Sequence[dict[str, int]] = (),
+                 bwd_first: Sequence[dict[str, int]] = ()) -> None:
         self.prob = prob
         self.budget_s = budget_s
         self.log = log or (lambda s: None)
+        self.deadline = deadline
+        self.first = list(first)
+        self.bwd_first = list(bwd_first)
+        self.truncated = False
         self.results: dict[str, float] = {}
         self.bwd_results: dict[str, float] = {}
         self.stage = 1
         self.measured = 0
+        self._inputs: tuple[torch.Tensor, ...] | None = None
+
+    def inputs(self) -> tuple[torch.Tensor, ...]:
+        """The problem's inputs, made once per search."""
+        if self._inputs is None:
+            self._inputs = self.prob.inputs()
+        return self._inputs
+
+    def out_of_time(self) -> bool:
+        if self.deadline is not None and time.monotonic() >= self.deadline:
+            self.truncated = True
+        return self.truncated
 
     def candidates(self) -> list[dict[str, int]]:
         if self.stage == 1:
-            return stage1(self.prob)
+            return self.first + [c for c in stage1(self.prob) if c not in self.first]
         best = json.loads(_best(self.results))
         return stage2(best)
 
@@ -305,8 +336,11 @@ class Tuner:
             if same in timed:
                 self.results[kk] = timed[same]
                 continue
+            if self.results and self.out_of_time():
+                self.log(f"  deadline: {self.measured} forward config(s) measured")
+                break
             try:
-                self.results[kk] = measure_fwd(cfg, self.prob, self.budget_s)
+                self.results[kk] = measure_fwd(cfg, self.prob, self.budget_s, self.inputs())
             except Exception as exc:  # a config that does not compile/run is skipped
                 self.log(f"  skip {cfg}: {type(exc).__name__}: {str(exc)[:120]}")
                 self.results[kk] = math.inf
@@ -315,9 +349,15 @@ class Tuner:
         self.stage += 1
 
     def measure_bwd(self) -> None:
-        for c in bwd_space():
+        for c in self.bwd_first + [c for c in bwd_space() if c not in self.bwd_first]:
+            kk = json.dumps(c, sort_keys=True)
+            if kk in self.bwd_results:
+                continue
+            if self.out_of_time():
+                self.log(f"  deadline: {len(self.bwd_results)} backward config(s) measured")
+                break
             try:
-                self.bwd_results[json.dumps(c, sort_keys=True)] = measure_bwd(c, self.prob, self.budget_s)
+                self.bwd_results[kk] = measure_bwd(c, self.prob, self.budget_s, self.inputs())
             except Exception as exc:
                 self.log(f"  skip bwd {c}: {type(exc).__name__}: {str(exc)[:120]}")
 
@@ -340,9 +380,9 @@ class Tuner:
             raise ValueError(f"tune: no configuration passed the correctness check for {prob}")
         default_kk = json.dumps(tf.FusedConfig().to_dict(), sort_keys=True)
         default_ms = results.get(default_kk)
-        if default_ms is None:
+        if default_ms is None and not self.out_of_time():
             try:
-                default_ms = measure_fwd(tf.FusedConfig().to_dict(), prob, self.budget_s)
+                default_ms = measure_fwd(tf.FusedConfig().to_dict(), prob, self.budget_s, self.inputs())
             except Exception:
                 default_ms = math.inf
         entry: dict[str, Any] = {

@@ -7,6 +7,13 @@ fastest forward and backward configs measured on one GPU, and names that GPU by 
 (same name, SM count and memory to 4 GiB), the packaged table of the nearest known GPU (same compute capability,
 then closest SM count and memory), else the built-in defaults. :func:`explain` says which applied.
 
+Tuning on first use is opt-in: ``bkbench.first_use_tuning.enable(budget_s)`` installs a tuner here
+(:func:`set_first_use_tuner`; this module does not import the tuner). Then the first lookup of a (GPU, dtype,
+coupling, bucket) whose configs would come from another GPU's table or from the defaults calls it once per process;
+it measures within its time budget, stores the winner in the user cache, and the lookup reads that entry. Without
+a tuner, the first such lookup on a GPU with no table of its own gives one :class:`UntunedGpuWarning` that says
+how to tune.
+
 Key of an entry: ``dtype|coupling|bucket`` inside a table; ``<gpu id>|dtype|coupling|bucket`` in the user cache.
 The bucket is ``N<2^ceil(log2 N)>_E<4^ceil(log4(B*N))>``: chain length decides the tile structure, total work the
 occupancy.
@@ -18,6 +25,8 @@ import functools
 import json
 import math
 import os
+import warnings
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -139,15 +148,32 @@ def user_cache() -> dict[str, Any]:
 
 @dataclass(frozen=True)
 class Lookup:
-    """The configs one problem runs with, and where they came from."""
+    """The configs one problem runs with, and where they came from (``origin``: "user cache", "exact" (this
+    GPU's packaged table), "nearest" (another GPU's table) or "defaults")."""
 
     fwd: FusedConfig
     bwd: BwdConfig
     source: str
     key: str
+    origin: str = "defaults"
 
+    @property
+    def tuned_here(self) -> bool:
+        """Whether the configs were measured on this GPU (the user cache or this GPU's own table)."""
+        return self.origin in ("user cache", "exact")
+
+
+class UntunedGpuWarning(UserWarning):
+    """A CUDA GPU without a packaged table of its own runs another GPU's configs (or the defaults)."""
+
+
+# (device, dtype, scalar coupling, batch, n) -> None; measures and stores an entry in the user cache
+FirstUseTuner = Callable[[torch.device, torch.dtype, bool, int, int], None]
 
 _MEMO: dict[tuple[Any, ...], Lookup] = {}
+_FIRST_USE: list[FirstUseTuner] = []  # at most one: the installed tuner
+_TRIED: set[tuple[str, str]] = set()  # (GPU label, entry key) tuned (or tried) on first use in this process
+_WARNED: set[str] = set()  # GPU labels warned about in this process
 
 
 def clear_memo() -> None:
@@ -155,14 +181,64 @@ def clear_memo() -> None:
     packaged_tables.cache_clear()
 
 
+def set_first_use_tuner(tuner: FirstUseTuner | None) -> None:
+    """Install (or with None remove) the tuner that :func:`lookup` calls on first use; clears the lookup memo."""
+    _FIRST_USE.clear()
+    if tuner is not None:
+        _FIRST_USE.append(tuner)
+    _TRIED.clear()
+    clear_memo()
+
+
+def first_use_tuner() -> FirstUseTuner | None:
+    return _FIRST_USE[0] if _FIRST_USE else None
+
+
 def lookup(device: torch.device, dtype: torch.dtype, scalar_coupling: bool, batch: int, n: int) -> Lookup:
-    """The configs for a (batch, n) problem of ``dtype`` inputs on ``device`` (memoised: a call reads no file)."""
+    """The configs for a (batch, n) problem of ``dtype`` inputs on ``device`` (memoised: a call reads no file).
+
+    On a memo miss on CUDA whose configs were not measured on this GPU: with a first-use tuner installed, tune
+    once (not while a CUDA graph is being captured); without one, warn once per GPU that has no table of its own.
+    """
     memo_key = (device, dtype, scalar_coupling, batch, n)
     hit = _MEMO.get(memo_key)
-    if hit is None:
-        hit = explain(device, dtype, scalar_coupling, batch, n)
-        _MEMO[memo_key] = hit
+    if hit is not None:
+        return hit
+    hit = explain(device, dtype, scalar_coupling, batch, n)
+    if device.type == "cuda" and not hit.tuned_here:
+        gpu = gpu_id(device.index).label()
+        tuner = first_use_tuner()
+        if tuner is not None:
+            if capturing():
+                return hit  # not memoised: an eager call later tunes
+            if (gpu, hit.key) not in _TRIED:
+                _TRIED.add((gpu, hit.key))
+                try:
+                    tuner(device, dtype, scalar_coupling, batch, n)
+                except Exception as exc:  # the call goes on with the configs it had
+                    warnings.warn(f"triton_fused: the first-use tuner failed on {hit.key} ({type(exc).__name__}: "
+                                  f"{str(exc)[:200]}); the call runs {hit.source}", UntunedGpuWarning, stacklevel=2)
+                hit = explain(device, dtype, scalar_coupling, batch, n)
+        elif (table_for(gpu_id(device.index)) or ("",))[0] != "exact":
+            _warn_untuned(gpu, hit)  # a GPU with a table of its own runs the defaults only where it measured no bucket
+    _MEMO[memo_key] = hit
     return hit
+
+
+def capturing() -> bool:
+    """Whether the current CUDA stream is capturing a graph (no tuning then: it synchronises)."""
+    return torch.cuda.is_available() and torch.cuda.is_current_stream_capturing()
+
+
+def _warn_untuned(gpu: str, hit: Lookup) -> None:
+    if gpu in _WARNED:
+        return
+    _WARNED.add(gpu)
+    warnings.warn(
+        f"triton_fused has no tuned table for {gpu}; it runs {hit.source}. To tune for this GPU run "
+        "`bkbench tune` once (results are cached), or call bkbench.first_use_tuning.enable(budget_s=60) "
+        "before the first call to tune each new shape bucket on first use.",
+        UntunedGpuWarning, stacklevel=3)
 
 
 def explain(device: torch.device, dtype: torch.dtype, scalar_coupling: bool, batch: int, n: int) -> Lookup:
@@ -179,15 +255,25 @@ def explain_for(gpu: GpuId, dtype: torch.dtype, scalar_coupling: bool, batch: in
     """The configs a problem would run with on ``gpu``, and where they come from."""
     k = entry_key(dtype, scalar_coupling, batch, n)
     entry = user_cache().get(f"{gpu.label()}|{k}")
-    source = f"user cache {cache_path()} (tuned on this GPU)" if entry else ""
-    if not entry:
+    if entry:
+        origin, source = "user cache", f"user cache {cache_path()} ({_how_tuned(entry)})"
+    else:
         table = table_for(gpu)
         if table and k in table[2]:
             how, name, entries = table
             entry = entries[k]
+            origin = "exact" if how == "exact" else "nearest"
             source = f"packaged table {name}, {how}"
     if not entry:
         return Lookup(FusedConfig(), BwdConfig(), "built-in defaults (no tuned entry for this GPU and bucket)", k)
     fwd = FusedConfig.from_dict(entry["config"]) if "config" in entry else FusedConfig()
     bwd = BwdConfig.from_dict(entry["bwd_config"]) if "bwd_config" in entry else BwdConfig()
-    return Lookup(fwd, bwd, source, k)
+    return Lookup(fwd, bwd, source, k, origin)
+
+
+def _how_tuned(entry: dict[str, Any]) -> str:
+    """"tuned on this GPU" plus, for a first-use entry, how much of the space its budget searched."""
+    if entry.get("source") != "first use":
+        return "tuned on this GPU"
+    return (f"tuned on this GPU on first use: {entry.get('searched', '?')} of {entry.get('space', '?')} forward "
+            f"configs in its {entry.get('budget_s', '?')} s budget; `bkbench tune` searches the rest")

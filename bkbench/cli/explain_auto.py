@@ -69,4 +69,7 @@ def run(args: argparse.Namespace) -> int:
         console.print(f"triton_fused config on {gpu.label()} for {found.key}: {found.source}")
         console.print(f"  forward {found.fwd.to_dict()}")
         console.print(f"  backward {found.bwd.to_dict()}")
+        if gpu != tables.INTERPRETER and not found.tuned_here:
+            console.print(f"  not tuned on this GPU: `bkbench tune --shapes {args.batch}x{args.n}` measures it, or "
+                          "bkbench.first_use_tuning.enable(budget_s=...) tunes it at the first call (cached)")
     return 0
