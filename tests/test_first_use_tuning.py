@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import warnings
 
 import pytest
@@ -140,3 +141,45 @@ def test_explain_auto_offers_tuning_on_a_gpu_without_a_table(capsys):
                    "--gpu", "NVIDIA Imaginary X1", "--db", "/nonexistent/bk.db"])
     out = capsys.readouterr().out
     assert rc == 0 and "not tuned on this GPU" in out and "first_use_tuning.enable" in out
+
+
+def test_tune_writes_a_packaged_table_from_measured_entries_and_merges_calls(fresh, tmp_path, monkeypatch, capsys):
+    fresh(UNKNOWN)
+    cfg = FusedConfig(seg=64, L=8, H=2, M1=8, warps=2)
+    for dtype, bn in ((torch.float32, (4096, 4096)), (torch.bfloat16, (16384, 1024))):
+        tuning.save_entry(tuning.key(UNKNOWN.label(), dtype, False, *bn),
+                          {"config": cfg.to_dict(), "ms": 0.1, "default_ms": 0.12, "source": "tuned"})
+    tuning.save_entry(tuning.key("another GPU [1 SMs, 1 GiB, sm_90]", torch.float32, False, 8, 8),
+                      {"config": cfg.to_dict(), "ms": 0.1, "source": "tuned"})
+    data = tmp_path / "data"
+    path = data / "triton_fused_x1.json"
+    assert cli_main(["tune", "--write-table", str(path), "--from-cache"]) == 0
+    first = json.loads(path.read_text())
+    assert tables.GpuId.from_dict(first["gpu"]) == UNKNOWN
+    assert sorted(first["entries"]) == ["bfloat16|k|N1024_E16777216", "float32|k|N4096_E16777216"]
+    # a later call with one more bucket adds to the same table
+    tuning.save_entry(tuning.key(UNKNOWN.label(), torch.float32, True, 8, 65536),
+                      {"config": cfg.to_dict(), "ms": 0.01, "source": "tuned"})
+    assert cli_main(["tune", "--write-table", str(path), "--from-cache"]) == 0
+    assert len(json.loads(path.read_text())["entries"]) == 3
+    # the library reads it as this GPU's own table
+    monkeypatch.setattr(tables, "DATA_DIR", data)
+    tables.clear_memo()
+    assert tables.table_for(UNKNOWN)[0] == "exact"
+    monkeypatch.setenv("BKBENCH_CACHE_DIR", str(tmp_path / "empty-cache"))
+    found = tables.explain(CUDA, torch.float32, False, 4096, 4096)
+    assert found.origin == "exact" and found.fwd == cfg
+    # another GPU may not write into it; flags are checked
+    fresh(H200)
+    capsys.readouterr()
+    assert cli_main(["tune", "--write-table", str(path), "--from-cache"]) == 2
+    assert "not of this GPU" in capsys.readouterr().err
+    assert cli_main(["tune", "--from-cache"]) == 2
+    assert cli_main(["tune", "--dtype", "float32,bf16", "--dry-run"]) == 2
+
+
+def test_tune_dry_run_lists_every_dtype(fresh, capsys):
+    assert cli_main(["tune", "--dtype", "float32,bfloat16", "--coupling", "k", "--shapes", "8x65536",
+                     "--dry-run"]) == 0
+    out = capsys.readouterr().out
+    assert "float32|k|N65536" in out and "bfloat16|k|N65536" in out
