@@ -39,6 +39,12 @@
 #   layers       bench/baselines_gpu.py's layer timing (bk, mamba2, attention, gated_deltanet at B = 4,
 #                d = 1024, N = 1024 / 4096, bf16, fwd and fwd+bwd). ~1-2 min.
 # The log of everything is $OUT/snapshot.log (its tail is printed at the end).
+#
+# Triton's compiled binaries travel between calls: every call compiles into TRITON_CACHE_DIR=/tmp/bk-triton-cache
+# (the same absolute path on every machine: Triton's cache groups name their files by absolute path) and packs it
+# to $OUT/triton-cache.tar.gz at the end (dropped, with a line in the log, above 15 MiB: files back are at most
+# 16 MiB each). Copy it to results/triton-cache.tar.gz and add that path to carry: the next call unpacks it before
+# the warm-up, so fla-core's kernels load instead of compiling (their autotuning still re-times the candidates).
 set -u
 OUT=${OUT:?set OUT to the output directory}
 mkdir -p "$OUT"
@@ -61,6 +67,12 @@ setup() {
   export PYTHONPATH="$PWD:$site"
   export BKBENCH_GIT_SHA=${BKBENCH_GIT_SHA:-$(cat .git-sha 2>/dev/null || git rev-parse --short HEAD 2>/dev/null || echo unknown)}
   [ -f "$DB" ] || { [ -f results/h200.db ] && cp results/h200.db "$DB"; }
+  export TRITON_CACHE_DIR=${TRITON_CACHE_DIR:-/tmp/bk-triton-cache}
+  mkdir -p "$TRITON_CACHE_DIR"
+  if [ -f results/triton-cache.tar.gz ]; then
+    tar -C "$TRITON_CACHE_DIR" -xzf results/triton-cache.tar.gz \
+      && echo "== Triton cache restored: $(find "$TRITON_CACHE_DIR" -type f | wc -l) files"
+  fi
   echo "== $(date -u +%FT%TZ) $(nvidia-smi --query-gpu=name,driver_version,power.limit --format=csv,noheader)"
   python3 -c "import torch, triton; print('torch', torch.__version__, 'triton', triton.__version__)"
   python3 -m bkbench list --kind ssm 2>&1 | grep -E "fla|mamba" | cut -c1-160
@@ -127,6 +139,19 @@ phase_layers() {
   echo "== layers rc=$?"
 }
 
+# pack_triton_cache: $OUT/triton-cache.tar.gz for the next call, or a log line saying why not
+pack_triton_cache() {
+  [ -d "${TRITON_CACHE_DIR:-}" ] || return 0
+  local tgz="$OUT/triton-cache.tar.gz" limit=$(( 15 * 1024 * 1024 ))
+  tar -C "$TRITON_CACHE_DIR" -czf "$tgz" . || { rm -f "$tgz"; echo "== Triton cache not packed (tar failed)"; return 0; }
+  local size; size=$(stat -c %s "$tgz")
+  if [ "$size" -gt "$limit" ]; then
+    rm -f "$tgz"; echo "== Triton cache not packed: $size bytes compressed, over $limit"
+  else
+    echo "== Triton cache packed: $(find "$TRITON_CACHE_DIR" -type f | wc -l) files, $size bytes -> $tgz"
+  fi
+}
+
 {
   setup || exit_code=2
   for phase in "$@"; do
@@ -150,6 +175,7 @@ phase_layers() {
     esac
   done
   echo "== $(date -u +%T) done, $(left) s of the budget left; database $DB"
+  pack_triton_cache
 } > "$LOG" 2>&1
 tail -c 11000 "$LOG"
 exit "${exit_code:-0}"
