@@ -183,3 +183,22 @@ def test_tune_dry_run_lists_every_dtype(fresh, capsys):
                      "--dry-run"]) == 0
     out = capsys.readouterr().out
     assert "float32|k|N65536" in out and "bfloat16|k|N65536" in out
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="first-use tuning of real kernels needs a CUDA GPU")
+def test_on_a_gpu_the_first_call_tunes_within_its_budget_and_stays_correct(fresh):
+    """The whole path on a real GPU presented as one without a table: the user's first ``bk_core`` call tunes
+    its bucket (forward only, a 20 s budget), the entry lands in the user cache, and G matches float64."""
+    import bkbench
+
+    fresh(UNKNOWN)
+    first_use_tuning.enable(budget_s=20, with_bwd=False)
+    gen = torch.Generator().manual_seed(3)
+    a = (-2.0 + 0.5 * torch.randn(48, 1000, generator=gen)).cuda()  # a shape no other test uses
+    b = (1.0 + 0.1 * torch.randn(48, 999, generator=gen)).cuda()
+    g = bkbench.bk_core(a, b, b, 1j, impl="triton_fused")
+    entry = tuning.load_cache()[tuning.key(UNKNOWN.label(), torch.float32, False, 48, 1000)]
+    assert entry["source"] == "first use" and entry["searched"] >= 1 and entry["check_error"] < 2e-4
+    assert entry["wall_s"] < 20 + 120  # the budget, plus one compile that may start just before it ends
+    ref = bkbench.bk_core(a.double().cpu(), b.double().cpu(), b.double().cpu(), 1j, impl="thomas")
+    assert torch.allclose(g.cpu().to(torch.complex128), ref, rtol=1e-4, atol=1e-5)
