@@ -285,3 +285,15 @@ def test_cuda_graph_of_forward_and_backward_is_eager_bitwise():
         (g * w).real.sum().backward()
         assert torch.equal(out, g.detach())
         assert torch.equal(x.grad, eager_x.grad)
+
+
+@pytest.mark.parametrize("impl", ["thomas", "assoc_scan", "naive_loop", "triton_fused"])
+def test_the_operator_below_autograd_records_no_graph(impl):
+    """The operator's implementation runs without ``torch.no_grad()`` (it is below autograd): with grad enabled
+    and a coupling that requires grad, its result still carries no autograd graph."""
+    a, b, c = _inputs(batch=3, n=8, dtype=torch.float32)
+    b = b.clone().requires_grad_()
+    with torch.enable_grad():
+        out = bk_core_op(a, b, c, None, 0.0, 0.0, 0.0, 0.0, 0.0, 1.0, impl, "{}", False)
+    assert out.grad_fn is None and not out.requires_grad
+    assert torch.equal(torch.view_as_complex(out), bkbench.bk_core(a, b.detach(), c, 1j, impl=impl))
