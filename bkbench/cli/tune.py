@@ -24,6 +24,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                    help="write this GPU's tuned entries as a packaged table (merged into PATH if it holds one)")
     p.add_argument("--from-cache", action="store_true",
                    help="with --write-table: measure nothing, write the table from the user cache")
+    p.add_argument("--jobs", type=int, default=None,
+                   help="processes that compile each stage's candidates in parallel before they are timed "
+                        "(default: the cores less one, at most 15; 1: compile inside the timing process)")
     p.add_argument("--dry-run", action="store_true", help="list the problems and the search space, measure nothing")
     p.set_defaults(func=run)
 
@@ -40,12 +43,13 @@ def _dtypes(text: str) -> list:
 
 def run(args: argparse.Namespace) -> int:
     import json
+    import os
     from pathlib import Path
 
     import torch
     from rich.table import Table
 
-    from bkbench import tuning
+    from bkbench import tune_compile, tuning
     from bkbench.console import make_console
 
     if args.impl != "triton_fused":
@@ -57,6 +61,8 @@ def run(args: argparse.Namespace) -> int:
         raise ValueError(f"--coupling: expected k, scalar or k,scalar, got {args.coupling!r}")
     if args.budget <= 0:
         raise ValueError(f"--budget: must be > 0 seconds, got {args.budget}")
+    if args.jobs is not None and args.jobs < 1:
+        raise ValueError(f"--jobs: need at least 1, got {args.jobs}")
     if args.from_cache and not args.write_table:
         raise ValueError("--from-cache: give --write-table PATH too (it only writes a table)")
     probs = tuning.iter_problems(shapes, _dtypes(args.dtype), [c == "scalar" for c in kinds])
@@ -79,13 +85,14 @@ def run(args: argparse.Namespace) -> int:
                 "bwd us", "vs exhaustive"):
         table.add_column(col)
     rows = []
-    for p in probs:
-        entry = tuning.tune(p, budget_s=args.budget, with_bwd=not args.no_bwd, log=console.print)
+    workers = args.jobs if args.jobs is not None else max(1, min(15, (os.cpu_count() or 2) - 1))
+    for p, entry in tune_compile.tune_many(probs, workers=workers, budget_s=args.budget, with_bwd=not args.no_bwd,
+                                           log=console.print):
         row = {"batch": p.batch, "n": p.n, "dtype": str(p.dtype).replace("torch.", ""), "uniform": p.uniform,
                "key": tuning.key(tuning.gpu_name(), p.dtype, p.uniform, p.batch, p.n), "entry": entry}
         within = "-"
         if args.exhaustive:
-            ex = tuning.exhaustive(p, budget_s=args.budget)
+            ex = tune_compile.exhaustive(p, workers=workers, budget_s=args.budget, log=console.print)
             best = min(ex.values())
             mine = tuning.time_of(entry["config"], ex, p.batch, p.n)
             row.update(exhaustive_ms=ex, exhaustive_best_ms=best, pick_vs_best=mine / best - 1)
