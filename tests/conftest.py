@@ -18,3 +18,14 @@ if not torch.cuda.is_available():
 @pytest.fixture(params=["cpu"] + (["cuda"] if torch.cuda.is_available() else []))
 def device(request):
     return request.param
+
+
+@pytest.fixture
+def cache_dir(tmp_path, monkeypatch):
+    """An empty user cache of tuned configs (``BKBENCH_CACHE_DIR``), with the lookup memo cleared around the test."""
+    from kernels import _triton_fused_tables as tables
+
+    monkeypatch.setenv("BKBENCH_CACHE_DIR", str(tmp_path / "cache"))
+    tables.clear_memo()
+    yield tmp_path / "cache"
+    tables.clear_memo()

@@ -11,6 +11,7 @@ import torch
 from bkbench import first_use_tuning, tuning
 from bkbench.cli import main as cli_main
 from kernels import _triton_fused_tables as tables
+from kernels._cplx_triton import interpreting
 from kernels.triton_fused import BwdConfig, FusedConfig
 
 UNKNOWN = tables.GpuId("NVIDIA Imaginary X1", 100, 64, "9.0")  # no packaged table of its own: nearest is used
@@ -122,6 +123,7 @@ def test_enable_rejects_a_bad_budget(bad):
     assert not first_use_tuning.enabled()
 
 
+@pytest.mark.skipif(not interpreting(), reason="the CPU search needs TRITON_INTERPRET=1 (the GPU test covers CUDA)")
 def test_a_real_search_within_a_spent_budget_keeps_the_fallback_and_says_so(fresh):
     """The tuner end to end (Triton interpreter, CPU tensors): a budget already spent measures only the
     configs the call would have run, checks them against float64 and caches them as a first-use entry."""

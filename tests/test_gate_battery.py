@@ -4,6 +4,7 @@ import pytest
 
 from bkbench.gate import battery, run_gate
 from bkbench.registry import default_registry
+from tests.triton_devices import skip_triton_on_cpu
 
 BK = default_registry().names("bk")
 
@@ -19,6 +20,7 @@ def test_required_implementations_registered():
 
 @pytest.mark.parametrize("impl", BK)
 def test_gate_battery(impl, device):
+    skip_triton_on_cpu(impl, device)
     report = run_gate(impls=[impl], device=device, seeds=(0, 1))
     bad = [f"{r.case} [{r.key}] ({r.check}): {r.detail}" for r in report.failures]
     assert not bad, "\n".join(bad)

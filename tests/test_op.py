@@ -17,6 +17,7 @@ import bkbench
 from bkbench import dispatch
 from bkbench.op import bk_core_backward_op, bk_core_op
 from bkbench.registry import default_registry
+from tests.triton_devices import TRITON_HOST
 
 
 def _inputs(batch=3, n=24, dtype=torch.float64, seed=0):
@@ -125,7 +126,8 @@ def test_default_call_reads_no_device_value(impl, monkeypatch):
     import kernels.thomas
 
     monkeypatch.setattr(kernels.thomas, "guard_every_chain", lambda al: True)
-    a, b, c = _inputs(batch=2, n=30, dtype=torch.float32)
+    a, b, c = (t.to(TRITON_HOST if impl == "triton_fused" else "cpu")
+               for t in _inputs(batch=2, n=30, dtype=torch.float32))
     bkbench.bk_core(a, b, c, 1j, impl=impl)  # first call: discovery, tables (may read files, not tensors)
 
     def trap(*args, **kwargs):
@@ -291,7 +293,8 @@ def test_cuda_graph_of_forward_and_backward_is_eager_bitwise():
 def test_the_operator_below_autograd_records_no_graph(impl):
     """The operator's implementation runs without ``torch.no_grad()`` (it is below autograd): with grad enabled
     and a coupling that requires grad, its result still carries no autograd graph."""
-    a, b, c = _inputs(batch=3, n=8, dtype=torch.float32)
+    a, b, c = (t.to(TRITON_HOST if impl == "triton_fused" else "cpu")
+               for t in _inputs(batch=3, n=8, dtype=torch.float32))
     b = b.clone().requires_grad_()
     with torch.enable_grad():
         out = bk_core_op(a, b, c, None, 0.0, 0.0, 0.0, 0.0, 0.0, 1.0, impl, "{}", False)

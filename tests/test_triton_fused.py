@@ -16,12 +16,19 @@ from bkbench.validate import normalize
 
 tf = pytest.importorskip("kernels.triton_fused")
 from kernels._triton_fused_launch import from_kernel_convention  # noqa: E402
+from tests.triton_devices import TRITON_DEVICES, TRITON_HOST  # noqa: E402
 
 SMALL = tf.FusedConfig(seg=8, L=16, H=1, M1=16, warps=1, seq=1)
 SMALL_BWD = tf.BwdConfig(seg=8, L=8, H=2, M1=8, warps=1)
 SEQ = tf.FusedConfig(seg=8, L=16, H=2, M1=16, warps=1, seq=2)  # 128-position tiles: N in 129..256 runs two
 # (with H 2 the halo'd chunks hold 64 positions, so every such N would take three or more of them)
 TOL = 2e-6  # far below the gate's 2e-4: the kernel is exact up to fp32 rounding
+
+
+@pytest.fixture(params=TRITON_DEVICES)
+def device(request):
+    """The CPU under the interpreter (no GPU), and CUDA where there is one (tests/triton_devices.py)."""
+    return request.param
 
 
 @pytest.fixture(autouse=True)
@@ -145,13 +152,13 @@ def test_backward_exact_path_matches_fast_path(device):
 
 
 def test_bad_inputs_raise_value_error_naming_the_argument():
-    a = torch.zeros(2, 5, dtype=torch.float64)
-    k = torch.ones(2, 4, dtype=torch.float64)
-    z = torch.full((2,), 1j, dtype=torch.complex64)
+    a = torch.zeros(2, 5, dtype=torch.float64, device=TRITON_HOST)
+    k = torch.ones(2, 4, dtype=torch.float64, device=TRITON_HOST)
+    z = torch.full((2,), 1j, dtype=torch.complex64, device=TRITON_HOST)
     with pytest.raises(ValueError, match="^a: dtype"):
         tf.forward(a, k, z)
     with pytest.raises(ValueError, match="^k: complex"):
-        tf.forward(a.float(), torch.ones(2, 4, dtype=torch.complex64), z)
+        tf.forward(a.float(), torch.ones(2, 4, dtype=torch.complex64, device=TRITON_HOST), z)
     with pytest.raises(ValueError, match="config.seg"):
         tf.FusedConfig(seg=48)
     with pytest.raises(ValueError, match="config.M1"):
@@ -331,19 +338,19 @@ def test_gate_checks_every_tuned_config_of_this_device(device, monkeypatch, tmp_
 
 
 def test_run_gate_adds_the_tuned_checks_to_the_default_battery(monkeypatch):
-    from bkbench import gate
+    from bkbench import gate, tuning
 
     small = [gate.GateCase("N=17", Problem(batch=(2,), n=17))]
     monkeypatch.setattr(gate, "battery", lambda *a, **kw: small)
     monkeypatch.setattr(gate, "tuned_entries", lambda device: {
-        "cpu-interpreter|float32|k|N64_E256": {"config": SMALL.to_dict()}})
+        f"{tuning.gpu_name(TRITON_HOST)}|float32|k|N64_E256": {"config": SMALL.to_dict()}})
     seen = []
-    rep = gate.run_gate(impls=["triton_fused"], device="cpu", quick=True, anticheat=False,
+    rep = gate.run_gate(impls=["triton_fused"], device=TRITON_HOST, quick=True, anticheat=False,
                         progress=lambda i, c: seen.append((i, c)))
     assert [r.case for r in rep.results] == ["N=17", "tuned forward config, k coupling, N=63"]
     assert rep.passed and seen == [("triton_fused", "N=17"), ("triton_fused", "tuned forward config, k coupling, "
                                                                             "N=63 [N64_E256]")]
-    assert [r.case for r in gate.run_gate(impls=["triton_fused"], device="cpu", tuned=False,
+    assert [r.case for r in gate.run_gate(impls=["triton_fused"], device=TRITON_HOST, tuned=False,
                                           anticheat=False).results] == ["N=17"]
-    assert [r.case for r in gate.run_gate(impls=["triton_fused"], device="cpu", cases=small,
+    assert [r.case for r in gate.run_gate(impls=["triton_fused"], device=TRITON_HOST, cases=small,
                                           anticheat=False).results] == ["N=17"]

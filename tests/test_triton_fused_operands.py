@@ -14,8 +14,15 @@ from bkbench.reference import reference
 
 tf = pytest.importorskip("kernels.triton_fused")
 from kernels._triton_fused_launch import from_kernel_convention  # noqa: E402
+from tests.triton_devices import TRITON_DEVICES  # noqa: E402
 
 SMALL = tf.FusedConfig(seg=8, L=16, H=1, M1=16, warps=1)  # 128-position tiles: N = 300 runs as chunks
+
+
+@pytest.fixture(params=TRITON_DEVICES)
+def device(request):
+    """The CPU under the interpreter (no GPU), and CUDA where there is one (tests/triton_devices.py)."""
+    return request.param
 
 
 def _err(g: torch.Tensor, ref: torch.Tensor) -> float:

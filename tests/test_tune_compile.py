@@ -7,18 +7,15 @@ import torch
 
 from bkbench import tune_compile, tuning
 from bkbench.cli import main as cli_main
+from kernels._cplx_triton import interpreting
 
 PROB = tuning.Problem(2, 12, torch.float32, False, device="cpu")
 
 
-@pytest.fixture
-def cache_dir(tmp_path, monkeypatch):
-    monkeypatch.setenv("BKBENCH_CACHE_DIR", str(tmp_path / "cache"))
-    tuning.clear_memo()
-    yield tmp_path / "cache"
-    tuning.clear_memo()
+cpu_interpreter = pytest.mark.skipif(not interpreting(), reason="CPU problems need TRITON_INTERPRET=1")
 
 
+@cpu_interpreter
 def test_a_job_launches_its_config_once_and_reports_what_does_not_compile():
     fwd = tuning.stage1()[0]
     assert tune_compile.job("fwd", fwd, PROB) == tune_compile.job("fwd", dict(reversed(fwd.items())), PROB)
@@ -30,6 +27,7 @@ def test_a_job_launches_its_config_once_and_reports_what_does_not_compile():
     assert "warps" in err and "2x12 float32" in err
 
 
+@cpu_interpreter
 def test_the_pool_compiles_distinct_jobs_and_returns_the_failures():
     good = tune_compile.job("fwd", tuning.stage1()[0], PROB)
     bad = tune_compile.job("fwd", {**tuning.stage1()[0], "seg": 48}, PROB)
@@ -41,6 +39,7 @@ def test_the_pool_compiles_distinct_jobs_and_returns_the_failures():
     assert tune_compile.pool_size([good] * 3, 15) == 3 and tune_compile.pool_size([], 4) == 0
 
 
+@cpu_interpreter
 def test_tune_many_yields_checked_cached_entries_in_order(cache_dir):
     other = tuning.Problem(1, 5, torch.bfloat16, True, device="cpu")
     got = list(tune_compile.tune_many([PROB, other], workers=1, budget_s=0.01, with_bwd=False, log=lambda s: None))

@@ -19,14 +19,6 @@ from bkbench.store import Store
 ROOT = Path(__file__).resolve().parent.parent
 
 
-@pytest.fixture
-def cache_dir(tmp_path, monkeypatch):
-    monkeypatch.setenv("BKBENCH_CACHE_DIR", str(tmp_path / "cache"))
-    tuning.clear_memo()
-    yield tmp_path / "cache"
-    tuning.clear_memo()
-
-
 def test_bucket_and_key():
     assert tuning.bucket(4096, 4096) == "N4096_E16777216"
     assert tuning.bucket(1000, 1000) == "N1024_E1048576"
