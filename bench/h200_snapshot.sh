@@ -139,6 +139,17 @@ phase_layers() {
   echo "== layers rc=$?"
 }
 
+# bundle NAME 'PATTERN'...: the files of $OUT matching PATTERN (quoted: expanded inside $OUT) as one $OUT/NAME (files back from a call are at most
+# 8: h200.db, snapshot.log, triton-cache.tar.gz, gates.tar.gz with the four gates' JSON and logs, layers.tar.gz)
+bundle() {
+  local name=$1; shift
+  # shellcheck disable=SC2048,SC2086
+  local found; found=$(cd "$OUT" && ls -d $* 2>/dev/null)
+  [ -n "$found" ] || return 0
+  # shellcheck disable=SC2086
+  (cd "$OUT" && tar -czf "$name" $found && rm -rf $found) && echo "== bundled into $OUT/$name: $(echo $found)"
+}
+
 # pack_triton_cache: $OUT/triton-cache.tar.gz for the next call, or a log line saying why not
 pack_triton_cache() {
   [ -d "${TRITON_CACHE_DIR:-}" ] || return 0
@@ -175,6 +186,8 @@ pack_triton_cache() {
     esac
   done
   echo "== $(date -u +%T) done, $(left) s of the budget left; database $DB"
+  bundle gates.tar.gz 'gate_*'
+  bundle layers.tar.gz layers
   pack_triton_cache
 } > "$LOG" 2>&1
 tail -c 11000 "$LOG"
