@@ -40,7 +40,7 @@ from bkbench import bound_calls
 from bkbench.api import check_options, eager_call, resolve
 from bkbench.registry import default_registry
 from bkbench.validate import WIDE_DTYPES, CallArgs, call_args
-from bkbench.workspace import fresh_workspace, operator_workspace, pool_may_adopt
+from bkbench.workspace import operator_workspace
 
 NAMESPACE = "bkbench"
 
@@ -90,10 +90,7 @@ def _bk_core_impl(a: Tensor, b: Tensor | None, c: Tensor | None, z: Tensor | Non
     # No torch.no_grad(): this runs with the autograd keys excluded (below the Autograd kernel, or inside its
     # _AutoDispatchBelowAutograd), so nothing records a graph, and eager_call given ``differentiable`` attaches no
     # autograd Function. (no_grad cost 3.6 us per call on the development CPU: a compiled graph pays it per step.)
-    if a.is_cuda and pool_may_adopt(a.device):  # no kept buffer where a graph pool could adopt it
-        with fresh_workspace():
-            g = eager_call(a, bv, cv, zv, impl, False, None, opts, differentiable=needs_grad)
-    else:
+    with operator_workspace(a.device):  # no kept buffer where a graph pool could adopt it
         g = eager_call(a, bv, cv, zv, impl, False, None, opts, differentiable=needs_grad)
     return torch.view_as_real(g.contiguous())  # the fake's layout (some implementations return views)
 

@@ -41,11 +41,7 @@ def compile_job(j: Job) -> str | None:
 
     kind, items, batch, n, dtype_name, uniform, device = j
     try:
-        dtype = getattr(torch, dtype_name)
-        a = torch.full((batch, n), -2.0, dtype=dtype, device=device)
-        k = torch.ones((), dtype=dtype, device=device).expand(batch, max(n - 1, 0)) if uniform else \
-            torch.ones(batch, max(n - 1, 0), dtype=dtype, device=device)
-        z = torch.full((batch,), 1j, dtype=torch.complex64, device=device)
+        a, k, z = tuning.Problem(batch, n, getattr(torch, dtype_name), uniform, device).inputs(random=False)
         cfg = dict(items)
         if kind == "fwd":
             tf.forward(a, k, z, config=tf.FusedConfig.from_dict(cfg))

@@ -192,10 +192,16 @@ class Problem:
     device: str = "cuda"
     extra: dict[str, Any] = field(default_factory=dict)
 
-    def inputs(self, batch: int | None = None, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    def inputs(self, batch: int | None = None, seed: int = 0, random: bool = True
+               ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """(a, k, z) in the registry calling convention; ``random`` False: a = -2 made on the device (no host
+        generator: for a launch whose values do not matter, e.g. compiling)."""
         b = batch or self.batch
-        gen = torch.Generator().manual_seed(seed)
-        a = (-2.0 + 0.5 * torch.randn(b, self.n, generator=gen)).to(self.dtype).to(self.device)
+        if random:
+            gen = torch.Generator().manual_seed(seed)
+            a = (-2.0 + 0.5 * torch.randn(b, self.n, generator=gen)).to(self.dtype).to(self.device)
+        else:
+            a = torch.full((b, self.n), -2.0, dtype=self.dtype, device=self.device)
         if self.uniform:
             k = torch.ones((), dtype=self.dtype, device=self.device).expand(b, max(self.n - 1, 0))
         else:
@@ -413,15 +419,12 @@ class Tuner:
 
 
 def tune(prob: Problem, tolerance: float = 2e-4, budget_s: float = 0.2, save: bool = True,
-         log: Callable[[str], None] | None = None, with_bwd: bool = True,
-         prepare: Callable[[list[dict[str, int]], Problem], None] | None = None) -> dict[str, Any]:
+         log: Callable[[str], None] | None = None, with_bwd: bool = True) -> dict[str, Any]:
     """Staged search for ``prob`` (stage 1: tiles; stage 2: segment shapes and pass limits on the best tile);
     the fastest candidate that passes the float64 check wins. Returns (and by default caches) the entry.
-    ``prepare(configs, prob)`` is called before each stage (e.g. to compile the candidates in parallel)."""
+    (``bkbench.tune_compile.tune_many``: the same for several problems, each stage compiled in parallel first.)"""
     t = Tuner(prob, budget_s, log)
     for _ in range(2):
-        if prepare:
-            prepare(t.candidates(), prob)
         t.measure()
     if with_bwd:
         t.measure_bwd()

@@ -58,7 +58,10 @@ def pool_may_adopt(device: torch.device) -> bool:
     return torch._C._cuda_getCurrentRawStream(index) != default
 
 
+_KEEP_WORKSPACE = nullcontext()  # reusable: entering it does nothing
+
+
 def operator_workspace(device: torch.device) -> AbstractContextManager[None]:
     """The context an operator's implementation runs in: :func:`fresh_workspace` when :func:`pool_may_adopt`,
     else none (the implementation keeps its buffers as an eager call does)."""
-    return fresh_workspace() if pool_may_adopt(device) else nullcontext()
+    return fresh_workspace() if pool_may_adopt(device) else _KEEP_WORKSPACE

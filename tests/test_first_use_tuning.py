@@ -20,9 +20,8 @@ CUDA = torch.device("cuda", 0)
 
 
 @pytest.fixture
-def fresh(tmp_path, monkeypatch):
+def fresh(cache_dir, monkeypatch):
     """An empty user cache, no tuner, no memo, no earlier warnings; ``gpu(GpuId)`` fakes the CUDA device."""
-    monkeypatch.setenv("BKBENCH_CACHE_DIR", str(tmp_path / "cache"))
     monkeypatch.setattr(tables, "_WARNED", set())
     first_use_tuning.disable()
 
