@@ -17,6 +17,10 @@ Stages (``STAGES``; each writes its rows under its name in the JSON, with the en
   (values and time).
 - ``fold``: the fast kernel with and without the folded exact path (what the fold costs when nothing is flagged).
 - ``bwd``: forward + backward GPU time against the forward (CUDA-graph replay).
+- ``warm`` / ``sweep``: compile in parallel, then time, forward configs (``SWEEP_CONFIGS``, or ``--sweep-configs``
+  as a JSON list of FusedConfig fields) at ``SWEEP_SHAPES`` (or ``--sweep-shapes``), over the built-in defaults
+  (``--sweep-base default``) or over the packaged table's config of each shape (``--sweep-base table``).
+- ``bwdk``: forward and exact backward GPU time of the kernels alone.
 """
 
 from __future__ import annotations
@@ -380,6 +384,7 @@ SWEEP_SHAPES = [(4096, 4096), (16384, 1024), (1024, 16384), (256, 65536), (16384
                 (8, 65536), (4096, 1024)]
 SWEEP_CONFIGS = [{}, {"maxnreg": 112}, {"maxnreg": 104}, {"maxnreg": 96}, {"M1": 12}, {"M1": 12, "maxnreg": 104}]
 SWEEP_N1024 = [{"L": 32}, {"seq": 2}]  # the H100 table's N = 1024 layouts
+SWEEP_BASE = ["default"]  # --sweep-base
 
 
 def _sweep_cases() -> list[tuple[dict[str, int], str, int, int]]:
@@ -389,6 +394,20 @@ def _sweep_cases() -> list[tuple[dict[str, int], str, int, int]]:
             for mode in ("tensors", "numbers"):
                 out.append((cfg, mode, batch, n))
     return out
+
+
+def _sweep_config(cfg: dict[str, int], mode: str, batch: int, n: int) -> Any:
+    """The forward config of a sweep case: ``cfg``'s fields over the built-in defaults, or (``--sweep-base table``)
+    over the config the packaged table gives the shape."""
+    import dataclasses
+
+    from kernels import triton_fused as tf
+    from kernels._triton_fused_tables import lookup
+
+    if SWEEP_BASE[0] == "table":
+        found = lookup(torch.device("cuda"), torch.float32, mode == "numbers", batch, n)
+        return dataclasses.replace(found.fwd, **cfg)
+    return tf.FusedConfig.from_dict(cfg)
 
 
 def _operands(mode: str, batch: int, n: int) -> Any:
@@ -417,8 +436,8 @@ def stage_warm(res: dict[str, Any]) -> None:
     """Compile every sweep case in parallel processes (Triton's cache on disk is shared with this process)."""
     import multiprocessing as mp
 
-    jobs = {json.dumps([c, m, 16 if b % 16 == 0 else b, n], sort_keys=True): (c, m, b, n)
-            for c, m, b, n in _sweep_cases()}
+    resolved = [(_sweep_config(c, m, b, n).to_dict(), m, b, n) for c, m, b, n in _sweep_cases()]
+    jobs = {json.dumps([c, m, 16 if b % 16 == 0 else b, n], sort_keys=True): (c, m, b, n) for c, m, b, n in resolved}
     t0 = time.perf_counter()
     with mp.get_context("spawn").Pool(min(14, len(jobs))) as pool:
         out = pool.map(_warm_one, list(jobs.values()))
@@ -441,8 +460,8 @@ def stage_sweep(res: dict[str, Any], bw: float) -> None:
             torch.cuda.empty_cache()
             cache[key] = _operands(mode, batch, n)
         ops = cache[key]
-        fc = tf.FusedConfig.from_dict(cfg)
         try:
+            fc = _sweep_config(cfg, mode, batch, n)
             g, flags = tf.forward_operands(ops, fc, return_flags=True)
             ms = bench_ms(lambda: tf.forward_operands(ops, fc), rep=100)
             byt = (20 if mode == "tensors" else 12) * batch * n
@@ -489,7 +508,17 @@ def main() -> int:
     ap.add_argument("--shapes", default="", help="speed stage: BxN,BxN,... (default: SPEED_SHAPES)")
     ap.add_argument("--compile-modes", default="default",
                     help="compile stage: default,reduce-overhead,reduce-overhead-static (inputs marked static)")
+    ap.add_argument("--sweep-configs", default="", help="warm/sweep: JSON list of FusedConfig field dicts")
+    ap.add_argument("--sweep-shapes", default="", help="warm/sweep: BxN,BxN,...")
+    ap.add_argument("--sweep-base", default="default", choices=("default", "table"),
+                    help="warm/sweep: the configs override the built-in defaults or each shape's table config")
     args = ap.parse_args()
+    if args.sweep_configs:
+        SWEEP_CONFIGS[:] = json.loads(args.sweep_configs)
+        SWEEP_N1024.clear()
+    if args.sweep_shapes:
+        SWEEP_SHAPES[:] = [tuple(int(x) for x in s.split("x")) for s in args.sweep_shapes.split(",")]
+    SWEEP_BASE[0] = args.sweep_base
     SPEED_SHAPES_SELECTED.extend(tuple(int(x) for x in s.split("x")) for s in args.shapes.split(",") if s)
     global COMPILE_MODES
     COMPILE_MODES = tuple(m for m in args.compile_modes.split(",") if m)

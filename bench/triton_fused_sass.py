@@ -85,12 +85,16 @@ def fwd(batch: int, n: int, scalar: bool, maxpass: int, cfg: FusedConfig, fold: 
     p = plan(cfg, batch, n)
     km = km if km is not None else (0 if scalar else 2)
     runtime = OPS + ["g_ptr", "flag_ptr", "cnt_ptr", "carry_ptr", "B", "N", "NCH", "CORE", "MAXCH", "tol"]
+    kernel = kern._fwd_fast_kernel
+    if p.persist:  # the persistent grid (FusedConfig.persist): one more argument, the tile count
+        runtime.append("NTILE")
+        kernel = kern._fwd_persist_kernel
     consts = {"sb1": 1, "sc1": 1,  # Triton specialises an integer argument equal to 1 (unit column strides)
               "R": p.R, "S": p.S, "L": p.L, "H": p.H, "M1": p.M1, "MAXPASS": maxpass, "KM": km, "ZM": 0,
               "STORE": p.store, "GATHER": p.gather, "FOLD": fold, "FP2": 1 << max(0, (p.NCH - 1).bit_length()),
               "XL": fold_segment(p)}
     div = {"a_ptr", "b_ptr", "c_ptr", "g_ptr", "flag_ptr", "sa", "sb0", "sc0", "N"}
-    c = compile_kernel(kern._fwd_fast_kernel, runtime, consts, p.warps, div, maxnreg=p.maxnreg)
+    c = compile_kernel(kernel, runtime, consts, p.warps, div, maxnreg=p.maxnreg)
     return p, sass_report(c, p.L * p.R * p.S // (32 * p.warps))
 
 

@@ -34,6 +34,9 @@ class FusedConfig:
     is capped at ``SEQ2_MAXNREG`` (ptxas gives it 168 registers at a one-warp seg 32 / L 16 tile, 12 warps per
     SM; 128, the one-tile kernel's count, keeps 16 warps per SM and spills nothing; uncapped it measured 22 %
     slower at N = 1024).
+    persist: 0 (default) = one program per tile; P > 0 = a persistent grid of P programs per SM (at most one per
+    tile), each looping over tiles and issuing its next tile's loads before it solves the current one
+    (``_fwd_persist_kernel``; seq 1 plans only).
     Entries of tuning tables written before ``seq`` existed load with seq = 1 (how they were measured).
     """
 
@@ -49,6 +52,7 @@ class FusedConfig:
     store: int = 0
     seq: int = 1
     maxnreg: int = 0
+    persist: int = 0
 
     def __post_init__(self) -> None:
         for name in ("seg", "L"):
@@ -70,6 +74,9 @@ class FusedConfig:
             raise ValueError(f"config.seq: must be 1 (halo'd chunks) or 2 (two tiles in sequence), got {self.seq}")
         if self.maxnreg and not 24 <= self.maxnreg <= 255:
             raise ValueError(f"config.maxnreg: must be 0 (compiler's choice) or in 24..255, got {self.maxnreg}")
+        if not 0 <= self.persist <= 64:
+            raise ValueError(f"config.persist: must be 0 (one program per tile) or 1..64 programs per SM, "
+                             f"got {self.persist}")
 
     def to_dict(self) -> dict[str, int]:
         return dataclasses.asdict(self)
@@ -108,6 +115,9 @@ class BwdConfig(FusedConfig):
         super().__post_init__()
         if self.lin_exact not in (0, 1, 2):
             raise ValueError(f"bwd_config.lin_exact: must be 0, 1 or 2, got {self.lin_exact}")
+        if self.persist:
+            raise ValueError(f"bwd_config.persist: the backward kernel has no persistent grid (persist must be 0), "
+                             f"got {self.persist}")
         if self.seq != 1:
             raise ValueError(f"bwd_config.seq: the backward kernel has no two-tile mode (seq must be 1), "
                              f"got {self.seq}")
@@ -131,6 +141,7 @@ class Plan:
     store: int = 0
     seq: int = 1
     maxnreg: int = 0
+    persist: int = 0
 
     def programs(self, batch: int) -> int:
         return math.ceil(batch / self.R) * self.NCH
@@ -155,10 +166,10 @@ def plan(cfg: FusedConfig | BwdConfig, batch: int, n: int) -> Plan:
         s = _pow2_at_least(segs)
         r = max(1, min(cfg.seg // s, _pow2_at_least(batch)))
         return Plan(r, s, cfg.L, 0, 1, s * cfg.L, min(cfg.M1, cfg.L), cfg.warps, cfg.stages, cfg.maxpass, store,
-                    maxnreg=cfg.maxnreg)
+                    maxnreg=cfg.maxnreg, persist=cfg.persist)
     core = (cfg.seg - 2 * cfg.H) * cfg.L
     if cfg.seq == 2 and segs <= 2 * cfg.seg and cfg.seg >= 2 and math.ceil(n / core) > 2:
         return Plan(1, cfg.seg, cfg.L, 0, 1, 2 * cfg.seg * cfg.L, cfg.M1, cfg.warps, cfg.stages, cfg.maxpass, store,
                     seq=2, maxnreg=cfg.maxnreg or SEQ2_MAXNREG)
     return Plan(1, cfg.seg, cfg.L, cfg.H, math.ceil(n / core), core, cfg.M1, cfg.warps, cfg.stages, cfg.maxpass,
-                store, maxnreg=cfg.maxnreg)
+                store, maxnreg=cfg.maxnreg, persist=cfg.persist)

@@ -26,12 +26,15 @@ from kernels._triton_fused_exact import exact_bwd_chain, exact_fwd_chain
 from kernels._triton_fused_passes import (
     _bwd_full,
     _bwd_partial,
+    _form_tile,
     _fwd_full,
     _fwd_partial,
     _grad_core,
     _load_cols2,
+    _load_raw,
     _load_tile,
     _store_s,
+    _tile_at,
     _tile_coords,
 )
 from kernels._triton_fused_regs import (
@@ -158,6 +161,49 @@ def _fwd_fast_kernel(a_ptr, sa, b_ptr, sb0, sb1, bval, c_ptr, sc0, sc1, cval, z_
     if FOLD:
         _fold_exact_fwd(ops, g_ptr, flag_ptr, cnt_ptr, carry_ptr, rows, row_ok, bad, N, NCH, MAXCH,
                         R, S, XL, KM, ZM, FP2, H == 0)
+
+
+@triton.jit
+def _fwd_persist_kernel(a_ptr, sa, b_ptr, sb0, sb1, bval, c_ptr, sc0, sc1, cval, z_ptr, sz, zre, zim,
+                        g_ptr, flag_ptr, cnt_ptr, carry_ptr, B, N, NCH, CORE, MAXCH, tol, NTILE,
+                        R: tl.constexpr, S: tl.constexpr, L: tl.constexpr, H: tl.constexpr,
+                        M1: tl.constexpr, MAXPASS: tl.constexpr, KM: tl.constexpr, ZM: tl.constexpr,
+                        STORE: tl.constexpr = 0, GATHER: tl.constexpr = False, FOLD: tl.constexpr = True,
+                        FP2: tl.constexpr = 1, XL: tl.constexpr = 8):
+    """``_fwd_fast_kernel`` on a persistent grid: program p does tiles p, p + P, p + 2P, ... of the NTILE tiles
+    (P programs) and issues the global loads of its next tile before it solves the current one, so the loads run
+    while the division chains do (the H200 kernel is latency-bound: docs/triton_fused.md). Arguments as
+    ``_fwd_fast_kernel`` plus NTILE = ceil(B / R) * NCH. (A while loop: the interpreter cannot run a ``range`` with
+    runtime bounds.)"""
+    ops = (a_ptr, sa, b_ptr, sb0, sb1, bval, c_ptr, sc0, sc1, cval, z_ptr, sz, zre, zim)
+    pid = tl.program_id(0)
+    nprog = tl.num_programs(0)
+    j, rows, row_ok, start, seg1, seg2, pos = _tile_at(pid, B, NCH, CORE, R, S, L, H)
+    a, bt, ct, zr, zi = _load_raw(ops, rows, row_ok, pos, N, R, S, L, KM, ZM)
+    t = pid
+    while t < NTILE:
+        j, rows, row_ok, start, seg1, seg2, pos = _tile_at(t, B, NCH, CORE, R, S, L, H)
+        acols, kcols, ai, m = _form_tile(ops, a, bt, ct, zr, zi, row_ok, pos, N, R, S, L, KM)
+        # the next tile's loads (rows past B when there is none: masked out)
+        _j, nrows, nrow_ok, _s, _s1, _s2, npos = _tile_at(t + nprog, B, NCH, CORE, R, S, L, H)
+        a, bt, ct, zr, zi = _load_raw(ops, nrows, nrow_ok, npos, N, R, S, L, KM, ZM)
+        gr, gi, bad, q2r, q2i, dqs = _solve_tile(acols, kcols, ai, seg2, tol, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0,
+                                                 R, S, L, H, M1, MAXPASS, False, GATHER)
+        tl.store(flag_ptr + tl.where(row_ok, rows, 0) * NCH + j, bad.to(tl.int32), mask=row_ok)
+        store_cols(g_ptr, gr, gi, rows, row_ok, start, N, seg1, H, R, S, L, True, STORE)
+        t += nprog
+    if FOLD:
+        # the exact path after every tile of this program is stored (inside the loop the prefetched tile would stay
+        # live across it: offline ptxas, sm_90, scalar coupling: 246 registers instead of 168); each tile's
+        # verdict comes back from the flags this program wrote
+        tl.debug_barrier()
+        t = pid
+        while t < NTILE:
+            j, rows, row_ok, start, seg1, seg2, pos = _tile_at(t, B, NCH, CORE, R, S, L, H)
+            bad = tl.load(flag_ptr + tl.where(row_ok, rows, 0) * NCH + j, mask=row_ok, other=0) != 0
+            _fold_exact_fwd(ops, g_ptr, flag_ptr, cnt_ptr, carry_ptr, rows, row_ok, bad, N, NCH, MAXCH,
+                            R, S, XL, KM, ZM, FP2, H == 0)
+            t += nprog
 
 
 @triton.jit

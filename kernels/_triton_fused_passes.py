@@ -137,12 +137,17 @@ def _bwd_full(acols, kcols, ai, lsr, lsi, rr, ri, L: tl.constexpr, GUARD: tl.con
 
 @triton.jit
 def _tile_coords(B, NCH, CORE, R: tl.constexpr, S: tl.constexpr, L: tl.constexpr, H: tl.constexpr):
-    """This program's tile: chunk j of NCH (CORE positions, H halo segments each side) of chain rows
-    ``rows`` [R] (``row_ok``: rows < B), first position ``start``, segment index ``seg1`` [S] / ``seg2``
-    [1, S], positions ``pos`` [R, S, L]."""
-    pid = tl.program_id(0)
-    rb = pid // NCH
-    j = pid - rb * NCH
+    """This program's tile (one program per tile): see :func:`_tile_at`."""
+    return _tile_at(tl.program_id(0), B, NCH, CORE, R, S, L, H)
+
+
+@triton.jit
+def _tile_at(t, B, NCH, CORE, R: tl.constexpr, S: tl.constexpr, L: tl.constexpr, H: tl.constexpr):
+    """Tile ``t``: chunk j of NCH (CORE positions, H halo segments each side) of chain rows ``rows`` [R]
+    (``row_ok``: rows < B; every row of a tile t >= ceil(B / R) * NCH is out of range), first position ``start``,
+    segment index ``seg1`` [S] / ``seg2`` [1, S], positions ``pos`` [R, S, L]."""
+    rb = t // NCH
+    j = t - rb * NCH
     rows = rb * R + tl.arange(0, R)
     row_ok = rows < B
     start = tl.multiple_of(j * CORE - H * L, L)
@@ -164,6 +169,17 @@ def _load_tile(ops, rows, row_ok, pos, N, R: tl.constexpr, S: tl.constexpr, L: t
     strides sb0/sb1, sc0/sc1); ZM: 0 the value zre + i zim, 1 a complex per-chain
     tensor viewed as real (re at z_ptr + row * sz, im at + 1), 2 a real per-chain tensor.
     Returns (alpha_re columns, k columns, Im alpha [R, 1], in-range mask [R, S, L])."""
+    a, bt, ct, zr, zi = _load_raw(ops, rows, row_ok, pos, N, R, S, L, KM, ZM)
+    acols, kcols, ai, m = _form_tile(ops, a, bt, ct, zr, zi, row_ok, pos, N, R, S, L, KM)
+    return acols, kcols, ai, m
+
+
+@triton.jit
+def _load_raw(ops, rows, row_ok, pos, N, R: tl.constexpr, S: tl.constexpr, L: tl.constexpr,
+              KM: tl.constexpr, ZM: tl.constexpr):
+    """The global loads of a tile, nothing computed from them (a persistent program issues the next tile's while it
+    solves the current one): a [R, S, L] float32 (0 outside the chain), b and c [R, S, L] float32 where ``KM``
+    reads them (0.0 otherwise), Re z and Im z [R] float32. Operands as :func:`_load_tile`."""
     a_ptr, sa, b_ptr, sb0, sb1, bval, c_ptr, sc0, sc1, cval, z_ptr, sz, zre, zim = ops
     rows_c = tl.where(row_ok, rows, 0)
     r64 = rows_c.to(tl.int64)
@@ -178,6 +194,25 @@ def _load_tile(ops, rows, row_ok, pos, N, R: tl.constexpr, S: tl.constexpr, L: t
         zr = tl.load(z_ptr + r64 * sz).to(tl.float32)
         zi = tl.zeros([R], tl.float32)
     a = tl.load(a_ptr + r64[:, None, None] * sa + pos, mask=m, other=0.0).to(tl.float32)
+    bt = 0.0
+    ct = 0.0
+    if KM == 1 or KM == 2 or KM == 3:
+        km = m & (pos < N - 1)
+        bt = tl.load(b_ptr + r64[:, None, None] * sb0 + pos * sb1, mask=km, other=0.0).to(tl.float32)
+        if KM == 2:
+            ct = tl.load(c_ptr + r64[:, None, None] * sc0 + pos * sc1, mask=km, other=0.0).to(tl.float32)
+    return a, bt, ct, zr, zi
+
+
+@triton.jit
+def _form_tile(ops, a, bt, ct, zr, zi, row_ok, pos, N, R: tl.constexpr, S: tl.constexpr, L: tl.constexpr,
+               KM: tl.constexpr):
+    """:func:`_load_tile`'s result from :func:`_load_raw`'s loads: (alpha_re columns, k columns, Im alpha [R, 1],
+    in-range mask [R, S, L])."""
+    b_ptr = ops[2]
+    bval = ops[5]
+    cval = ops[9]
+    m = row_ok[:, None, None] & (pos >= 0) & (pos < N)
     alpha = tl.where(m, a - zr[:, None, None], 1.0)
     acols = split_cols(alpha, R, S, L)
     kin = (pos >= 0) & (pos < N - 1)
@@ -188,12 +223,10 @@ def _load_tile(ops, rows, row_ok, pos, N, R: tl.constexpr, S: tl.constexpr, L: t
         kt = tl.where(kin, tl.load(b_ptr).to(tl.float32) * cval, 0.0)
         kcols = split_cols(kt, 1, S, L)
     else:
-        km = m & kin
-        bt = tl.load(b_ptr + r64[:, None, None] * sb0 + pos * sb1, mask=km, other=0.0).to(tl.float32)
         if KM == 1:
             kt = bt * cval
         elif KM == 2:
-            kt = bt * tl.load(c_ptr + r64[:, None, None] * sc0 + pos * sc1, mask=km, other=0.0).to(tl.float32)
+            kt = bt * ct
         else:
             kt = bt * bt
         kcols = split_cols(kt, R, S, L)

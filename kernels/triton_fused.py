@@ -152,7 +152,7 @@ def forward_operands(ops: Operands, config: FusedConfig, tol: float = DEFAULT_TO
                _exact_meta(ops.km, ops.zm), where)
         return (g, torch.ones(batch, 1, dtype=torch.int32, device=dev)) if return_flags else g
     p = plan(config, batch, n)
-    kernel, programs, meta, tail, maxch = fwd_launch_spec(p, ops.km, ops.zm, batch, n, tol, fold)
+    kernel, programs, meta, tail, maxch = fwd_launch_spec(p, ops.km, ops.zm, batch, n, tol, fold, dev)
     flag = (torch.empty(batch, p.NCH, dtype=torch.int32, device=dev) if return_flags
             else flags(where, batch, p.NCH))
     common = (gv, flag, counters(where, batch), scratch(where, batch * maxch * 4))
@@ -160,16 +160,31 @@ def forward_operands(ops: Operands, config: FusedConfig, tol: float = DEFAULT_TO
     return (g, flag) if return_flags else g
 
 
-def fwd_launch_spec(p: Plan, km: int, zm: int, batch: int, n: int, tol: float = DEFAULT_TOL, fold: bool = True
+def fwd_launch_spec(p: Plan, km: int, zm: int, batch: int, n: int, tol: float = DEFAULT_TOL, fold: bool = True,
+                    device: torch.device | None = None
                     ) -> tuple[Any, int, tuple[tuple[str, Any], ...], tuple[Any, ...], int]:
     """How the fast forward of plan ``p`` is launched: (kernel, programs, constants and launch options, the
     arguments after the operands and the four buffers (G, flags, counters, scratch), MAXCH: chunks per scratch
-    row)."""
+    row). ``device``: where it runs (the size of a persistent grid)."""
     maxch = fold_chunks(p, n)
     meta = _fwd_meta(p, km, zm, fold)
     if p.seq == 2:
         return _kern._fwd_seq2_kernel, p.programs(batch), meta, (batch, n, maxch, float(tol)), maxch
-    return _kern._fwd_fast_kernel, p.programs(batch), meta, (batch, n, p.NCH, p.CORE, maxch, float(tol)), maxch
+    tail = (batch, n, p.NCH, p.CORE, maxch, float(tol))
+    if p.persist:
+        tiles = p.programs(batch)
+        programs = min(tiles, p.persist * processors(device))
+        return _kern._fwd_persist_kernel, programs, meta, tail + (tiles,), maxch
+    return _kern._fwd_fast_kernel, p.programs(batch), meta, tail, maxch
+
+
+@functools.lru_cache(maxsize=64)
+def processors(device: torch.device | None) -> int:
+    """Streaming multiprocessors of a CUDA device (a persistent grid's unit); 2 elsewhere (the interpreter runs
+    programs one after the other: two make every program loop)."""
+    if device is None or device.type != "cuda":
+        return 2
+    return torch.cuda.get_device_properties(device).multi_processor_count
 
 
 def vjp_operands(ops: Operands, g: torch.Tensor, grad_g: torch.Tensor, need_s: bool, config: BwdConfig,
@@ -345,7 +360,8 @@ def bind(args: Any, needs_grad: bool = False, config: Any = None, bwd_config: An
     ops = _bind_operands(args)
     cfg, bcfg = _configs(ops, None, None)
     p = plan(cfg, args.batch, args.n)
-    kernel, programs, meta, tail, maxch = fwd_launch_spec(p, ops.km, ops.zm, args.batch, args.n, tol)
+    kernel, programs, meta, tail, maxch = fwd_launch_spec(p, ops.km, ops.zm, args.batch, args.n, tol,
+                                                          device=args.a.device)
     fwd = BoundForward(kernel=kernel, programs=programs, meta=meta, tail=tail, nch=p.NCH,
                        scratch_floats=args.batch * maxch * 4, **_bound_operands(ops, args))
     return BoundGradForward(fwd, _bound_vjp(ops, args, bcfg, tol)) if needs_grad else fwd
