@@ -354,3 +354,47 @@ def test_run_gate_adds_the_tuned_checks_to_the_default_battery(monkeypatch):
                                           anticheat=False).results] == ["N=17"]
     assert [r.case for r in gate.run_gate(impls=["triton_fused"], device=TRITON_HOST, cases=small,
                                           anticheat=False).results] == ["N=17"]
+
+
+PERSIST = tf.FusedConfig(seg=8, L=16, H=1, M1=16, warps=1, persist=1)  # one program per "SM": every program loops
+PERSIST_CASES = [
+    Problem(batch=(3,), n=1),
+    Problem(batch=(9,), n=17),  # one chunk per chain, three tiles over two programs (on the CPU)
+    Problem(batch=(2,), n=301, coupling="random", negative=0.3, z=0.2 + 1.5j, coupling_scale=0.2),  # 3 chunks
+    Problem(batch=(3,), n=190, coupling="scalar", seed=2),
+    Problem(batch=(3,), n=64, dtype="bfloat16", z_spread=0.5),
+]
+
+
+@pytest.mark.parametrize("p", PERSIST_CASES, ids=lambda p: p.key)
+def test_persistent_grid_matches_float64_reference(p, device):
+    """persist > 0 (_fwd_persist_kernel: fewer programs than tiles, each loading its next tile while it solves the
+    current one) gives the float64 G on one- and multi-chunk chains, and exactly what one program per tile gives."""
+    from dataclasses import replace
+
+    dev = torch.device(device)
+    kernel, programs, *_ = tf.fwd_launch_spec(tf.plan(PERSIST, 9, 17), 2, 0, 9, 17, device=dev)
+    assert kernel is tf._kern._fwd_persist_kernel and tf.plan(PERSIST, 9, 17).programs(9) == 3
+    assert programs == min(3, tf.processors(dev))  # two on the CPU: the programs loop
+    err, flags = _run(p, device, config=PERSIST)
+    assert err.finite and err.rel_err < TOL, err
+    nm = normalize(*_inputs_of(p.with_(device=device)))
+    assert torch.equal(tf.forward(nm.a, nm.k, nm.z, config=PERSIST), tf.forward(nm.a, nm.k, nm.z,
+                                                                                config=replace(PERSIST, persist=0)))
+
+
+def test_persistent_grid_recomputes_flagged_chains_exactly(device):
+    """Near-real z flags chains; the persistent kernel's fold (after its loop, from the flags it wrote) redoes
+    them, for one-chunk tiles (own rows) and for chunked chains (the program that counts a chain last)."""
+    for n, z in ((100, 0.001j), (301, 0.3 + 0.01j)):
+        err, flags = _run(Problem(batch=(3,), n=n, z=z), device, config=PERSIST)
+        assert int(flags.sum()) > 0
+        assert err.finite and err.rel_err < 1e-5, (n, err)
+
+
+def test_persist_is_validated():
+    with pytest.raises(ValueError, match="config.persist"):
+        tf.FusedConfig(persist=-1)
+    with pytest.raises(ValueError, match="bwd_config.persist"):
+        tf.BwdConfig(persist=4)
+    assert tf.FusedConfig.from_dict({"seg": 32}).persist == 0  # tables written before the field load unchanged
