@@ -178,8 +178,8 @@ def _fwd_persist_kernel(a_ptr, sa, b_ptr, sb0, sb1, bval, c_ptr, sc0, sc1, cval,
     ops = (a_ptr, sa, b_ptr, sb0, sb1, bval, c_ptr, sc0, sc1, cval, z_ptr, sz, zre, zim)
     pid = tl.program_id(0)
     nprog = tl.num_programs(0)
-    j, rows, row_ok, start, seg1, seg2, pos = _tile_at(pid, B, NCH, CORE, R, S, L, H)
-    a, bt, ct, zr, zi = _load_raw(ops, rows, row_ok, pos, N, R, S, L, KM, ZM)
+    _j, rows, row_ok, _st, _s1, _s2, pos = _tile_at(pid, B, NCH, CORE, R, S, L, H)
+    a, bt, ct, zr, zi = _load_raw(ops, rows, row_ok, pos, N, R, S, L, KM, ZM)  # the first tile's loads
     t = pid
     while t < NTILE:
         j, rows, row_ok, start, seg1, seg2, pos = _tile_at(t, B, NCH, CORE, R, S, L, H)

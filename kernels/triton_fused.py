@@ -152,7 +152,7 @@ def forward_operands(ops: Operands, config: FusedConfig, tol: float = DEFAULT_TO
                _exact_meta(ops.km, ops.zm), where)
         return (g, torch.ones(batch, 1, dtype=torch.int32, device=dev)) if return_flags else g
     p = plan(config, batch, n)
-    kernel, programs, meta, tail, maxch = fwd_launch_spec(p, ops.km, ops.zm, batch, n, tol, fold, dev)
+    kernel, programs, meta, tail, maxch = fwd_launch_spec(p, ops.km, ops.zm, batch, n, tol, fold, device=dev)
     flag = (torch.empty(batch, p.NCH, dtype=torch.int32, device=dev) if return_flags
             else flags(where, batch, p.NCH))
     common = (gv, flag, counters(where, batch), scratch(where, batch * maxch * 4))
@@ -160,9 +160,8 @@ def forward_operands(ops: Operands, config: FusedConfig, tol: float = DEFAULT_TO
     return (g, flag) if return_flags else g
 
 
-def fwd_launch_spec(p: Plan, km: int, zm: int, batch: int, n: int, tol: float = DEFAULT_TOL, fold: bool = True,
-                    device: torch.device | None = None
-                    ) -> tuple[Any, int, tuple[tuple[str, Any], ...], tuple[Any, ...], int]:
+def fwd_launch_spec(p: Plan, km: int, zm: int, batch: int, n: int, tol: float = DEFAULT_TOL, fold: bool = True, *,
+                    device: torch.device) -> tuple[Any, int, tuple[tuple[str, Any], ...], tuple[Any, ...], int]:
     """How the fast forward of plan ``p`` is launched: (kernel, programs, constants and launch options, the
     arguments after the operands and the four buffers (G, flags, counters, scratch), MAXCH: chunks per scratch
     row). ``device``: where it runs (the size of a persistent grid)."""
@@ -179,10 +178,10 @@ def fwd_launch_spec(p: Plan, km: int, zm: int, batch: int, n: int, tol: float = 
 
 
 @functools.lru_cache(maxsize=64)
-def processors(device: torch.device | None) -> int:
+def processors(device: torch.device) -> int:
     """Streaming multiprocessors of a CUDA device (a persistent grid's unit); 2 elsewhere (the interpreter runs
     programs one after the other: two make every program loop)."""
-    if device is None or device.type != "cuda":
+    if device.type != "cuda":
         return 2
     return torch.cuda.get_device_properties(device).multi_processor_count
 
