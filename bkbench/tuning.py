@@ -31,6 +31,7 @@ import numpy as np
 import torch
 
 from kernels import _triton_fused_tables as tables
+from kernels._triton_fused_config import FusedConfig
 from kernels._triton_fused_tables import CACHE_NAME, SCHEMA, bucket, cache_path  # noqa: F401  (re-exported)
 
 # forward search space: (seg, warps) tiles x (L, M1) segment shapes x output store modes x two-tile mode;
@@ -123,8 +124,9 @@ def time_ms(fn: Callable[[], Any], budget_s: float = 0.25, device: str = "cuda")
 
 
 def _fcfg(seg: int, warps: int, L: int, m1: int, maxpass: int, store: int, seq: int) -> dict[str, int]:
-    return {"seg": seg, "L": L, "H": max(1, 16 // L), "M1": m1, "warps": warps, "stages": 1, "maxpass": maxpass,
-            "store": store, "seq": seq, "maxnreg": 0}
+    """A full ``FusedConfig`` dict (every field, so configs compare equal to ``FusedConfig().to_dict()``)."""
+    return FusedConfig(seg=seg, L=L, H=max(1, 16 // L), M1=m1, warps=warps, stages=1, maxpass=maxpass,
+                       store=store, seq=seq).to_dict()
 
 
 def fwd_space() -> list[dict[str, int]]:
