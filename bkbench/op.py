@@ -2,7 +2,7 @@
 
 ``torch.compile`` traces :func:`bkbench.bk_core` into one call of ``bkbench::bk_core``, so a model that calls it
 compiles with ``fullgraph=True``; eager calls run the same implementation without the operator's dispatch. The
-operator's implementation is the eager call (``api.eager_call``), bound launch included. The operator takes the
+operator's implementation is the eager call (``eager.eager_call``), bound launch included. The operator takes the
 user's inputs as they are: a number ``b``, ``c`` or ``z`` travels as (re, im) floats with its tensor argument None.
 
 Registration (``torch.library.Library``): a schema, one Python kernel for the CPU and CUDA keys, a fake
@@ -37,7 +37,7 @@ import torch
 from torch import Tensor
 
 from bkbench import bound_calls
-from bkbench.api import check_options, eager_call, resolve
+from bkbench.eager import check_options, eager_call, resolve
 from bkbench.registry import default_registry
 from bkbench.validate import WIDE_DTYPES, CallArgs, call_args
 from bkbench.workspace import operator_workspace

@@ -12,7 +12,7 @@ import pytest
 import torch
 
 import bkbench
-import bkbench.api as api
+import bkbench.eager as eager
 from bkbench import bound_calls
 from bkbench.problems import Inputs
 from bkbench.reference import reference
@@ -96,7 +96,7 @@ def test_bound_call_matches_the_full_path_on_new_values(device, form, batch, n):
     a, b, c = _data(batch, n, device, 1)
     args = _forms(a, b, c)[form]
     first = bkbench.bk_core(a, *args, impl="triton_fused")
-    key = bound_calls.signature(a, *args, "triton_fused", api.default_registry(), torch.is_grad_enabled())
+    key = bound_calls.signature(a, *args, "triton_fused", eager.default_registry(), torch.is_grad_enabled())
     assert isinstance(bound_calls.bound(key), BoundForward)
     for seed in (2, 3):  # new values in the same buffers: a fresh result, not a remembered one
         _refill(a, seed)
@@ -104,7 +104,7 @@ def test_bound_call_matches_the_full_path_on_new_values(device, form, batch, n):
             _refill(t, seed + 10)
         fast = bkbench.bk_core(a, *args, impl="triton_fused")
         assert not torch.equal(fast, first)
-        key = bound_calls.signature(a, *args, "triton_fused", api.default_registry(), torch.is_grad_enabled())
+        key = bound_calls.signature(a, *args, "triton_fused", eager.default_registry(), torch.is_grad_enabled())
         assert bound_calls.bound(key) is not None
         full = _full_path(a, *args)
         assert torch.equal(fast, full), form
@@ -121,7 +121,7 @@ def test_a_hit_does_no_metadata_work(monkeypatch):
     def boom(*args, **kwargs):
         raise AssertionError("full path taken")
 
-    monkeypatch.setattr(api, "call_args", boom)
+    monkeypatch.setattr(eager, "call_args", boom)
     assert torch.equal(bkbench.bk_core(a, b, c, 1j, impl="triton_fused"), g)
     with pytest.raises(AssertionError, match="full path"):  # another shape is another signature
         bkbench.bk_core(a[:, :39].contiguous(), b[:, :38].contiguous(), c[:, :38].contiguous(), 1j,
@@ -217,12 +217,12 @@ def test_a_training_step_takes_the_bound_path(device, form, monkeypatch):
     fast = _grads(a, *args, w)
     ag = a.detach().clone().requires_grad_(True)
     zg = args[2].detach().clone().requires_grad_(True) if isinstance(args[2], torch.Tensor) else args[2]
-    key = bound_calls.signature(ag, args[0], args[1], zg, "triton_fused", api.default_registry(), True)
+    key = bound_calls.signature(ag, args[0], args[1], zg, "triton_fused", eager.default_registry(), True)
     assert isinstance(bound_calls.bound(key), BoundGradForward)
     for x, y in zip(full, fast):
         assert (x is None and y is None) or torch.equal(x, y), form
     _refill(a, 9)
-    monkeypatch.setattr(api, "call_args", lambda *a, **k: pytest.fail("the bound call took the full path"))
+    monkeypatch.setattr(eager, "call_args", lambda *a, **k: pytest.fail("the bound call took the full path"))
     bound_step = _grads(a, *args, w)
     monkeypatch.undo()
     bound_calls.clear()
@@ -281,11 +281,11 @@ def test_leading_dims_are_bound(device, monkeypatch):
         return bkbench.bk_core(a, b, 0.8, z, impl="triton_fused"), g.detach(), x.grad, zg.grad
 
     step()  # binds both signatures
-    key = bound_calls.signature(a, b, 0.8, z, "triton_fused", api.default_registry(), torch.is_grad_enabled())
+    key = bound_calls.signature(a, b, 0.8, z, "triton_fused", eager.default_registry(), torch.is_grad_enabled())
     assert isinstance(bound_calls.bound(key), BoundForward)
     _refill(a, 12)
     with monkeypatch.context() as m:
-        m.setattr(api, "call_args", lambda *a, **k: pytest.fail("the bound call took the full path"))
+        m.setattr(eager, "call_args", lambda *a, **k: pytest.fail("the bound call took the full path"))
         fast = step()
     bound_calls.clear()
     full = step()
@@ -313,11 +313,11 @@ def test_the_backward_operator_binds_its_launch(device, monkeypatch):
 
     for zt, need_z in ((None, False), (z, True)):
         first = bwd(zt, need_z)
-        key = bound_calls.signature(a, b, c, zt if zt is not None else 1j, "triton_fused", api.default_registry(),
+        key = bound_calls.signature(a, b, c, zt if zt is not None else 1j, "triton_fused", eager.default_registry(),
                                     ("vjp", True, need_z, grad.shape, grad.dtype, g.dtype))
         assert isinstance(bound_calls.bound(key), BoundVjp)
         with monkeypatch.context() as m:
-            m.setattr(api, "call_args", lambda *a, **k: pytest.fail("the backward operator took the full path"))
+            m.setattr(eager, "call_args", lambda *a, **k: pytest.fail("the backward operator took the full path"))
             second = bwd(zt, need_z)
         for x, y in zip(first, second):
             assert torch.equal(x, y)
@@ -348,9 +348,9 @@ def test_the_operator_runs_the_bound_launch(monkeypatch, needs_grad):
 
     first = op()
     assert first.shape == (*a.shape, 2) and first.dtype == torch.float32 and first.is_contiguous()  # G's real view
-    key = bound_calls.signature(a, b, 0.7, 1j, "triton_fused", api.default_registry(), ("op", needs_grad))
+    key = bound_calls.signature(a, b, 0.7, 1j, "triton_fused", eager.default_registry(), ("op", needs_grad))
     assert isinstance(bound_calls.bound(key), BoundForward)
-    monkeypatch.setattr(api, "call_args", lambda *a, **k: pytest.fail("the operator took the full path"))
+    monkeypatch.setattr(eager, "call_args", lambda *a, **k: pytest.fail("the operator took the full path"))
     assert torch.equal(op(), first)
     _refill(a, 3)
     assert not torch.equal(op(), first)

@@ -319,7 +319,7 @@ def test_bk_workload_times_the_user_call_and_the_kernel_on_normalised_inputs(mon
 
     monkeypatch.setattr(validate, "normalize", boom)
     monkeypatch.setattr(validate, "call_args", boom)
-    monkeypatch.setattr("bkbench.api.call_args", boom)
+    monkeypatch.setattr("bkbench.eager.call_args", boom)
     g = wl.kernel.fn()
     assert g.shape == (6, 40) and g.dtype == torch.complex64
 

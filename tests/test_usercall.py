@@ -73,7 +73,7 @@ def test_the_headline_is_the_user_call_on_the_inputs_a_user_holds(monkeypatch):
 
     monkeypatch.setattr(validate, "normalize", boom)
     monkeypatch.setattr(validate, "call_args", boom)
-    monkeypatch.setattr("bkbench.api.call_args", boom)
+    monkeypatch.setattr("bkbench.eager.call_args", boom)
     gk = wl.kernel.fn()  # the bare kernel: prepared inputs, no validation
     assert gk.shape == (6, 40) and gk.dtype == torch.complex64 and len(spy.calls) == 1
     assert torch.allclose(gk, g.reshape(6, 40))
