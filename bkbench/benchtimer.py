@@ -38,20 +38,3 @@ def timer() -> float:
     """Seconds (``time.perf_counter``) read after all queued CUDA work has finished."""
     synchronize()
     return time.perf_counter()
-
-
-def sync_overhead(samples: int = 200) -> float:
-    """Median cost in seconds of one :func:`timer` call (a synchronisation of an idle device + the clock read).
-
-    A framework that times single calls between two timer reads includes about this much on top of the
-    kernel's own time; report it next to µs-scale medians.
-    """
-    if samples < 1:
-        raise ValueError(f"samples: must be >= 1, got {samples}")
-    costs = []
-    for _ in range(samples):
-        t0 = time.perf_counter()
-        timer()
-        costs.append(time.perf_counter() - t0)
-    costs.sort()
-    return costs[len(costs) // 2]

@@ -5,6 +5,8 @@ definition itself, O(N^3) per chain, used for N <= ``DENSE_MAX_N``.
 ``pivot_reference``: the LU/UL pivot form in numpy complex128, O(N) per chain, for any N. It is written
 independently of ``kernels/thomas.py`` (numpy, chain-minor loop, pivots as scaled pairs instead of quotients) so
 the two do not share a bug, and it has no zero-pivot breakdown.
+``pivot_grad_reference`` / ``pivot_sensitivity``: the backward pass's exact O(N) recurrences in float64.
+This is the one float64 pivot recurrence of the project: the checks of the workloads and of the tuner use it.
 """
 
 from __future__ import annotations
@@ -66,9 +68,10 @@ def _projective_pivots(alpha: np.ndarray, k: np.ndarray) -> tuple[np.ndarray, np
     return p, q
 
 
-def _quotient_green(alpha: np.ndarray, k: np.ndarray) -> np.ndarray:
-    """G (N, B) by the textbook quotient recursions D_i = alpha_i - k_{i-1} / D_{i-1}, E_i = alpha_i - k_i /
-    E_{i+1}, G = 1 / (D + E - alpha): fast, but a zero pivot makes the rest of the chain NaN."""
+def quotient_pivots(alpha: np.ndarray, k: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The textbook quotient recursions D_i = alpha_i - k_{i-1} / D_{i-1}, E_i = alpha_i - k_i / E_{i+1}.
+    alpha (N, B) = a - z, k (N-1, B) = b * c, complex128; returns (D, E), each (N, B). A zero pivot makes the rest
+    of the chain NaN (:func:`pivot_reference` then takes the projective form)."""
     n = alpha.shape[0]
     d = np.empty_like(alpha)
     e = np.empty_like(alpha)
@@ -78,7 +81,32 @@ def _quotient_green(alpha: np.ndarray, k: np.ndarray) -> np.ndarray:
     e[n - 1] = alpha[n - 1]
     for i in range(n - 2, -1, -1):
         e[i] = alpha[i] - k[i] / e[i + 1]
+    return d, e
+
+
+def _quotient_green(alpha: np.ndarray, k: np.ndarray) -> np.ndarray:
+    """G (N, B) = 1 / (D + E - alpha) from :func:`quotient_pivots`."""
+    d, e = quotient_pivots(alpha, k)
     return 1.0 / (d + e - alpha)
+
+
+def pivot_sensitivity(alpha: np.ndarray, k: np.ndarray, w: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(G, S), each (N, B) complex128: G from the pivots and S_j = sum_i w_i G_ij G_ji = G_j^2 (F_j + R_j - w_j)
+    by the exact O(N) recurrences of the backward pass (bk-core-math.md): F_j = w_j + k_{j-1} / D_{j-1}^2
+    F_{j-1}, R_j = w_j + k_j / E_{j+1}^2 R_{j+1}. alpha (N, B), k (N-1, B), w (N, B) (the conjugated output
+    gradient). The gradient of sum(Re(conj(grad_out) * G)) w.r.t. a real ``a`` is -Re(S)."""
+    n = alpha.shape[0]
+    d, e = quotient_pivots(alpha, k)
+    g = 1.0 / (d + e - alpha)
+    f = np.empty_like(w)
+    r = np.empty_like(w)
+    f[0] = w[0]
+    for j in range(1, n):
+        f[j] = w[j] + k[j - 1] / d[j - 1] ** 2 * f[j - 1]
+    r[n - 1] = w[n - 1]
+    for j in range(n - 2, -1, -1):
+        r[j] = w[j] + k[j] / e[j + 1] ** 2 * r[j + 1]
+    return g, g**2 * (f + r - w)
 
 
 def _projective_green(alpha: np.ndarray, k: np.ndarray) -> np.ndarray:
@@ -113,6 +141,17 @@ def reference(inputs: Inputs) -> torch.Tensor:
     """The float64 reference: dense inverse for N <= DENSE_MAX_N, pivot form beyond."""
     n = inputs.a.shape[-1]
     return dense_reference(inputs) if n <= DENSE_MAX_N else pivot_reference(inputs)
+
+
+def pivot_grad_reference(inputs: Inputs, grad_out: torch.Tensor) -> torch.Tensor:
+    """Gradient w.r.t. a real ``a`` (B, N) of sum(Re(conj(grad_out) * G)) in float64 by the O(N) recurrences
+    (:func:`pivot_sensitivity`): float64 of shape (B, N) (CPU)."""
+    a, b, c, z = _as_f64(inputs)
+    alpha = (a - z[:, None]).detach().numpy().T.copy()  # (N, B)
+    k = (b * c).detach().numpy().T.copy()  # (N-1, B)
+    w = np.conj(grad_out.detach().to("cpu").to(torch.complex128).reshape(a.shape).numpy()).T.copy()
+    _, sens = pivot_sensitivity(alpha, k, w)
+    return torch.from_numpy(-np.real(sens).T.copy())
 
 
 def dense_grad_reference(inputs: Inputs, grad_out: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:

@@ -37,8 +37,8 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
+from bkbench.plugins import registry_with
 from bkbench.pool import BROKEN_STATUSES
-from bkbench.registry import Registry
 from bkbench.store import RETRY_STATUSES, Store, default_path
 from bkbench.suites import CaseSpec, Suite, default_device, load_suite, shard
 
@@ -159,25 +159,6 @@ def plan(suite: Suite | str, device: str, shard_spec: str | None = None, groups:
     """The cases a run of ``suite`` on ``device`` would execute (after sharding)."""
     s = load_suite(suite) if isinstance(suite, str) else suite
     return shard(s.expand(registry_with(plugins), device, groups), shard_spec)
-
-
-def registry_with(plugins: Sequence[str] = ()) -> Registry:
-    """The default registry, plus the ``@register`` functions of the ``plugins`` modules (in a copy: the
-    process-wide default registry is left as it is)."""
-    import importlib
-
-    from bkbench.registry import default_registry
-
-    base = default_registry()
-    if not plugins:
-        return base
-    reg = Registry()
-    for rec in base.implementations(None):
-        reg.add(rec)
-    reg.failures = list(base.failures)
-    for name in plugins:
-        reg.scan_module(importlib.import_module(name))
-    return reg
 
 
 def run_suite(

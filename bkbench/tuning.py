@@ -30,6 +30,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from bkbench.reference import pivot_sensitivity
 from kernels import _triton_fused_tables as tables
 from kernels._triton_fused_config import FusedConfig
 from kernels._triton_fused_tables import CACHE_NAME, SCHEMA, bucket, cache_path  # noqa: F401  (re-exported)
@@ -212,21 +213,6 @@ class Problem:
         return a, k, z
 
 
-def _pivots64(a: np.ndarray, k: np.ndarray, z: np.ndarray) -> tuple[np.ndarray, ...]:
-    """float64 pivots D, E and G of (B, N) chains (numpy loops over N, vectorised over B)."""
-    alpha = a.astype(np.complex128) - z[:, None]
-    n = alpha.shape[1]
-    d = np.empty_like(alpha)
-    e = np.empty_like(alpha)
-    d[:, 0] = alpha[:, 0]
-    for i in range(1, n):
-        d[:, i] = alpha[:, i] - k[:, i - 1] / d[:, i - 1]
-    e[:, -1] = alpha[:, -1]
-    for i in range(n - 2, -1, -1):
-        e[:, i] = alpha[:, i] - k[:, i] / e[:, i + 1]
-    return d, e, 1.0 / (d + e - alpha)
-
-
 def _check(cfg: Any, prob: Problem, bwd: bool = False) -> float:
     """Relative error (max-abs / max-abs) of ``cfg`` on 4 chains of ``prob`` against float64 references:
     G from the pivot form, or (``bwd``) S_j = sum_i w_i G_ij G_ji from the float64 F/R recurrences."""
@@ -238,27 +224,19 @@ def _check(cfg: Any, prob: Problem, bwd: bool = False) -> float:
     k64 = (k.double().cpu().numpy() if not prob.uniform
            else np.full((b, max(prob.n - 1, 0)), float(k.flatten()[0]) if k.numel() else 0.0))
     z64 = z.cpu().numpy().astype(np.complex128)
-    d, e, ref = _pivots64(a64, k64, z64)
+    alpha = (a64 - z64[:, None]).T.copy()  # (N, B)
+    gen = torch.Generator().manual_seed(7)
+    go = torch.complex(torch.randn(b, prob.n, generator=gen), torch.randn(b, prob.n, generator=gen))
+    w = go.numpy().astype(np.complex128).conj()
+    ref, sref = (x.T for x in pivot_sensitivity(alpha, k64.T.astype(np.complex128), w.T.copy()))
     if not bwd:
         g = tf.forward(a, k, z, config=cfg).cpu().numpy().astype(np.complex128)
         if not np.isfinite(g).all():
             return math.inf
         return float(np.abs(g - ref).max() / np.abs(ref).max())
-    gen = torch.Generator().manual_seed(7)
-    go = torch.complex(torch.randn(b, prob.n, generator=gen), torch.randn(b, prob.n, generator=gen))
     g32 = tf.forward(a, k, z, config=tf.FusedConfig())
     s = tf.vjp(a, k, z, g32, go.to(torch.complex64).to(a.device), need_s=True, config=cfg)
     s = s.cpu().numpy().astype(np.complex128)
-    w = go.numpy().astype(np.complex128).conj()
-    f = np.empty_like(w)
-    r = np.empty_like(w)
-    f[:, 0] = w[:, 0]
-    for j in range(1, prob.n):
-        f[:, j] = w[:, j] + k64[:, j - 1] / d[:, j - 1] ** 2 * f[:, j - 1]
-    r[:, -1] = w[:, -1]
-    for j in range(prob.n - 2, -1, -1):
-        r[:, j] = w[:, j] + k64[:, j] / e[:, j + 1] ** 2 * r[:, j + 1]
-    sref = ref**2 * (f + r - w)
     if not np.isfinite(s).all():
         return math.inf
     return float(np.abs(s - sref).max() / np.abs(sref).max())

@@ -91,7 +91,7 @@ def _heavy_first(groups: list[list[CaseSpec]], plugins: Sequence[str]) -> list[l
     """Kernels declared ``heavy_compile`` (fla-core, FlexAttention) first, then fwd+bwd before fwd: the long
     compilations start while the short ones fill the other processes."""
     from bkbench.baselines.forms import META_ATTR
-    from bkbench.runner import registry_with
+    from bkbench.plugins import registry_with
 
     reg = registry_with(plugins)
     names = {r.name: r for r in reg.implementations(None)}

@@ -257,7 +257,7 @@ def main() -> int:
     device = os.environ.get("BKBENCH_DEVICE", "cpu")
     plugins = [p for p in os.environ.get("BKBENCH_PLUGINS", "").split(",") if p]
     from bkbench.env import environment
-    from bkbench.runner import registry_with
+    from bkbench.plugins import registry_with
     from bkbench.suites import CaseSpec
 
     registry = registry_with(plugins)

@@ -39,13 +39,12 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-import numpy as np
 import torch
 
 from bkbench.accuracy import exact_tolerance, grad_tolerance, relative_error
 from bkbench.metrics import CheckResult, WorkModel
 from bkbench.problems import Inputs, Problem, draw, make_inputs
-from bkbench.reference import DENSE_MAX_N, dense_grad_reference, reference
+from bkbench.reference import DENSE_MAX_N, dense_grad_reference, pivot_grad_reference, reference
 from bkbench.registry import Implementation, Registry, is_uniform
 from bkbench.usercall import TIMED_CALL, KernelPart, call_model, user_call
 from bkbench.validate import HALF_DTYPES, normalize
@@ -138,45 +137,6 @@ def bk_inputs(p: Problem) -> tuple[Inputs, Any]:
     while len(_INPUT_CACHE) > _INPUT_CACHE_SIZE:
         _INPUT_CACHE.popitem(last=False)
     return val
-
-
-def pivot_grad_reference(inp: Inputs, grad_out: torch.Tensor) -> torch.Tensor:
-    """Gradient w.r.t. real ``a`` of sum(Re(conj(grad_out) * G)) in float64, by the exact O(N) recurrences
-    (bk-core-math.md): w = conj(grad_out), F_j = w_j + k_{j-1}/D_{j-1}^2 F_{j-1}, R_j = w_j + k_j/E_{j+1}^2
-    R_{j+1}, grad_a = -Re(G^2 (F + R - w)). numpy, chain-minor loops. a (B, N) real; returns float64 (B, N)."""
-    a = inp.a.detach().to("cpu").to(torch.float64).numpy()
-    bsz, n = a.shape
-
-    def off(x: torch.Tensor | float) -> np.ndarray:
-        if isinstance(x, torch.Tensor) and x.dim() > 0:
-            return x.detach().to("cpu").to(torch.complex128).reshape(bsz, n - 1).numpy()
-        return np.full((bsz, n - 1), complex(x.item() if isinstance(x, torch.Tensor) else x))
-
-    z = inp.z
-    zt = z.detach().to("cpu").to(torch.complex128).reshape(-1).numpy() if isinstance(z, torch.Tensor) else None
-    zz = np.broadcast_to(zt if zt is not None else np.complex128(complex(z)), (bsz,))
-    alpha = (a - zz[:, None]).T.copy()  # (N, B)
-    k = (off(inp.b) * off(inp.c)).T.copy()  # (N-1, B)
-    w = np.conj(grad_out.detach().to("cpu").to(torch.complex128).reshape(bsz, n).numpy()).T.copy()
-    d = np.empty_like(alpha)
-    e = np.empty_like(alpha)
-    d[0] = alpha[0]
-    for i in range(1, n):
-        d[i] = alpha[i] - k[i - 1] / d[i - 1]
-    e[n - 1] = alpha[n - 1]
-    for i in range(n - 2, -1, -1):
-        e[i] = alpha[i] - k[i] / e[i + 1]
-    g = 1.0 / (d + e - alpha)
-    f = np.empty_like(w)
-    r = np.empty_like(w)
-    f[0] = w[0]
-    for j in range(1, n):
-        f[j] = w[j] + k[j - 1] / d[j - 1] ** 2 * f[j - 1]
-    r[n - 1] = w[n - 1]
-    for j in range(n - 2, -1, -1):
-        r[j] = w[j] + k[j] / e[j + 1] ** 2 * r[j + 1]
-    grad = -np.real(g**2 * (f + r - w))
-    return torch.from_numpy(grad.T.copy())
 
 
 # -- BK-core -------------------------------------------------------------------------------------------------

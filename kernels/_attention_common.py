@@ -25,10 +25,6 @@ def reject_blocks(block_keep: Any) -> None:
         raise ValueError("block_keep: dense attention kernels take no block mask; use attention_flex_*")
 
 
-def needs_cuda() -> str | None:
-    return None if torch.cuda.is_available() else "needs CUDA"
-
-
 def sdpa_backend_available(backend_flag: Callable[[], bool] | None, what: str) -> Callable[[], str | None]:
     """``available()`` for an SDPA backend: CUDA present and (when known) the backend compiled in."""
 

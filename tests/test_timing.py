@@ -288,7 +288,7 @@ def _spec(**kw):
 
 
 def test_pivot_grad_reference_matches_dense_autograd():
-    from bkbench.workloads import pivot_grad_reference
+    from bkbench.reference import pivot_grad_reference
 
     for p in (Problem(batch=(3,), n=37, dtype="float64", coupling="random", sparsity=0.2, seed=3),
               Problem(batch=(2,), n=1, dtype="float64"), Problem(batch=(2,), n=2, dtype="float64", z_spread=0.4)):

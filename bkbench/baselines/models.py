@@ -21,7 +21,6 @@ Conventions (one table in docs/baselines.md spells them out):
 
 from __future__ import annotations
 
-import math
 from dataclasses import asdict, dataclass
 
 import torch
@@ -260,8 +259,3 @@ def model_for(form: str, case: Case, variant: str = "fused", **options: object) 
         return rwkv7_model(case, variant, int(options.get("chunk", 16)))  # type: ignore[call-overload]
     raise ValueError(f"form: {form!r} has no model; known: selective_scan, ssd, gla, attention, delta_rule, "
                      "gated_delta_rule, kda, rwkv7")
-
-
-def arithmetic_intensity(model: Model) -> float:
-    """flops per compulsory byte (forward)."""
-    return model.flops / model.bytes_min if model.bytes_min else math.inf
