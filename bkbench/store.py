@@ -429,3 +429,48 @@ class Store:
             src.close()
         return report
 
+    # -- read-only access (the report) ---------------------------------------------------------------------------
+    @classmethod
+    def open_readonly(cls, path: str | Path) -> tuple[Store, Path | None]:
+        """A store on ``path`` whose connection is read-only (URI ``mode=ro``): no table is created or altered,
+        nothing is written. A file that is not a readable database raises :class:`StoreError`; one without the
+        ``runs`` and ``results`` tables a ``ValueError``.
+
+        Returns the store and a temporary directory to delete after :meth:`close`: None, unless the file's
+        directory does not allow SQLite's read-only WAL access, in which case a copy of the file (with its -wal and
+        -shm files) in that temporary directory is read."""
+        import shutil
+        import tempfile
+
+        path = Path(path)
+        store = cls.__new__(cls)
+        store.path = path
+        tmpdir = None
+        try:
+            conn = sqlite3.connect(f"file:{path.resolve()}?mode=ro", uri=True, timeout=60)
+            conn.execute("SELECT count(*) FROM sqlite_master").fetchone()
+        except sqlite3.DatabaseError as exc:
+            if not isinstance(exc, sqlite3.OperationalError):  # not a database at all: say so, no traceback
+                raise unreadable(path, exc) from None
+            tmpdir = Path(tempfile.mkdtemp(prefix="bkbench-report-"))
+            for suffix in ("", "-wal", "-shm"):
+                src = Path(str(path) + suffix)
+                if src.exists():
+                    shutil.copy2(src, tmpdir / (path.name + suffix))
+            conn = sqlite3.connect(f"file:{(tmpdir / path.name).resolve()}?mode=ro", uri=True, timeout=60)
+        conn.row_factory = sqlite3.Row
+        try:
+            check_readable(conn, path)
+        except ValueError:
+            conn.close()
+            if tmpdir:
+                shutil.rmtree(tmpdir, ignore_errors=True)
+            raise
+        tables = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type='table'")}
+        missing = {"runs", "results"} - tables
+        if missing:
+            conn.close()
+            raise ValueError(f"db: {path} is not a bkbench results database (no table {', '.join(sorted(missing))})")
+        store.conn = conn
+        return store, tmpdir
+

@@ -1,8 +1,18 @@
 """The HTML report: ``bkbench report --db PATH --out DIR`` (see docs/reports.md).
 
-Modules: :mod:`~bkbench.report.data` (read-only loading of results databases), :mod:`~bkbench.report.stats`
-(fits, quantiles, tests), :mod:`~bkbench.report.analysis` (everything the page states),
-:mod:`~bkbench.report.plots` (figures), :mod:`~bkbench.report.render` (the page).
+Modules, each importing only those listed before it:
+
+- basics: :mod:`~bkbench.report.fields` (decoding stored row fields), :mod:`~bkbench.report.formatting` (numbers,
+  sizes, times and shapes as text), :mod:`~bkbench.report.stats` (fits, quantiles, tests);
+- loading: :mod:`~bkbench.report.usercall` (user call vs bare kernel columns), :mod:`~bkbench.report.data`
+  (read-only loading of results databases through :class:`bkbench.store.Store`);
+- analysis: :mod:`~bkbench.report.series`, :mod:`~bkbench.report.fits` (fits and crossovers),
+  :mod:`~bkbench.report.crossover_gaps`, :mod:`~bkbench.report.tables`, :mod:`~bkbench.report.autotuning`,
+  :mod:`~bkbench.report.comparison`, and :mod:`~bkbench.report.analysis` (runs them all: everything the page states);
+- figures: :mod:`~bkbench.report.plotstyle` (shared look), ``plots_*`` by family, :mod:`~bkbench.report.plots`
+  (all figures);
+- page: :mod:`~bkbench.report.sections` (formatted section context), :mod:`~bkbench.report.render` (the page);
+  :mod:`~bkbench.report.browser` checks a rendered page in headless Chromium (it imports nothing of the package).
 """
 
 from __future__ import annotations

@@ -12,23 +12,20 @@ that never ran there (no fp32 support, not installed) stays out of the table, as
 from __future__ import annotations
 
 import math
-from typing import TYPE_CHECKING
 
 import pandas as pd
 
-if TYPE_CHECKING:  # analysis imports this module: its names are imported where they are used
-    from bkbench.report.analysis import Series
+from bkbench.report.formatting import short_dtype
+from bkbench.report.series import BASELINE_KINDS, Series, assign_shapes
 
 GAP_STATUSES = ("skipped", "crash", "timeout", "incorrect")
 REASON_CHARS = 240
 
 
 def gap_rows(df: pd.DataFrame, series: list[Series]) -> pd.DataFrame:
-    """Rows in :func:`bkbench.report.analysis.crossover_table`'s columns, state "declined" (every row of the
+    """Rows in :func:`bkbench.report.fits.crossover_table`'s columns, state "declined" (every row of the
     baseline's sweep skipped) or "failed" (a crash, timeout or incorrect result), one per BK-core series of the
     (platform, mode, shape) and missing baseline (impl, dtype)."""
-    from bkbench.report.analysis import BASELINE_KINDS, assign_shapes, short_dtype
-
     prim = [s for s in series if s.primary and s.ns.size >= 2]
     bks: dict[tuple, list[Series]] = {}
     for s in prim:

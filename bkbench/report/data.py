@@ -20,15 +20,13 @@ columns:
 ``timed``, ``kernel_time_s``, ``kernel_gbps_eff``, ``kernel_roof_pct``  which BK-core number the row's time is
                (user call or bare kernel) and the bare kernel's own timing (:mod:`bkbench.report.usercall`).
 
-The databases are opened read-only (``sqlite3`` URI ``mode=ro``): a committed database is never modified.
+The databases are opened read-only (:meth:`bkbench.store.Store.open_readonly`): a committed database is
+never modified. The row fields are decoded by :mod:`bkbench.report.fields`.
 """
 
 from __future__ import annotations
 
-import json
 import shutil
-import sqlite3
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -37,7 +35,8 @@ import numpy as np
 import pandas as pd
 
 from bkbench.report import usercall
-from bkbench.store import RESULT_COLUMNS, RUN_COLUMNS, STATUSES, Store, check_readable, unreadable
+from bkbench.report.fields import parse_json, variant_of
+from bkbench.store import RESULT_COLUMNS, RUN_COLUMNS, STATUSES, Store
 
 NUMERIC = [
     "n", "batch", "d", "sparsity", "rel_err", "tolerance", "time_median_s", "time_p20_s", "time_p80_s",
@@ -45,6 +44,8 @@ NUMERIC = [
     "flops", "gbps", "roofline_pct", "energy_j_per_call", "energy_dynamic_j_per_call", "energy_j_per_element",
     "power_avg_w", "power_idle_w", "wall_s", "copy_bandwidth_gbs",
 ]
+
+
 @dataclass
 class Loaded:
     """Results of one or more databases.
@@ -62,100 +63,6 @@ class Loaded:
     all_runs: list[str]
     notes: list[str] = field(default_factory=list)
     stored: dict[str, int] = field(default_factory=dict)
-
-
-def _open_readonly(path: Path) -> tuple[Store, Path | None]:
-    """A :class:`Store` whose connection is read-only; no table is created or altered, nothing is written.
-
-    Returns the store and a temporary directory to delete afterwards (used when the file's directory does
-    not allow SQLite's read-only WAL access, in which case a copy is read)."""
-    store = Store.__new__(Store)
-    store.path = path
-    tmpdir = None
-    try:
-        conn = sqlite3.connect(f"file:{path.resolve()}?mode=ro", uri=True, timeout=60)
-        conn.execute("SELECT count(*) FROM sqlite_master").fetchone()
-    except sqlite3.DatabaseError as exc:
-        if not isinstance(exc, sqlite3.OperationalError):  # not a database at all: say so, no traceback
-            raise unreadable(path, exc) from None
-        tmpdir = Path(tempfile.mkdtemp(prefix="bkbench-report-"))
-        for suffix in ("", "-wal", "-shm"):
-            src = Path(str(path) + suffix)
-            if src.exists():
-                shutil.copy2(src, tmpdir / (path.name + suffix))
-        conn = sqlite3.connect(f"file:{(tmpdir / path.name).resolve()}?mode=ro", uri=True, timeout=60)
-    conn.row_factory = sqlite3.Row
-    try:
-        check_readable(conn, path)
-    except ValueError:
-        conn.close()
-        if tmpdir:
-            shutil.rmtree(tmpdir, ignore_errors=True)
-        raise
-    tables = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type='table'")}
-    missing = {"runs", "results"} - tables
-    if missing:
-        conn.close()
-        raise ValueError(f"db: {path} is not a bkbench results database (no table {', '.join(sorted(missing))})")
-    store.conn = conn
-    return store, tmpdir
-
-
-def parse_json(text: Any) -> Any:
-    """JSON text -> object; None/NaN/empty -> None; unparsable text -> None."""
-    if text is None or (isinstance(text, float) and np.isnan(text)) or text == "":
-        return None
-    if not isinstance(text, str):
-        return text
-    try:
-        return json.loads(text)
-    except (TypeError, ValueError):
-        return None
-
-
-def _compact(value: Any) -> str:
-    if isinstance(value, (list, tuple)):
-        return "x".join(_compact(v) for v in value)
-    if isinstance(value, float) and value.is_integer():
-        return str(int(value))
-    if value is None:
-        return "none"
-    return str(value)
-
-
-def variant_of(options_json: Any) -> str:
-    """``'{"window": 8, "gauss": "table"}'`` -> ``"gauss=table, window=8"`` (keys sorted); none -> ``""``."""
-    opts = parse_json(options_json)
-    if not isinstance(opts, dict) or not opts:
-        return ""
-    return ", ".join(f"{k}={_compact(v)}" for k, v in sorted(opts.items()))
-
-
-def samples_of(row: pd.Series | dict[str, Any]) -> np.ndarray | None:
-    """The raw timing samples of a row (seconds), or None when absent/unusable.
-
-    Accepts a JSON list of numbers or an object with a ``samples`` / ``samples_s`` list. Samples whose
-    median disagrees with ``time_median_s`` by more than a factor 2 are treated as unusable (wrong unit or
-    mismatched row) rather than silently rescaled.
-    """
-    raw = parse_json(row.get("samples_json"))
-    if isinstance(raw, dict):
-        raw = raw.get("samples_s", raw.get("samples"))
-    if not isinstance(raw, list) or not raw:
-        return None
-    try:
-        arr = np.asarray(raw, dtype=float).ravel()
-    except (TypeError, ValueError):
-        return None
-    arr = arr[np.isfinite(arr) & (arr > 0)]
-    if arr.size == 0:
-        return None
-    med = row.get("time_median_s")
-    if med is not None and np.isfinite(med) and med > 0:
-        ratio = float(np.median(arr)) / float(med)
-        if not 0.5 <= ratio <= 2.0:
-            return None
-    return arr
 
 
 def _ensure_columns(df: pd.DataFrame) -> pd.DataFrame:
@@ -218,12 +125,12 @@ def _read(db_paths: list[str | Path]) -> tuple[pd.DataFrame, list[dict[str, Any]
         stems = [f"{i}-{s}" for i, s in enumerate(stems)]
     frames, runs = [], []
     for path, stem in zip(paths, stems):
-        store, tmpdir = _open_readonly(path)
+        store, tmpdir = Store.open_readonly(path)
         try:
             df = store.dataframe().rename(columns={"label": "run_label"})
             run_rows = store.runs()
         finally:
-            store.conn.close()
+            store.close()
             if tmpdir:
                 shutil.rmtree(tmpdir, ignore_errors=True)
         prefix = f"{stem}:" if len(paths) > 1 else ""

@@ -1,5 +1,6 @@
 """Small, dependency-free statistics for the report: Student-t quantiles, power-law fits in log-log space,
-bootstrap of medians, the Mann–Whitney U test, and Benjamini–Hochberg adjustment.
+bootstrap of medians and intervals of bootstrap replicates, the Mann–Whitney U test, and Benjamini–Hochberg
+adjustment.
 
 Everything here works on plain numpy arrays (float64) and raises ``ValueError`` on unusable input.
 """
@@ -221,6 +222,13 @@ def bootstrap_medians(samples: np.ndarray, reps: int, rng: np.random.Generator) 
         return srt[lo] + (pos - lo) * (srt[hi] - srt[lo])
     idx = rng.integers(0, s.size, size=(reps, s.size))
     return np.median(s[idx], axis=1)
+
+
+def interval(values: np.ndarray, level: float = 0.95) -> tuple[float, float]:
+    """The central ``level`` interval of ``values`` (bootstrap replicates): nearest-rank quantiles."""
+    q = (1 - level) / 2
+    v = np.sort(values)
+    return float(np.quantile(v, q, method="nearest")), float(np.quantile(v, 1 - q, method="nearest"))
 
 
 def mann_whitney_p(x: np.ndarray, y: np.ndarray) -> float:

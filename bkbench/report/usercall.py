@@ -13,16 +13,18 @@ with its own (a, k read, G written). An older BK-core row (no marker) timed the 
 ``kernel_gbps_eff``, ``kernel_roof_pct``  its achieved GB/s and % of the run's copy bandwidth.
 
 :func:`overhead_rows` (one row per case with both timings), :func:`overhead_table` (one row per series),
-:func:`notes` (what the page must say about mixed data) and :func:`plot` (the figure) feed the roofline section.
+:func:`notes` (what the page must say about mixed data) feed the roofline section; the figure is
+:func:`bkbench.report.plots_efficiency.plot_usercall`.
 """
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pandas as pd
+
+from bkbench.report.fields import parse_json
 
 USER_CALL = "user call (bk_core)"
 BARE_KERNEL = "bare kernel"
@@ -36,7 +38,7 @@ def _metrics(m: Any, key: str) -> Any:
 def derive(df: pd.DataFrame) -> pd.DataFrame:
     """Add ``timed``, ``kernel_time_s``, ``kernel_gbps_eff`` and ``kernel_roof_pct`` (see the module docstring)
     to a frame that has ``metrics_json``, ``kind``, ``status``, ``time_s`` and ``copy_bandwidth_gbs``."""
-    metrics = df["metrics_json"].map(_parse)
+    metrics = df["metrics_json"].map(parse_json)
     call = metrics.map(lambda m: (_metrics(_metrics(m, "workload"), "timed_call") or "") == "bk_core")
     bk = df["kind"] == "bk"
     df["timed"] = np.where(bk & call, USER_CALL, np.where(bk, BARE_KERNEL, ""))
@@ -52,12 +54,6 @@ def derive(df: pd.DataFrame) -> pd.DataFrame:
     roof = num("kernel_roofline_pct").where(df["kernel_time_s"].notna())
     df["kernel_roof_pct"] = roof.fillna(df["kernel_gbps_eff"] / df["copy_bandwidth_gbs"] * 100.0)
     return df
-
-
-def _parse(text: Any) -> Any:
-    from bkbench.report.data import parse_json
-
-    return parse_json(text)
 
 
 def overhead_rows(df: pd.DataFrame) -> pd.DataFrame:
@@ -124,58 +120,3 @@ def notes(df: pd.DataFrame) -> list[str]:
     return [f"BK-core times mix two kinds: {n_call} cases time the user call bkbench.bk_core(...) and {n_kernel} "
             "the bare kernel on prepared inputs (runs measured before the harness timed the user call); tables "
             "say which per series, and the two are not comparable with each other."]
-
-
-def plot(an: Any, pal: Any, out_dir: Path) -> Any:
-    """Figure, for the most-measured dtype: per BK-core implementation (its drawn series) the median time per
-    forward call of the user call (solid) and of the bare kernel (dotted) vs B·d·N, and the ratio user call /
-    bare kernel (forward and forward + backward). None without data."""
-    from matplotlib.lines import Line2D
-
-    from bkbench.report import plots
-
-    rows = overhead_rows(an.loaded.df)
-    if rows.empty:
-        return None
-    prim = {(s.impl, s.variant, s.dtype) for s in an.series if s.primary and s.kind == "bk"}
-    rows = rows[[(i, v, d) in prim for i, v, d in zip(rows["impl"], rows["variant"], rows["dtype"])]]
-    if rows.empty:
-        return None
-    counts = rows["dtype"].value_counts()
-    dtype = "float32" if counts.get("float32", 0) == counts.max() else str(counts.idxmax())
-    rows = rows[rows["dtype"] == dtype]
-    fig, axes = plots.plt.subplots(1, 2, figsize=(13, 4.8), squeeze=False)
-    ax1, ax2 = axes[0]
-    handles: dict[str, Any] = {}
-    for (impl, variant, mode, _platform), g in rows.groupby(["impl", "variant", "mode", "platform"]):
-        g = g.groupby("elements", as_index=False)[["call_s", "kernel_s", "ratio"]].median()
-        col = pal(impl)
-        if mode == "fwd":
-            ax1.plot(g["elements"], g["call_s"], color=col, marker="o", linestyle="-", markersize=4)
-            ax1.plot(g["elements"], g["kernel_s"], color=col, marker="o", linestyle=":", markersize=3, alpha=0.8)
-        ax2.plot(g["elements"], g["ratio"], color=col, marker="o" if mode == "fwd" else "s",
-                 linestyle="-" if mode == "fwd" else "--", markersize=4)
-        lab = f"{impl}{f' [{variant}]' if variant else ''}"
-        handles[lab] = Line2D([], [], color=col, marker="o", linestyle="-", label=lab)
-    handles[USER_CALL] = Line2D([], [], color="grey", linestyle="-", label=f"{USER_CALL} (left)")
-    handles[BARE_KERNEL] = Line2D([], [], color="grey", linestyle=":", label=f"{BARE_KERNEL} (left)")
-    handles["fwd+bwd"] = Line2D([], [], color="grey", marker="s", linestyle="--", label="fwd+bwd (right)")
-    for ax in (ax1, ax2):
-        plots._size_axis(ax, rows["elements"].to_numpy())
-        ax.set_xlabel("problem size B·d·N (elements)")
-        ax.set_yscale("log")
-        plots._grid(ax)
-    ax1.set_ylabel("median time per call (s)")
-    ax1.set_title(f"user call (solid) vs bare kernel (dotted), forward, {plots.short_dtype(dtype)}", fontsize=11)
-    ax2.axhline(1, color="black", linestyle="--", linewidth=1)
-    ax2.set_ylabel("time of user call / time of bare kernel")
-    ax2.set_title(f"overhead of the user call, {plots.short_dtype(dtype)}", fontsize=11)
-    plots._legend_below(fig, list(handles.values()), list(handles), ncol=4)
-    name = plots._save(fig, out_dir, "usercall.png")
-    return plots.Figure(name, "User call (bk_core) vs bare kernel",
-                        "User call: bkbench.bk_core(a, b, c, z, impl=...) on inputs as a user holds them. Bare "
-                        "kernel: the registered kernel on prepared inputs. Both timed the same way, one after the "
-                        "other, in the same case (on a busy machine the difference between them is noisy). The "
-                        "table gives every series with both achieved % of copy bandwidth, each counted with its "
-                        "own ideal bytes (user call: a, b, c read, G written, 20 B per fp32 element, 12 B with "
-                        "scalar couplings; bare kernel: a, k read, G written, 16 B per element).")
