@@ -11,40 +11,73 @@ reason (``bkbench explain-auto`` prints it). Sources, in order:
    among the others with ``ok`` rows the lowest median time of the latest run wins. The library never reads a
    database it was not told about (the same call picks the same way wherever the program runs);
 2. the measurements shipped with the package (``bkbench/data/auto_*.json``) for this GPU, or the nearest known
-   GPU (``kernels._triton_fused_tables.GpuId``);
-3. the fixed order ``FALLBACK_ORDER`` (first usable exact implementation that takes the dtype).
+   GPU (GPU identities of the tuned-table provider, :func:`tables`);
+3. the fixed order of the registry records' ``fallback_rank`` (:func:`fallback_order`: first usable exact
+   implementation that takes the dtype).
 
-The shape bucket is :func:`bucket` (chain length rounded up to a power of two, total elements B*N to a power of
-four). Picks are memoised per key (and store file modification time).
+The shape bucket is :func:`bucket` (the tuned tables' bucket: chain length rounded up to a power of two, total
+elements B*N to a power of four). Picks are memoised per key (and store file modification time).
 """
 
 from __future__ import annotations
 
 import json
 import os
-import sqlite3
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import torch
 
-from bkbench.registry import Implementation, Registry
+from bkbench.registry import DEVICES, Implementation, Registry, default_registry
+from bkbench.store import Store
 
-# Fixed preference when no measurement says otherwise: exact implementations only, fastest-first as
-# measured on each device type (see reports/).
-FALLBACK_ORDER = {
-    "cuda": ("triton_fused", "assoc_scan", "thomas", "naive_loop"),
-    "cpu": ("thomas", "assoc_scan", "naive_loop"),
-}
 DATA_DIR = Path(__file__).resolve().parent / "data"
+
+
+def fallback_order(registry: Registry, device: str) -> tuple[str, ...]:
+    """Fixed preference on ``device`` when no measurement says otherwise (the records' ``fallback_rank``: exact
+    implementations, fastest-first as measured on each device type, see reports/)."""
+    return registry.fallback_order(device)
+
+
+class _DefaultFallbackOrder(Mapping[str, tuple[str, ...]]):
+    """``FALLBACK_ORDER[device]``: :func:`fallback_order` of the default registry, per device type."""
+
+    def __getitem__(self, device: str) -> tuple[str, ...]:
+        if device not in DEVICES:
+            raise KeyError(device)
+        return fallback_order(default_registry(), device)
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(DEVICES)
+
+    def __len__(self) -> int:
+        return len(DEVICES)
+
+
+FALLBACK_ORDER: Mapping[str, tuple[str, ...]] = _DefaultFallbackOrder()
+_TABLES: dict[int, Any] = {}
+
+
+def tables() -> Any:
+    """The tuned-table provider whose shape buckets and GPU identities ``impl="auto"`` uses: the ``tuner`` of the
+    first BK-core record of the default registry (by name) that declares one."""
+    reg = default_registry()
+    found = _TABLES.get(id(reg))
+    if found is None:
+        rec = next((r for r in reg.implementations("bk") if r.tuner is not None), None)
+        if rec is None:
+            raise ValueError("impl: no registered BK-core implementation declares a tuner (the shape buckets of "
+                             "impl='auto')")
+        found = _TABLES[id(reg)] = rec.load_tuner()
+    return found
 
 
 def bucket(batch: int, n: int) -> str:
     """Shape bucket of a (batch, n) problem (the tuned tables' bucket)."""
-    from kernels._triton_fused_tables import bucket as _bucket
-
-    return _bucket(batch, n)
+    return tables().bucket(batch, n)
 
 
 @dataclass(frozen=True)
@@ -108,17 +141,7 @@ def store_evidence(path: Path, device: str, gpu: str | None, dtype: torch.dtype,
         return {}
     want = bucket(batch, n)
     out: dict[str, dict[str, Any]] = {}
-    try:
-        conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=5)
-        conn.row_factory = sqlite3.Row
-        rows = conn.execute(
-            "SELECT r.impl, r.n, r.batch, r.status, r.time_median_s, r.run_id, r.dtype, r.mode, r.device, "
-            "u.gpu FROM results r JOIN runs u ON u.id = r.run_id WHERE r.kind = 'bk' AND r.mode = 'fwd'"
-        ).fetchall()
-        conn.close()
-    except sqlite3.Error:
-        return {}
-    for r in rows:
+    for r in Store.bk_forward_rows(path):
         if (r["device"] or "") != device or (r["dtype"] or "") not in (_dtype_name(dtype), ""):
             continue
         if device == "cuda" and gpu and r["gpu"] and r["gpu"] != gpu:
@@ -142,11 +165,10 @@ def store_evidence(path: Path, device: str, gpu: str | None, dtype: torch.dtype,
 def _packaged_auto(gpu: str | None) -> tuple[str, dict[str, Any]] | None:
     """(file name, data) of the packaged auto measurements for ``gpu`` (this CUDA device when it is the current
     one), or of the nearest known GPU; None off CUDA or when nothing is packaged."""
-    from kernels._triton_fused_tables import GpuId, gpu_id
-
     if gpu is None:
         return None
-    here = gpu_id() if torch.cuda.is_available() and gpu == torch.cuda.get_device_name() else None
+    t = tables()
+    here = t.gpu_id() if torch.cuda.is_available() and gpu == torch.cuda.get_device_name() else None
     files = []
     for path in sorted(DATA_DIR.glob("auto_*.json")):
         try:
@@ -156,7 +178,7 @@ def _packaged_auto(gpu: str | None) -> tuple[str, dict[str, Any]] | None:
             continue
         g = data.get("gpu")
         if isinstance(g, dict):
-            files.append((GpuId.from_dict(g), path.name, data))
+            files.append((t.GpuId.from_dict(g), path.name, data))
     for g, name, data in files:
         if g.name == gpu and (here is None or g.same_gpu(here)):
             return name, data
@@ -185,7 +207,7 @@ def explain(device: str, dtype: torch.dtype, batch: int, n: int, registry: Regis
     ``store_path``: a results store to read (default: ``$BKBENCH_DB`` if set, else none). ``gpu`` overrides the
     GPU name (default: the current CUDA device's), e.g. to explain an H100 pick on a machine without that GPU.
     ``needs_grad``: only differentiable implementations are candidates."""
-    if device not in FALLBACK_ORDER:
+    if device not in DEVICES:
         raise ValueError(f"device: {device!r} is not supported; use 'cpu' or 'cuda'")
     if batch < 1 or n < 1:
         raise ValueError(f"batch, n: need batch >= 1 and n >= 1, got {batch}, {n}")
@@ -229,20 +251,18 @@ def explain(device: str, dtype: torch.dtype, batch: int, n: int, registry: Regis
 
 def _fallback(device: str, dtype: torch.dtype, registry: Registry, needs_grad: bool = False) -> Choice:
     skipped = []
-    for name in FALLBACK_ORDER[device]:
-        if name not in registry:
-            skipped.append(f"{name}: not registered")
-            continue
+    order = fallback_order(registry, device)
+    for name in order:
         reason = _usable(registry.get(name), device, dtype, needs_grad)
         if reason:
             skipped.append(f"{name}: {reason}")
             continue
-        why = f"no measurements for this bucket; fallback order for {device}: first usable of " \
-              f"{', '.join(FALLBACK_ORDER[device])}"
+        why = f"no measurements for this bucket; fallback order for {device}: first usable of {', '.join(order)}"
         if skipped:
             why += f" (skipped {'; '.join(skipped)})"
         return Choice(name, why)
-    raise ValueError(f"impl: no exact implementation is usable on {device} ({'; '.join(skipped)})")
+    why = "; ".join(skipped) or f"no registered implementation has a fallback_rank for {device}"
+    raise ValueError(f"impl: no exact implementation is usable on {device} ({why})")
 
 
 _MEMO: dict[tuple[Any, ...], Choice] = {}

@@ -69,6 +69,20 @@ class Implementation:
         deterministic: two calls on the same inputs give bitwise-equal results (the gate checks it; set False
             for an implementation whose result legitimately varies, e.g. through atomics, and the gate then only
             asks that the two calls agree within the tolerance).
+        extra_checks: optional checks the gate runs for this implementation after its battery (``bkbench gate``
+            without ``--no-tuned``): ``extra_checks(rec, device, *, quick, progress, jobs) -> list[GateResult]``
+            (:class:`bkbench.gate_result.GateResult` rows; ``progress(impl, case)`` before or after each check,
+            ``jobs`` processes at most). A callable or its import path ``"module:function"`` (loaded when the
+            gate runs). ``triton_fused``: its tuned launch configurations (``bkbench.gate_tuned:gate_checks``).
+        tuner: optional tuned-table provider: a module, or its import path, with the interface of
+            ``kernels._triton_fused_tables`` -- ``bucket(batch, n)`` (shape bucket), ``GpuId`` / ``gpu_id()`` /
+            ``INTERPRETER`` / ``known_gpu(name)`` (GPU identities) and ``explain_for(gpu, dtype, scalar_coupling,
+            batch, n)`` (the configs a problem runs with). ``impl="auto"`` takes its shape buckets and GPU
+            identities from it (:mod:`bkbench.dispatch`); ``bkbench explain-auto`` shows the configs of a pick
+            that has one.
+        fallback_rank: per device type, this implementation's place in ``impl="auto"``'s fixed preference order
+            when no measurement decides (lowest first; :meth:`Registry.fallback_order`). A device without a
+            rank: never a fallback there.
     """
 
     name: str
@@ -90,6 +104,9 @@ class Implementation:
     bind_vjp: Callable[..., Any] | None = None
     module: str = ""
     deterministic: bool = True
+    extra_checks: str | Callable[..., Any] | None = None
+    tuner: str | ModuleType | None = None
+    fallback_rank: dict[str, int] = field(default_factory=dict)
 
     def unavailable_reason(self) -> str | None:
         """The reason this implementation cannot run here, or None. Never raises."""
@@ -113,6 +130,23 @@ class Implementation:
             return None
         return float(self.error_model(problem, {**self.defaults, **(options or {})}))
 
+    def load_extra_checks(self) -> Callable[..., Any] | None:
+        """The ``extra_checks`` callable (imported when given as ``"module:function"``), or None."""
+        return _load(self.extra_checks)
+
+    def load_tuner(self) -> Any:
+        """The ``tuner`` module (imported when given as a module path), or None."""
+        return _load(self.tuner)
+
+
+def _load(ref: Any) -> Any:
+    """``ref`` itself, or what its import path names: ``"module"`` or ``"module:attribute"``."""
+    if not isinstance(ref, str):
+        return ref
+    module, _, attr = ref.partition(":")
+    obj = importlib.import_module(module)
+    return getattr(obj, attr) if attr else obj
+
 
 def _check_record(rec: Implementation) -> None:
     if not rec.name or not rec.name.replace("_", "").isalnum():
@@ -124,6 +158,10 @@ def _check_record(rec: Implementation) -> None:
         raise ValueError(f"register: devices {bad} of {rec.name!r} must be among {DEVICES}")
     if not rec.exact and rec.kind == "bk" and rec.error_model is None:
         raise ValueError(f"register: approximate implementation {rec.name!r} needs error_model=")
+    bad = [d for d in rec.fallback_rank if d not in rec.devices]
+    if bad or not all(isinstance(r, int) for r in rec.fallback_rank.values()):
+        raise ValueError(f"register: fallback_rank {rec.fallback_rank} of {rec.name!r} must map devices it runs on "
+                         f"({', '.join(rec.devices)}) to integers")
 
 
 def register(
@@ -145,6 +183,9 @@ def register(
     bind: Callable[..., Any] | None = None,
     bind_vjp: Callable[..., Any] | None = None,
     deterministic: bool = True,
+    extra_checks: str | Callable[..., Any] | None = None,
+    tuner: str | ModuleType | None = None,
+    fallback_rank: dict[str, int] | None = None,
 ) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
     """Mark ``fn`` as an implementation. Returns ``fn`` unchanged, with its record in ``fn.__bkbench__``.
 
@@ -172,6 +213,9 @@ def register(
             bind_vjp=bind_vjp,
             module=getattr(fn, "__module__", ""),
             deterministic=deterministic,
+            extra_checks=extra_checks,
+            tuner=tuner,
+            fallback_rank=dict(fallback_rank or {}),
         )
         _check_record(rec)
         setattr(fn, ATTR, tuple(getattr(fn, ATTR, ())) + (rec,))
@@ -286,6 +330,12 @@ class Registry:
             and (exact is None or r.exact == exact)
         ]
         return sorted(out, key=lambda r: (KINDS.index(r.kind), r.name))
+
+    def fallback_order(self, device: str) -> tuple[str, ...]:
+        """``impl="auto"``'s fixed preference on ``device`` when no measurement decides: the records with a
+        ``fallback_rank`` there, lowest rank first (then by name)."""
+        ranked = [r for r in self._records.values() if device in r.fallback_rank]
+        return tuple(r.name for r in sorted(ranked, key=lambda r: (r.fallback_rank[device], r.name)))
 
 
 def _short_error(exc: BaseException) -> str:

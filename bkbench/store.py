@@ -474,3 +474,21 @@ class Store:
         store.conn = conn
         return store, tmpdir
 
+    # -- read-only access (impl="auto", bkbench.dispatch) --------------------------------------------------------
+    @staticmethod
+    def bk_forward_rows(path: str | Path) -> list[dict[str, Any]]:
+        """The forward BK-core rows (``kind = 'bk'``, ``mode = 'fwd'``) of the store at ``path``, each with its
+        run's ``gpu``: impl, n, batch, status, time_median_s, run_id, dtype, mode, device, gpu. The file is opened
+        read-only (URI ``mode=ro``; no table is created, nothing is written); a file SQLite cannot read, or one
+        without those tables, gives []."""
+        try:
+            conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=5)
+            conn.row_factory = sqlite3.Row
+            rows = conn.execute(
+                "SELECT r.impl, r.n, r.batch, r.status, r.time_median_s, r.run_id, r.dtype, r.mode, r.device, "
+                "u.gpu FROM results r JOIN runs u ON u.id = r.run_id WHERE r.kind = 'bk' AND r.mode = 'fwd'"
+            ).fetchall()
+            conn.close()
+        except sqlite3.Error:
+            return []
+        return [dict(r) for r in rows]

@@ -91,6 +91,7 @@ def scan_recurrence(coef: torch.Tensor, val: torch.Tensor, reverse: bool) -> tor
     differentiable=True,
     description="normalised 2x2 Möbius prefix products, Hillis-Steele log-depth scan both ways",
     vjp=explicit_vjp(scan_pivots, scan_recurrence),
+    fallback_rank={"cuda": 1, "cpu": 1},
 )
 def assoc_scan(a: torch.Tensor, k: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
     """a (B, N) real/complex, k (B, N-1), z (B,) complex -> G (B, N) complex64/complex128."""

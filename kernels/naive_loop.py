@@ -52,6 +52,7 @@ def _scaled_recursion(al: torch.Tensor, kk: torch.Tensor) -> tuple[torch.Tensor,
     dtypes=(torch.float32, torch.float64, torch.complex64, torch.complex128),
     differentiable=False,
     description="determinant recursions (theta/phi), one step per position, exact power-of-two rescaling",
+    fallback_rank={"cuda": 3, "cpu": 2},
 )
 def naive_loop(a: torch.Tensor, k: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
     """a (B, N) real/complex, k (B, N-1), z (B,) complex -> G (B, N) complex64/complex128."""

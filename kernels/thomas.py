@@ -86,6 +86,7 @@ def thomas_pivots(alpha: torch.Tensor, k: torch.Tensor) -> tuple[torch.Tensor, t
     baseline=True,
     description="LU/UL pivot form, sequential loop over N (vectorised over chains), exact O(N) backward",
     vjp=explicit_vjp(thomas_pivots, sequential_recurrence),
+    fallback_rank={"cuda": 2, "cpu": 0},
 )
 def thomas(a: torch.Tensor, k: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
     """a (B, N) real/complex, k (B, N-1), z (B,) complex -> G (B, N) complex64/complex128."""

@@ -438,6 +438,9 @@ def supports(problem: Any) -> str | None:
     vjp=vjp_call,
     bind=bind,
     bind_vjp=bind_vjp,
+    extra_checks="bkbench.gate_tuned:gate_checks",  # the gate checks every tuned launch config of this device
+    tuner="kernels._triton_fused_tables",  # tuned tables: the shape buckets and GPU identities of impl="auto"
+    fallback_rank={"cuda": 0},
 )
 def triton_fused(
     a: torch.Tensor,

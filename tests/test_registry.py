@@ -124,3 +124,105 @@ def test_gate_impl_flags_accumulate():
 
     args = build_parser().parse_args(["gate", "--impl", "thomas", "--impl", "assoc_scan", "naive_loop"])
     assert args.impl == ["thomas", "assoc_scan", "naive_loop"]
+
+
+def test_auto_fallback_order_and_tuned_tables_are_record_fields():
+    """impl="auto"'s fixed order and its shape buckets come from the records (fallback_rank, tuner), not from
+    names written into the dispatcher; the gate's extra checks likewise (extra_checks)."""
+    from bkbench import dispatch
+    from kernels import _triton_fused_tables
+
+    reg = default_registry()
+    assert reg.fallback_order("cuda") == ("triton_fused", "assoc_scan", "thomas", "naive_loop")
+    assert reg.fallback_order("cpu") == ("thomas", "assoc_scan", "naive_loop")
+    assert dict(dispatch.FALLBACK_ORDER) == {d: reg.fallback_order(d) for d in ("cpu", "cuda")}
+    assert dispatch.FALLBACK_ORDER.get("tpu", ()) == ()
+    fused = reg.get("triton_fused")
+    assert fused.load_tuner() is _triton_fused_tables and dispatch.tables() is _triton_fused_tables
+    assert dispatch.bucket(1024, 4096) == _triton_fused_tables.bucket(1024, 4096) == "N4096_E4194304"
+    assert callable(fused.load_extra_checks())
+    others = [r for r in reg.implementations(None) if r.name != "triton_fused"]
+    assert all(r.load_tuner() is None and r.load_extra_checks() is None for r in others)
+    for path in ("bkbench/gate.py", "bkbench/dispatch.py"):
+        source = (ROOT / path).read_text()
+        assert not [n for n in reg.names(None) if f'"{n}"' in source or f"'{n}'" in source], path
+        assert "kernels." not in source and "import kernels" not in source, path
+
+
+def test_fallback_rank_is_validated_and_orders_a_hand_built_registry():
+    from bkbench import dispatch
+
+    def g(a, k, z):
+        from kernels.thomas import thomas
+
+        return thomas(a, k, z)
+
+    with pytest.raises(ValueError, match="fallback_rank"):
+        register("x_rank", devices=("cpu",), fallback_rank={"cuda": 0})(g)
+    with pytest.raises(ValueError, match="fallback_rank"):
+        register("x_rank", devices=("cpu",), fallback_rank={"cpu": "first"})(g)
+    reg = Registry()
+    reg.register("late", devices=("cpu",), dtypes=(torch.float64,), fallback_rank={"cpu": 5})(g)
+    reg.register("early", devices=("cpu",), dtypes=(torch.float32,), fallback_rank={"cpu": 1})(g)
+    reg.register("unranked", devices=("cpu",), dtypes=(torch.float64,))(g)
+    assert reg.fallback_order("cpu") == ("early", "late") and reg.fallback_order("cuda") == ()
+    choice = dispatch.explain("cpu", torch.float64, 4, 64, reg, use_data=False).choice
+    assert choice.impl == "late" and "first usable of early, late (skipped early: no float64 support)" in choice.reason
+    with pytest.raises(ValueError, match="no registered implementation has a fallback_rank for cuda"):
+        dispatch.explain("cuda", torch.float64, 4, 64, reg, use_data=False)
+
+
+def _extra_rows(rec, device, *, quick, progress, jobs):
+    """An ``extra_checks`` entry point (named by import path in the test below)."""
+    if progress:
+        progress(rec.name, "extra check")
+    from bkbench.gate_result import GateResult
+
+    return [GateResult(rec.name, "extra check", f"{device}|quick={quick}|jobs={jobs}", "value", "fail",
+                       detail="planted")]
+
+
+def test_gate_runs_a_records_extra_checks():
+    reg = Registry()
+
+    @reg.register("mine_extra", devices=("cpu",), dtypes=(torch.float32, torch.float64),
+                  extra_checks="tests.test_registry:_extra_rows")
+    def mine(a, k, z):
+        from kernels.thomas import thomas
+
+        return thomas(a, k, z)
+
+    seen = []
+    report = run_gate(registry=reg, impls=["mine_extra"], quick=True, seeds=(0,), anticheat=False, tuned_jobs=3,
+                      progress=lambda impl, case: seen.append((impl, case)))
+    rows = [(r.impl, r.case, r.key) for r in report.failures]
+    assert rows == [("mine_extra", "extra check", "cpu|quick=True|jobs=3")]
+    assert seen[-1] == ("mine_extra", "extra check")
+    assert not run_gate(registry=reg, impls=["mine_extra"], quick=True, seeds=(0,), anticheat=False,
+                        tuned=False).failures  # --no-tuned leaves a record's extra checks out
+
+
+def test_gate_and_baseline_battery_import_no_circle():
+    """The gate's row type lives below both: the baseline battery does not import the gate, nor the tuned checks."""
+    code = ("import sys, bkbench.baselines.check, bkbench.gate_tuned; "
+            "assert 'bkbench.gate' not in sys.modules, 'baselines.check or gate_tuned imported bkbench.gate'")
+    out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr
+
+
+def test_store_reads_forward_rows_read_only(tmp_path):
+    from bkbench.store import Store
+
+    empty = tmp_path / "empty.db"
+    empty.write_bytes(b"")
+    assert Store.bk_forward_rows(empty) == [] and empty.read_bytes() == b""  # no tables created
+    (tmp_path / "junk.db").write_text("not sqlite")
+    assert Store.bk_forward_rows(tmp_path / "junk.db") == []
+    with Store(tmp_path / "bk.db") as st:
+        run = st.start_run("s", "cuda", {"gpu": "G"})
+        st.add_result(run, {"case_id": "a", "impl": "thomas", "kind": "bk", "mode": "fwd", "status": "ok", "n": 8,
+                            "batch": 2, "device": "cuda", "dtype": "float32", "time_median_s": 0.5})
+        st.add_result(run, {"case_id": "b", "impl": "thomas", "kind": "bk", "mode": "fwd+bwd", "status": "ok"})
+    rows = Store.bk_forward_rows(tmp_path / "bk.db")
+    assert rows == [{"impl": "thomas", "n": 8, "batch": 2, "status": "ok", "time_median_s": 0.5, "run_id": run,
+                     "dtype": "float32", "mode": "fwd", "device": "cuda", "gpu": "G"}]

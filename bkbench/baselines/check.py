@@ -1,6 +1,6 @@
 """The baseline battery: every SSM / attention baseline against its float64 reference at small sizes.
 
-``check(impl, device)`` returns :class:`bkbench.gate.GateResult` rows, so ``bkbench gate`` shows them in the
+``check(impl, device)`` returns :class:`bkbench.gate_result.GateResult` rows, so ``bkbench gate`` shows them in the
 same table as the BK-core battery. Values are compared with :func:`bkbench.accuracy.relative_error`
 (max |out - ref| / max |ref|; NaN/Inf never passes); differentiable baselines also get gradients of every
 input checked against autograd through the float64 reference. Sizes are awkward on purpose: N = 1, 2, 3,
@@ -22,6 +22,7 @@ from bkbench.accuracy import relative_error
 from bkbench.baselines.case import DTYPE_NAMES, Case
 from bkbench.baselines.forms import FORMS, build_inputs, meta_of, reference_output
 from bkbench.baselines.prepare import decline_reason, resolve
+from bkbench.gate_result import GateResult
 from bkbench.registry import Implementation, Registry
 
 TOLERANCE = {torch.float64: 1e-9, torch.float32: 2e-4, torch.bfloat16: 3e-2, torch.float16: 1e-2}
@@ -114,9 +115,7 @@ def _call(rec: Implementation, inputs: dict[str, Any], options: dict[str, Any]) 
     return rec.fn(**inputs, **{k: v for k, v in opts.items() if k not in inputs})
 
 
-def _check_value(rec: Implementation, cc: CheckCase) -> Any:
-    from bkbench.gate import GateResult
-
+def _check_value(rec: Implementation, cc: CheckCase) -> GateResult:
     tol, note = _tolerance(rec, cc.case.dtype, False)
     res = GateResult(rec.name, cc.name, cc.case.key, "value", "fail", tolerance=tol)
     inputs = build_inputs(rec, cc.case, {**rec.defaults, **cc.options})
@@ -140,9 +139,7 @@ def _check_value(rec: Implementation, cc: CheckCase) -> Any:
     return res
 
 
-def _check_grad(rec: Implementation, cc: CheckCase) -> Any:
-    from bkbench.gate import GateResult
-
+def _check_grad(rec: Implementation, cc: CheckCase) -> GateResult:
     form = FORMS[meta_of(rec).form]
     tol, note = _tolerance(rec, cc.case.dtype, True)
     res = GateResult(rec.name, cc.name, cc.case.key, "grad", "fail", tolerance=tol)
@@ -185,15 +182,13 @@ def check(
     quick: bool = False,
     registry: Registry | None = None,
     dtypes: tuple[torch.dtype, ...] | None = None,
-) -> list[Any]:
-    """Run the baseline battery for one baseline on ``device``; returns ``bkbench.gate.GateResult`` rows.
+) -> list[GateResult]:
+    """Run the baseline battery for one baseline on ``device``; returns ``bkbench.gate_result.GateResult`` rows.
 
     A case the baseline declines here (wrong device, not installed, dtype) is a "skip" with the reason; an
     exception is a "fail" naming it. After a CUDA error that poisons the context (a kernel fault), the
     remaining cases of this call are failed with that reason instead of being run.
     """
-    from bkbench.gate import GateResult
-
     rec = resolve(impl, registry)
     results = []
     poisoned = ""

@@ -58,15 +58,15 @@ def run(args: argparse.Namespace) -> int:
     console.print(table)
     assert ev.choice is not None
     console.print(f"[bold green]pick: {ev.choice.impl}[/bold green] — {ev.choice.reason}")
-    if ev.choice.impl == "triton_fused":
-        from kernels import _triton_fused_tables as tables
-
+    rec = reg.get(ev.choice.impl)
+    tables = rec.load_tuner()  # the pick's tuned tables (bkbench.registry.Implementation.tuner), if it has them
+    if tables is not None:
         if args.gpu:
             gpu = tables.known_gpu(args.gpu) or tables.GpuId(args.gpu, 0, 0, "?")
         else:
             gpu = tables.gpu_id() if args.device == "cuda" and torch.cuda.is_available() else tables.INTERPRETER
         found = tables.explain_for(gpu, dtype, args.coupling == "scalar", args.batch, args.n)
-        console.print(f"triton_fused config on {gpu.label()} for {found.key}: {found.source}")
+        console.print(f"{rec.name} config on {gpu.label()} for {found.key}: {found.source}")
         console.print(f"  forward {found.fwd.to_dict()}")
         console.print(f"  backward {found.bwd.to_dict()}")
         if gpu != tables.INTERPRETER and not found.tuned_here:

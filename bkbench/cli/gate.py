@@ -17,7 +17,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--quick", action="store_true", help="leave out the N >= 65536 cases")
     p.add_argument("--baselines", action="store_true", help="also gate every SSM / attention baseline")
     p.add_argument("--no-tuned", action="store_true",
-                   help="leave out triton_fused's packaged-table / tuning-cache configurations on this device")
+                   help="leave out the implementations' own extra checks (registry field extra_checks; triton_fused: "
+                        "its packaged-table / tuning-cache configurations on this device)")
     p.add_argument("--jobs", type=int, default=None, metavar="J",
                    help="processes for the tuned-config checks, which compile one kernel each (default: 8 on cuda, "
                         "1 on cpu)")
