@@ -107,15 +107,16 @@ def select_impls(cases: list[CaseSpec], impls: Sequence[str] | None = None,
     return [c for c in cases if c.impl in keep]
 
 
-def selected_cases(suite: str, device: str, *, shard_spec: str | None = None, groups: Sequence[str] | None = None,
-                   plugins: Sequence[str] = (), impls: Sequence[str] | None = None,
+def selected_cases(suite: Suite | str, device: str, *, shard_spec: str | None = None,
+                   groups: Sequence[str] | None = None, plugins: Sequence[str] = (), impls: Sequence[str] | None = None,
                    skip_impls: Sequence[str] | None = None, missing: bool = False,
                    db: str | Path | None = None, retry: Sequence[str] = ()) -> list[CaseSpec]:
     """The cases a run with these selections would consider (``bkbench run --dry-run``, ``bkbench warm``):
     the plan, its implementation selection, and with ``missing`` only what the database ``db`` lacks (rows
     whose status is in ``retry`` count as lacking)."""
-    cases = select_impls(plan(suite, device, shard_spec, groups, plugins), impls, skip_impls)
-    return missing_cases(cases, load_suite(suite).name, device, db, retry) if missing else cases
+    s = load_suite(suite) if isinstance(suite, str) else suite  # parsed once
+    cases = select_impls(plan(s, device, shard_spec, groups, plugins), impls, skip_impls)
+    return missing_cases(cases, s.name, device, db, retry) if missing else cases
 
 
 def missing_cases(cases: list[CaseSpec], suite_name: str, device: str, db: str | Path | None,
