@@ -27,15 +27,6 @@ import torch
 from bkbench.accuracy import exact_tolerance, grad_tolerance, relative_error
 from bkbench.api import bk_core
 from bkbench.gate_result import GateResult
-from bkbench.gate_tuned import (  # noqa: F401  (moved there; re-exported)
-    TUNED_BWD_TOL,
-    TUNED_FWD_TOL,
-    TunedCheck,
-    check_tuned_configs,
-    run_tuned_check,
-    tuned_checks,
-    tuned_entries,
-)
 from bkbench.problems import Problem, make_inputs
 from bkbench.reference import dense_grad_reference, reference
 from bkbench.registry import Implementation, Registry, default_registry
@@ -198,43 +189,6 @@ def _check_grad(reg: Registry, rec: Implementation, case: GateCase) -> GateResul
     else:
         res.status = "pass"
     return res
-
-
-def registry_with_plugins(plugins: Sequence[str] = ()) -> Registry:
-    """The default registry plus the ``@register`` functions of each plugin -- an importable module name or a
-    path to a ``.py`` file -- in a copy (the process-wide default registry is left as it is). A plugin that
-    cannot be imported or registers nothing is a ValueError naming it."""
-    import importlib
-    import importlib.util
-    import sys
-
-    base = default_registry()
-    if not plugins:
-        return base
-    reg = Registry()
-    for rec in base.implementations(None):
-        reg.add(rec)
-    reg.failures = list(base.failures)
-    for spec in plugins:
-        path = Path(spec)
-        try:
-            if spec.endswith(".py") or path.is_file():
-                if not path.is_file():
-                    raise FileNotFoundError(f"no file {path}")
-                name = f"bkbench_plugin_{path.stem}"
-                loader = importlib.util.spec_from_file_location(name, path)
-                assert loader is not None and loader.loader is not None
-                module = importlib.util.module_from_spec(loader)
-                sys.modules[name] = module
-                loader.loader.exec_module(module)
-            else:
-                module = importlib.import_module(spec)
-        except Exception as exc:
-            raise ValueError(f"plugin: {spec!r} could not be imported ({type(exc).__name__}: {exc}); pass an "
-                             "importable module name or the path of a .py file") from None
-        if not reg.scan_module(module):
-            raise ValueError(f"plugin: {spec!r} registers no implementation (no @register function defined in it)")
-    return reg
 
 
 def run_gate(

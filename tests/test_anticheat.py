@@ -16,7 +16,8 @@ import pytest
 import torch
 
 from bkbench import anticheat, metrics, plausibility
-from bkbench.gate import anticheat_results, registry_with_plugins
+from bkbench.gate import anticheat_results
+from bkbench.plugins import registry_with
 from bkbench.registry import Registry
 from bkbench.timing import Timing as TimingResult
 from bkbench.timing import summarize
@@ -30,7 +31,7 @@ MUST_FAIL = {"cheat_memo": {"freshness"}, "cheat_mutate": {"mutation"},
 
 @pytest.fixture(scope="module")
 def reg() -> Registry:
-    return registry_with_plugins([str(CHEATERS)])
+    return registry_with([str(CHEATERS)])
 
 
 def _failing(reg: Registry, name: str, device: str = "cpu") -> dict[str, str]:

@@ -298,7 +298,7 @@ def test_backward_fast_path_carries(lin, device):
 def test_gate_checks_every_tuned_config_of_this_device(device, monkeypatch, tmp_path):
     """bkbench gate runs each distinct table / cache configuration at its bucket's N against float64, and
     fails a configuration that errs or computes wrong values."""
-    from bkbench import gate, tuning
+    from bkbench import gate_tuned, tuning
 
     gpu = tuning.gpu_name(device)  # "cpu-interpreter" off the GPU
     entries = {
@@ -306,43 +306,44 @@ def test_gate_checks_every_tuned_config_of_this_device(device, monkeypatch, tmp_
         f"{gpu}|float32|scalar|N256_E4096": {"config": SEQ.to_dict(), "bwd_config": SMALL_BWD.to_dict()},  # same
         f"{gpu}|float32|k|N256_E4096": {"config": SEQ.to_dict()},
     }
-    res = gate.check_tuned_configs(device, quick=True, entries=entries)
+    res = gate_tuned.check_tuned_configs(device, quick=True, entries=entries)
     assert [(r.check, r.status) for r in res] == [("value", "pass"), ("value", "pass"), ("grad", "pass")], res  # by key
     assert all("N=255" in r.case and r.error < 1e-5 for r in res)
     assert tf.plan(SEQ, 4, 255).seq == 2  # the two-tile kernel is the one checked
-    assert len(gate.check_tuned_configs(device, quick=False, entries=entries)) == 6  # N = 256 and 255
+    assert len(gate_tuned.check_tuned_configs(device, quick=False, entries=entries)) == 6  # N = 256 and 255
     # in worker processes: the same checks, results and order
     done = []
-    par = gate.check_tuned_configs(device, quick=True, entries=entries, jobs=2, progress=lambda i, c: done.append(c))
+    par = gate_tuned.check_tuned_configs(device, quick=True, entries=entries, jobs=2,
+                                         progress=lambda i, c: done.append(c))
     assert [(r.case, r.check, r.status, r.error) for r in par] == [(r.case, r.check, r.status, r.error) for r in res]
     assert len(done) == 3 and all(c.endswith(": pass") for c in done)
 
     bad = {f"{gpu}|float32|k|N64_E256": {"config": {**SMALL.to_dict(), "seq": 3}}, f"{gpu}|float32|k": {}}
-    res = gate.check_tuned_configs(device, quick=True, entries=bad)
+    res = gate_tuned.check_tuned_configs(device, quick=True, entries=bad)
     assert sorted(r.status for r in res) == ["fail", "fail"]
     assert any("config.seq" in r.detail for r in res) and any("malformed" in r.detail for r in res)
 
     forward = tf.forward
     monkeypatch.setattr(tf, "forward", lambda *a, **kw: forward(*a, **kw) * (1 + 1e-3))
-    res = gate.check_tuned_configs(device, quick=True, entries={f"{gpu}|float32|k|N64_E256": {"config":
+    res = gate_tuned.check_tuned_configs(device, quick=True, entries={f"{gpu}|float32|k|N64_E256": {"config":
                                                                                                SMALL.to_dict()}})
-    assert [r.status for r in res] == ["fail"] and res[0].error > gate.TUNED_FWD_TOL
+    assert [r.status for r in res] == ["fail"] and res[0].error > gate_tuned.TUNED_FWD_TOL
 
     # the entries of this device: the packaged table for its GPU, overridden by the user's cache
     monkeypatch.setenv("BKBENCH_CACHE_DIR", str(tmp_path))
     tuning.save_entry(f"{gpu}|float32|k|N64_E256", {"config": SMALL.to_dict()})
     tuning.save_entry("Some Other GPU|float32|k|N64_E256", {"config": SMALL.to_dict()})
-    mine = gate.tuned_entries(device)
+    mine = gate_tuned.tuned_entries(device)
     assert mine[f"{gpu}|float32|k|N64_E256"] == {"config": SMALL.to_dict()}
     assert all(k.startswith(gpu + "|") for k in mine)
 
 
 def test_run_gate_adds_the_tuned_checks_to_the_default_battery(monkeypatch):
-    from bkbench import gate, tuning
+    from bkbench import gate, gate_tuned, tuning
 
     small = [gate.GateCase("N=17", Problem(batch=(2,), n=17))]
     monkeypatch.setattr(gate, "battery", lambda *a, **kw: small)
-    monkeypatch.setattr(gate, "tuned_entries", lambda device: {
+    monkeypatch.setattr(gate_tuned, "tuned_entries", lambda device: {
         f"{tuning.gpu_name(TRITON_HOST)}|float32|k|N64_E256": {"config": SMALL.to_dict()}})
     seen = []
     rep = gate.run_gate(impls=["triton_fused"], device=TRITON_HOST, quick=True, anticheat=False,

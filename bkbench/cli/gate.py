@@ -36,9 +36,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from bkbench.console import make_console
-    from bkbench.gate import registry_with_plugins
+    from bkbench.plugins import registry_with
 
-    registry = registry_with_plugins(args.plugin)
+    registry = registry_with(args.plugin)
 
     base = random.randrange(1, 10**6) if args.fresh else 0
     if args.fresh:

@@ -1,6 +1,6 @@
 # Run on the H100 for reports/gate/h100_tuned: check_tuned_configs one table entry at a time, a line per check.
 import json, os, sys, time
-from bkbench import gate
+from bkbench import gate_tuned as gate  # bkbench.gate before the tuned checks moved to gate_tuned
 t0 = time.perf_counter()
 entries = gate.tuned_entries("cuda")
 print(f"{len(entries)} entries", flush=True)
