@@ -5,7 +5,7 @@
 #   3. torch.compile(fullgraph=True) against eager for the small ResNet-BK model at 8 x 4096 x 64 (issue 22);
 #   4. the GPU tests of first-use tuning and the op (issues 22, 23);
 #   5. `bkbench tune --jobs 15` for the H200 table: float32 and bf16, per-position and scalar couplings, with the
-#      backward kernel, written as a packaged table merged into kernels/data/triton_fused_h200.json (issue 23),
+#      backward kernel, written as a packaged table merged into kernels/bk/data/triton_fused_h200.json (issue 23),
 #      then the exhaustive sweep at three shapes for the tuner's within-5 % check, while time is left.
 #   run(command="BUDGET_S=560 bash bench/h200_call13.sh", carry=[".whl"], timeout_s=600)
 # Stages run in that order, each capped by what is left of BUDGET_S (a short call keeps the first ones whole).
@@ -29,7 +29,7 @@ if ls .whl/*.whl > /dev/null 2>&1; then
   python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl \
     && export PYTHONPATH=$PWD:/tmp/site
 fi
-cp kernels/data/triton_fused_h200.json "$W/triton_fused_h200.json"
+cp kernels/bk/data/triton_fused_h200.json "$W/triton_fused_h200.json"
 nvidia-smi --query-gpu=name,driver_version,clocks.max.sm,clocks.max.mem --format=csv,noheader | tee "$W/device.txt"
 git rev-parse --short HEAD 2>/dev/null | tee "$W/tree.txt"
 H200=0; grep -q H200 "$W/device.txt" && H200=1  # elsewhere: no compile stage and no H200 table

@@ -107,12 +107,12 @@ def breakdown_callable(impl: str, norm: Any, kwargs: dict[str, Any]):
         return None, None
     name, part = impl.split(":", 1)
     if name == "lut_green_triton" and part == "kernel":
-        from kernels.lut_green_triton import prepare
+        from bkbench.kernels.bk.lut_green_triton import prepare
 
         launch = prepare(norm.a, norm.k, norm.z, **kwargs)
         return launch, launch
     if name == "lns_triton":
-        from kernels.lns_triton import prepare
+        from bkbench.kernels.bk.lns_triton import prepare
 
         stages = prepare(norm.a, norm.k, norm.z, **kwargs)
         return stages[part], stages["all"]

@@ -1,5 +1,5 @@
 """CPU sweep behind the lut_green error model: float64 error vs window m over potentials, Re z and Im z,
-next to the declared tolerance (kernels/lut_green.py::lut_error_model). Prints a markdown table.
+next to the declared tolerance (kernels/bk/lut_green.py::lut_error_model). Prints a markdown table.
 
     PYTHONPATH=. python bench/lut_window_sweep.py [--n 300] [--batch 4]
 
@@ -15,7 +15,7 @@ from bkbench import bk_core
 from bkbench.accuracy import relative_error
 from bkbench.problems import Problem, make_inputs
 from bkbench.reference import reference
-from kernels.lut_green import lut_error_model
+from bkbench.kernels.bk.lut_green import lut_error_model
 
 WINDOWS = (0, 2, 4, 8, 16, 32, 48)
 

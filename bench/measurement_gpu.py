@@ -199,7 +199,7 @@ import triton
 import triton.language as tl
 
 from bkbench import register
-from kernels.thomas import thomas as _thomas
+from bkbench.kernels.bk.thomas import thomas as _thomas
 
 
 @triton.jit

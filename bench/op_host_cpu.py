@@ -32,9 +32,9 @@ os.environ.setdefault("TRITON_INTERPRET", "1")
 
 
 def _stub_launches() -> None:
-    import kernels._triton_fused_bound as bound
-    import kernels._triton_fused_launch as launch
-    import kernels.triton_fused as tf
+    import bkbench.kernels.bk._triton_fused_bound as bound
+    import bkbench.kernels.bk._triton_fused_launch as launch
+    import bkbench.kernels.bk.triton_fused as tf
 
     for mod in (launch, bound, tf):
         if hasattr(mod, "launch"):
@@ -103,7 +103,7 @@ def stage_parts() -> None:
     from compile_model_h200 import BKModel
 
     import bkbench.op as op
-    import kernels._triton_fused_bound as bound
+    import bkbench.kernels.bk._triton_fused_bound as bound
     from bkbench.workspace import fresh_workspace
 
     spent: dict[str, list[float]] = {"eager_call": [0.0, 0], "BoundVjp": [0.0, 0]}

@@ -66,7 +66,7 @@ def _median_ms(fn, rep: int = 60) -> float:
 
 def _train_step(a, k, z, fc, bc, gout):
     """One forward + backward through autograd (``a`` requires grad; its .grad is cleared first)."""
-    from kernels import triton_fused as tf
+    from bkbench.kernels.bk import triton_fused as tf
 
     def step():
         a.grad = None
@@ -95,7 +95,7 @@ def _compile_job(job):
     Jobs: (config dict, batch, n, scalar) forward; ("fb", config dict, batch, n, scalar) forward+backward;
     ("gate", GateCase) one gate case; ("bwd", bwd config dict, batch, n, scalar) backward only."""
     sys.path.insert(0, str(ROOT))
-    from kernels import triton_fused as tf
+    from bkbench.kernels.bk import triton_fused as tf
 
     try:
         if job[0] == "gate":
@@ -150,7 +150,7 @@ def stage_check(out: dict) -> None:
     from bkbench.problems import Problem, make_inputs
     from bkbench.reference import reference
     from bkbench.validate import normalize
-    from kernels import triton_fused as tf
+    from bkbench.kernels.bk import triton_fused as tf
 
     P = Problem
     cases = [
@@ -269,7 +269,7 @@ def stage_gate(out: dict) -> None:
 
 def stage_gradcheck(out: dict) -> None:
     from bkbench import tuning
-    from kernels import triton_fused as tf
+    from bkbench.kernels.bk import triton_fused as tf
 
     rows = []
     shapes = [(4, 65536, False), (4, 65536, True), (4, 1000, False)]
@@ -292,7 +292,7 @@ if DEV == "cpu":
 
 
 def _time_fwd(cfg: dict, b: int, n: int, sc: bool) -> dict:
-    from kernels import triton_fused as tf
+    from bkbench.kernels.bk import triton_fused as tf
 
     a, k, z = _inputs(b, n, sc)
     c = tf.FusedConfig.from_dict(cfg)
@@ -307,7 +307,7 @@ def stage_sweep(out: dict, path: Path) -> dict:
 
     space = tuning.fwd_space()
     jobs = [(c, b, n, False) for (b, n) in SWEEP_SHAPES for c in space]
-    from kernels import triton_fused as tf
+    from bkbench.kernels.bk import triton_fused as tf
 
     dflt = tf.FusedConfig().to_dict()
     jobs += [(dflt, b, n, sc) for (b, n) in ISSUE_SHAPES for sc in (False, True)]
@@ -368,7 +368,7 @@ def stage_tune(out: dict, sweep: dict, path: Path) -> dict:
 def stage_issue(out: dict, winners: dict, path: Path) -> None:
     """Forward (k and scalar) and fwd+bwd at the issue shapes with the default and the tuned configs."""
     from bkbench import tuning
-    from kernels import triton_fused as tf
+    from bkbench.kernels.bk import triton_fused as tf
 
     cfgs = [tf.FusedConfig().to_dict()] + [c for c in winners.values()]
     uniq = []
@@ -430,7 +430,7 @@ def stage_issue(out: dict, winners: dict, path: Path) -> None:
 
 def stage_baselines(out: dict, path: Path) -> None:
     from bkbench.registry import default_registry
-    from kernels import triton_fused as tf
+    from bkbench.kernels.bk import triton_fused as tf
 
     reg = default_registry()
     rows = []
@@ -461,7 +461,7 @@ def stage_baselines(out: dict, path: Path) -> None:
 
 def stage_bwdsweep(out: dict, path: Path) -> None:
     from bkbench import tuning
-    from kernels import triton_fused as tf
+    from bkbench.kernels.bk import triton_fused as tf
 
     rows = []
     b, n = (4096, 4096) if DEV == "cuda" else (2, 64)
@@ -502,7 +502,7 @@ def stage_tuneall(out: dict, path: Path) -> None:
 
     probs = [tuning.Problem(b, n, torch.float32, u, device=DEV) for (b, n) in TUNE_SHAPES for u in TUNE_COUPLINGS]
     tuners = [tuning.Tuner(p, budget_s=0.15, log=print) for p in probs]
-    from kernels import triton_fused as tf
+    from bkbench.kernels.bk import triton_fused as tf
 
     dflt = tf.FusedConfig().to_dict()
     for st in (1, 2):
@@ -590,7 +590,7 @@ def stage_final(out: dict, path: Path) -> None:
     """The final table: tuned configs from the cache (defaults where a bucket is untuned)."""
     import triton.testing
 
-    from kernels import triton_fused as tf
+    from bkbench.kernels.bk import triton_fused as tf
 
     cfgs = _looked_up_final()
     jobs = [("fb", {**fc.to_dict(), "bwd": bc.to_dict()}, b, n, sc) for (b, n, sc), (fc, bc) in cfgs.items()]
@@ -644,7 +644,7 @@ def stage_bwdlin(out: dict, path: Path) -> None:
     FINAL_SHAPES x {k, scalar}, with the looked-up forward config and the looked-up backward tile."""
     import dataclasses
 
-    from kernels import triton_fused as tf
+    from bkbench.kernels.bk import triton_fused as tf
 
     cases = [(b, n, sc, fc, dataclasses.replace(bc, lin_exact=lin))
              for (b, n, sc), (fc, bc) in _looked_up_final().items() for lin in BWDLIN_MODES]
@@ -684,7 +684,7 @@ def stage_bwdlin(out: dict, path: Path) -> None:
 
 def stage_base2(out: dict, path: Path) -> None:
     from bkbench.registry import default_registry
-    from kernels import triton_fused as tf
+    from bkbench.kernels.bk import triton_fused as tf
 
     reg = default_registry()
     rows = []
@@ -742,7 +742,7 @@ def stage_seq(out: dict, path: Path) -> None:
     """N = 1024 (chains of one to two tiles): the two-tile kernel (seq 2, at the register cap and uncapped)
     against halo'd chunks (seq 1) and one 1024-position tile (L 32), per-position k and scalar, eager (L2
     flushed) and CUDA-graph replay, with the fraction of copy bandwidth."""
-    from kernels import triton_fused as tf
+    from bkbench.kernels.bk import triton_fused as tf
 
     base = tf.FusedConfig().to_dict()
     cfgs = {"seq2_cap128": {**base, "seq": 2, "maxnreg": 0}, "seq2_nocap": {**base, "seq": 2, "maxnreg": 255},
@@ -785,7 +785,7 @@ def stage_parts(out: dict, path: Path) -> None:
     ``_next_flagged`` blocks) and FB chains per load (the shipped ``_flag_block``); CUDA-graph replay, per
     PARTS_SHAPES x {k, scalar}, with the looked-up forward config."""
     from bkbench import tuning
-    from kernels import triton_fused as tf
+    from bkbench.kernels.bk import triton_fused as tf
 
     rows = []
     for (b, n) in PARTS_SHAPES:
@@ -823,7 +823,7 @@ def stage_host(out: dict, path: Path) -> None:
     import io
     import pstats
 
-    from kernels import triton_fused as tf
+    from bkbench.kernels.bk import triton_fused as tf
 
     b, n, calls = (8, 65536, 500) if DEV == "cuda" else (2, 64, 2)  # the CPU dry run: the interpreter is slow
     a, k, z = _inputs(b, n, True)
@@ -920,7 +920,7 @@ def stage_store(out: dict, path: Path) -> None:
     """Tile x output store mode sweep of the forward (FusedConfig.store 0 / 1 / 2), backward tiles x store, then
     the forward + backward of the best forward and best backward per shape, in eager mode (L2 flushed) and
     under CUDA-graph replay. ``TF_STORE_SET`` picks the sweep (STORE_SETS)."""
-    from kernels import triton_fused as tf
+    from bkbench.kernels.bk import triton_fused as tf
 
     cfgset = STORE_SETS[STORE_SET]
     out["store_set"] = {"id": STORE_SET, **cfgset}

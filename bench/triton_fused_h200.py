@@ -132,7 +132,7 @@ def stage_check(res: dict[str, Any]) -> None:
 
 
 def stage_speed(res: dict[str, Any], bw: float) -> None:
-    from kernels import triton_fused as tf
+    from bkbench.kernels.bk import triton_fused as tf
 
     rows = res["speed"] = []
     for batch, n in SPEED_SHAPES_SELECTED or SPEED_SHAPES:
@@ -176,7 +176,7 @@ def stage_host(res: dict[str, Any]) -> None:
     ag = a.clone().requires_grad_(True)
     w = torch.randn(8, 4096, dtype=torch.complex64, device="cuda")
     from bkbench.validate import call_args
-    from kernels import triton_fused as tf
+    from bkbench.kernels.bk import triton_fused as tf
 
     a3, b3, c3 = a.view(2, 4, 4096), b.view(2, 4, 4095), c.view(2, 4, 4095)
     b1, c1 = b[0].clone(), c[0].clone()
@@ -342,8 +342,8 @@ def _compile_row(mode: str, features: str, batch: int, n: int) -> dict[str, Any]
 
 
 def stage_fold(res: dict[str, Any], bw: float) -> None:
-    from kernels import triton_fused as tf
-    from kernels._triton_fused_launch import from_kernel_convention
+    from bkbench.kernels.bk import triton_fused as tf
+    from bkbench.kernels.bk._triton_fused_launch import from_kernel_convention
 
     rows = []
     for batch, n in ((4096, 4096), (16384, 1024), (8, 65536)):
@@ -401,8 +401,8 @@ def _sweep_config(cfg: dict[str, int], mode: str, batch: int, n: int) -> Any:
     over the config the packaged table gives the shape."""
     import dataclasses
 
-    from kernels import triton_fused as tf
-    from kernels._triton_fused_tables import lookup
+    from bkbench.kernels.bk import triton_fused as tf
+    from bkbench.kernels.bk._triton_fused_tables import lookup
 
     if SWEEP_BASE[0] == "table":
         found = lookup(torch.device("cuda"), torch.float32, mode == "numbers", batch, n)
@@ -412,7 +412,7 @@ def _sweep_config(cfg: dict[str, int], mode: str, batch: int, n: int) -> Any:
 
 def _operands(mode: str, batch: int, n: int) -> Any:
     from bkbench.validate import call_args
-    from kernels import triton_fused as tf
+    from bkbench.kernels.bk import triton_fused as tf
 
     a, b, c = inputs(batch, n)
     args = call_args(a, b, c, 1j) if mode == "tensors" else call_args(a, 1.0, 1.0, 1j)
@@ -421,7 +421,7 @@ def _operands(mode: str, batch: int, n: int) -> Any:
 
 def _warm_one(job: tuple[dict[str, int], str, int, int]) -> str:
     """Compile one sweep case's kernel (a batch of 16 chains specialises like the full batch)."""
-    from kernels import triton_fused as tf
+    from bkbench.kernels.bk import triton_fused as tf
 
     cfg, mode, batch, n = job
     try:
@@ -449,7 +449,7 @@ def stage_warm(res: dict[str, Any]) -> None:
 def stage_sweep(res: dict[str, Any], bw: float) -> None:
     """Forward GPU time of each sweep config through the user-call operands (b, c tensors: 20 B per element;
     numbers: 12 B), with the flags raised, at the sweep shapes."""
-    from kernels import triton_fused as tf
+    from bkbench.kernels.bk import triton_fused as tf
 
     rows = []
     cache: dict[tuple[str, int, int], Any] = {}
@@ -476,7 +476,7 @@ def stage_sweep(res: dict[str, Any], bw: float) -> None:
 def stage_bwdk(res: dict[str, Any]) -> None:
     """Forward and exact backward GPU time of the kernels alone (user-call operands, tensors b and c; no autograd
     or elementwise ops around them), do_bench medians with L2 flushed: the issue's "forward + backward <= 3x"."""
-    from kernels import triton_fused as tf
+    from bkbench.kernels.bk import triton_fused as tf
 
     rows = []
     for batch, n in ((4096, 4096), (1024, 16384), (16384, 1024)):

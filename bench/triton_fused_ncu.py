@@ -24,7 +24,7 @@ if str(ROOT) not in sys.path:
 
 
 def main() -> int:
-    from kernels import triton_fused as tf
+    from bkbench.kernels.bk import triton_fused as tf
 
     ap = argparse.ArgumentParser()
     ap.add_argument("--batch", type=int, required=True)

@@ -26,9 +26,9 @@ import triton  # noqa: E402
 from triton.backends.compiler import GPUTarget  # noqa: E402
 from triton.compiler import ASTSource  # noqa: E402
 
-from kernels import _triton_fused_kernels as kern  # noqa: E402
-from kernels._triton_fused_config import BwdConfig, FusedConfig, plan  # noqa: E402
-from kernels.triton_fused import fold_segment  # noqa: E402
+from bkbench.kernels.bk import _triton_fused_kernels as kern  # noqa: E402
+from bkbench.kernels.bk._triton_fused_config import BwdConfig, FusedConfig, plan  # noqa: E402
+from bkbench.kernels.bk.triton_fused import fold_segment  # noqa: E402
 
 BIN = Path(triton.__file__).resolve().parent / "backends" / "nvidia" / "bin"
 OPS = ["a_ptr", "sa", "b_ptr", "sb0", "sb1", "bval", "c_ptr", "sc0", "sc1", "cval", "z_ptr", "sz", "zre", "zim"]

@@ -1,4 +1,4 @@
-"""H100 history: this script produced the H100 table kernels/data/triton_fused_h100.json with the kernels of commit 969fdbc (`git show 969fdbc:bench/triton_fused_table.py`). It reaches into kernel internals that the issue-22 rewrite replaced (one source file split in four, operands instead of k, the exact path folded in), so it no longer runs against this tree; bench/triton_fused_h200.py is its successor. It exits with this message.
+"""H100 history: this script produced the H100 table kernels/bk/data/triton_fused_h100.json with the kernels of commit 969fdbc (`git show 969fdbc:bench/triton_fused_table.py`). It reaches into kernel internals that the issue-22 rewrite replaced (one source file split in four, operands instead of k, the exact path folded in), so it no longer runs against this tree; bench/triton_fused_h200.py is its successor. It exits with this message.
 
 Rebuild ``bkbench/data/tuned_h100.json`` from measured files of ``bench/triton_fused_dev.py``: per (coupling,
 shape bucket) the fastest forward config measured, and the fastest backward config at the nearest measured N.
@@ -38,7 +38,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from kernels.triton_fused import BwdConfig, FusedConfig  # noqa: E402  (after the path insert)
+from bkbench.kernels.bk.triton_fused import BwdConfig, FusedConfig  # noqa: E402  (after the path insert)
 
 GPU = "NVIDIA H100 80GB HBM3"
 

@@ -1,7 +1,7 @@
 """Opt-in tuning of ``triton_fused`` on first use, bounded in time and cached.
 
 A GPU without a packaged table of its own runs the table of the nearest known GPU, or the built-in defaults
-(``kernels._triton_fused_tables``). ``bkbench tune`` measures a full staged search ahead of time; this module
+(``bkbench.kernels.bk._triton_fused_tables``). ``bkbench tune`` measures a full staged search ahead of time; this module
 offers the same search at the first call of each new (GPU, dtype, coupling kind, shape bucket), for users who
 would rather pay a bounded pause once than run a separate command::
 
@@ -17,7 +17,7 @@ What one first-use tuning does, on the call's own device and shape:
   no candidate starts after ``budget_s`` (compiling one config can take tens of seconds on a fresh machine);
 - checks the winner against the float64 reference (as ``bkbench tune`` does) and stores it in the user cache,
   with ``"source": "first use"``, the budget, how many configs it measured and the fallback's time;
-- on any failure, warns once (:class:`~kernels._triton_fused_tables.UntunedGpuWarning`) and the call runs the
+- on any failure, warns once (:class:`~bkbench.kernels.bk._triton_fused_tables.UntunedGpuWarning`) and the call runs the
   fallback. A bucket is tried at most once per process; nothing is tuned while a CUDA graph is being captured.
 
 ``bkbench explain-auto`` shows whether an entry came from first use and how much of the space it searched.
@@ -34,7 +34,7 @@ from typing import Any
 import torch
 
 from bkbench import tuning
-from kernels import _triton_fused_tables as tables
+from bkbench.kernels.bk import _triton_fused_tables as tables
 
 DEFAULT_BUDGET_S = 60.0
 PER_CONFIG_BUDGET_S = 0.1  # timing budget of one measured config (the tuner's budget_s)

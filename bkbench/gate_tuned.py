@@ -94,7 +94,7 @@ def run_tuned_check(check: TunedCheck, device: str) -> GateResult:
     cfg_json = json.dumps(check.config, sort_keys=True)
     t0 = time.perf_counter()
     try:
-        from kernels import triton_fused as tf
+        from bkbench.kernels.bk import triton_fused as tf
 
         cfg = (tf.BwdConfig if check.bwd else tf.FusedConfig).from_dict(check.config)
         prob = tuning.Problem(batch=4, n=check.n, dtype=getattr(torch, check.dtype),

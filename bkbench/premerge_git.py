@@ -60,8 +60,12 @@ def export_tree(repo: Path, sha: str, dest: Path) -> Path:
 
 
 # -- which kernels changed ---------------------------------------------------------------------------------------
-def _imports(path: Path, package: str = "kernels") -> set[str]:
-    """Modules of ``package`` imported by the file at ``path`` (absolute and relative imports)."""
+KERNELS = "bkbench.kernels"  # the import name of the tree's kernels/ folder
+
+
+def _imports(path: Path, package: str = KERNELS, here: str = KERNELS) -> set[str]:
+    """Modules of ``package`` imported by the file at ``path`` (absolute imports, and relative ones resolved
+    against ``here``, the package the file is in)."""
     try:
         tree = ast.parse(path.read_text(), filename=str(path))
     except (SyntaxError, OSError, UnicodeDecodeError):
@@ -72,31 +76,39 @@ def _imports(path: Path, package: str = "kernels") -> set[str]:
             out |= {a.name for a in node.names if a.name == package or a.name.startswith(package + ".")}
         elif isinstance(node, ast.ImportFrom):
             mod = node.module or ""
-            if node.level == 1:
-                mod = f"{package}.{mod}" if mod else package
-            elif node.level > 1:
-                continue
-            if mod == package:
-                out |= {f"{package}.{a.name}" for a in node.names}
-            elif mod.startswith(package + "."):
-                out.add(mod)
+            if node.level:
+                parts = here.split(".")
+                if node.level > len(parts):
+                    continue
+                base = ".".join(parts[: len(parts) - node.level + 1])
+                mod = f"{base}.{mod}" if mod else base
+            if mod == package or mod.startswith(package + "."):
+                out |= {mod} | {f"{mod}.{a.name}" for a in node.names}
     return out
 
 
 def changed_kernel_modules(tree: Path, files: Iterable[str]) -> set[str]:
-    """Kernel modules (``kernels.x``) of ``tree`` affected by the changed ``files``: changed modules and every
-    module that imports one of them, transitively. A changed ``kernels/__init__.py`` affects all modules."""
+    """Kernel modules (``bkbench.kernels.<family>.x``) of ``tree`` affected by the changed ``files`` (paths
+    relative to the tree): changed modules and every module that imports one of them, transitively. A changed
+    ``__init__.py`` of ``kernels/`` affects all modules; one of a family folder, that family's."""
     kdir = tree / "kernels"
-    modules = {f"kernels.{p.stem}": p for p in sorted(kdir.glob("*.py")) if p.name != "__init__.py"}
+
+    def name_of(rel: Path) -> str:
+        return ".".join((KERNELS, *rel.with_suffix("").parts))
+
+    modules = {name_of(p.relative_to(kdir)): p for p in sorted(kdir.rglob("*.py")) if p.name != "__init__.py"}
     direct = set()
     for f in files:
         p = Path(f)
-        if p.parts[:1] != ("kernels",) or p.suffix != ".py" or len(p.parts) != 2:
+        if p.parts[:1] != ("kernels",) or p.suffix != ".py":
             continue
+        rel = Path(*p.parts[1:])
         if p.name == "__init__.py":
-            return set(modules)
-        direct.add(f"kernels.{p.stem}")
-    deps = {m: _imports(path) for m, path in modules.items()}
+            family = name_of(rel.parent) if rel.parent != Path(".") else KERNELS
+            direct |= {m for m in modules if m.startswith(family + ".")}
+        else:
+            direct.add(name_of(rel))
+    deps = {m: _imports(path, here=m.rsplit(".", 1)[0]) for m, path in modules.items()}
     affected = set(direct)
     grew = True
     while grew:

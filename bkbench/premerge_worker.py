@@ -61,9 +61,15 @@ class Worker:
         self.cases: dict[str, Any] = {}
 
     def hello(self, req: dict[str, Any]) -> dict[str, Any]:
+        import importlib
+
         import bkbench
-        import kernels
         from bkbench.registry import default_registry
+
+        try:
+            kernels = importlib.import_module("bkbench.kernels")
+        except ImportError:  # a tree from before the kernels folder was installed as bkbench.kernels
+            kernels = importlib.import_module("kernels")
 
         bc = _load("benchcase")
         reg = default_registry()

@@ -3,7 +3,7 @@
 ``dense_reference``: the diagonal of the inverse of the dense (N x N) matrix T - zI, complex128 — the
 definition itself, O(N^3) per chain, used for N <= ``DENSE_MAX_N``.
 ``pivot_reference``: the LU/UL pivot form in numpy complex128, O(N) per chain, for any N. It is written
-independently of ``kernels/thomas.py`` (numpy, chain-minor loop, pivots as scaled pairs instead of quotients) so
+independently of ``kernels/bk/thomas.py`` (numpy, chain-minor loop, pivots as scaled pairs instead of quotients) so
 the two do not share a bug, and it has no zero-pivot breakdown.
 ``pivot_grad_reference`` / ``pivot_sensitivity``: the backward pass's exact O(N) recurrences in float64.
 This is the one float64 pivot recurrence of the project: the checks of the workloads and of the tuner use it.

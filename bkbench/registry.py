@@ -2,7 +2,7 @@
 
 An implementation is a plain function decorated with :func:`register`. The decorator does not mutate any
 global table: it attaches an :class:`Implementation` record to the function (``fn.__bkbench__``). A
-:class:`Registry` is an explicit object that collects records — by discovery (every module of the ``kernels``
+:class:`Registry` is an explicit object that collects records — by discovery (every module of the ``bkbench.kernels``
 package and of the ``bkbench.kernels`` entry-point group) or by hand in a test::
 
     reg = Registry()
@@ -75,7 +75,8 @@ class Implementation:
             ``jobs`` processes at most). A callable or its import path ``"module:function"`` (loaded when the
             gate runs). ``triton_fused``: its tuned launch configurations (``bkbench.gate_tuned:gate_checks``).
         tuner: optional tuned-table provider: a module, or its import path, with the interface of
-            ``kernels._triton_fused_tables`` -- ``bucket(batch, n)`` (shape bucket), ``GpuId`` / ``gpu_id()`` /
+            ``bkbench.kernels.bk._triton_fused_tables`` -- ``bucket(batch, n)`` (shape bucket), ``GpuId`` /
+            ``gpu_id()`` /
             ``INTERPRETER`` / ``known_gpu(name)`` (GPU identities) and ``explain_for(gpu, dtype, scalar_coupling,
             batch, n)`` (the configs a problem runs with). ``impl="auto"`` takes its shape buckets and GPU
             identities from it (:mod:`bkbench.dispatch`); ``bkbench explain-auto`` shows the configs of a pick
@@ -271,7 +272,7 @@ class Registry:
                     found.append(self.add(rec))
         return found
 
-    def discover_package(self, package: str = "kernels") -> None:
+    def discover_package(self, package: str = "bkbench.kernels") -> None:
         """Import every module of ``package`` (recursively) and scan it; import errors are recorded."""
         try:
             pkg = importlib.import_module(package)
@@ -348,11 +349,12 @@ _DEFAULT: Registry | None = None
 
 
 def default_registry(refresh: bool = False) -> Registry:
-    """The registry of the ``kernels`` package plus installed plug-ins, built on first use."""
+    """The registry of the ``bkbench.kernels`` package (the ``kernels/`` folder) plus installed plug-ins, built on
+    first use."""
     global _DEFAULT
     if _DEFAULT is None or refresh:
         reg = Registry()
-        reg.discover_package("kernels")
+        reg.discover_package("bkbench.kernels")
         reg.discover_entry_points()
         _DEFAULT = reg
     return _DEFAULT

@@ -356,10 +356,11 @@ def _expand_group(suite: Suite, gname: str, group: dict[str, Any], registry: Reg
 
 # -- loading ---------------------------------------------------------------------------------------------------
 def suites_dir() -> Path:
-    """The ``suites/`` directory of this checkout / installation."""
-    import suites
-
-    return Path(suites.__file__).resolve().parent
+    """The suite files: ``bkbench/suite_files`` of an installed package (pyproject maps the repository's
+    ``suites/`` there), else the ``suites/`` folder of this source checkout."""
+    here = Path(__file__).resolve().parent
+    installed = here / "suite_files"
+    return installed if installed.is_dir() else here.parent / "suites"
 
 
 def parse_suite(text: str, name: str | None = None, path: Path | None = None) -> Suite:

@@ -37,7 +37,7 @@ def job(kind: str, cfg: dict[str, int], prob: tuning.Problem) -> Job:
 
 def compile_job(j: Job) -> str | None:
     """Worker: launch one config once (so its binary lands in the cache); None, or the error as text."""
-    from kernels import triton_fused as tf
+    from bkbench.kernels.bk import triton_fused as tf
 
     kind, items, batch, n, dtype_name, uniform, device = j
     try:

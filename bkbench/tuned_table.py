@@ -1,4 +1,4 @@
-"""Build a packaged ``triton_fused`` table (``kernels/data/triton_fused_<gpu>.json``) from measured tuner entries.
+"""Build a packaged ``triton_fused`` table (``kernels/bk/data/triton_fused_<gpu>.json``) from measured tuner entries.
 
 ``bkbench tune --write-table PATH`` calls :func:`write_table` after its search: the entries of this GPU in the
 user cache (each one a tuner winner, checked against float64, with its time and the default's time) become the
@@ -15,7 +15,7 @@ import os
 from pathlib import Path
 from typing import Any
 
-from kernels import _triton_fused_tables as tables
+from bkbench.kernels.bk import _triton_fused_tables as tables
 
 # what a table entry keeps of a tuner entry (the rest, e.g. the tuner's own timestamps, goes too: all is provenance)
 REQUIRED = ("config", "ms")

@@ -1,11 +1,11 @@
 """Autotuning of ``triton_fused`` launch configurations, with a persistent cache and committed per-GPU tables.
 
 Key of a tuned entry: (GPU label, input dtype, coupling kind, shape bucket); the GPU label is its name, SM count,
-memory and compute capability (``kernels._triton_fused_tables.GpuId``). The shape bucket is
+memory and compute capability (``bkbench.kernels.bk._triton_fused_tables.GpuId``). The shape bucket is
 ``N<2^ceil(log2 N)>_E<2^(2*ceil(log2(B*N)/2))>`` — chain length decides the tile structure (one chunk per chain
-or halo chunks), total work decides occupancy. Lookup order (``kernels._triton_fused_tables.lookup``): the user
-cache (``platformdirs.user_cache_dir("bkbench")/tuned_triton_fused.json``, or ``$BKBENCH_CACHE_DIR``), the
-packaged table of this GPU (``kernels/data/triton_fused_<gpu>.json``), the table of the nearest known GPU, then
+or halo chunks), total work decides occupancy. Lookup order (``bkbench.kernels.bk._triton_fused_tables.lookup``):
+the user cache (``platformdirs.user_cache_dir("bkbench")/tuned_triton_fused.json``, or ``$BKBENCH_CACHE_DIR``), the
+packaged table of this GPU (``kernels/bk/data/triton_fused_<gpu>.json``), the table of the nearest known GPU, then
 the built-in defaults (``FusedConfig()``, ``BwdConfig()``). Nothing is searched at call time unless the user opts
 in to tuning on first use (:mod:`bkbench.first_use_tuning`).
 
@@ -30,10 +30,10 @@ from typing import Any
 import numpy as np
 import torch
 
+from bkbench.kernels.bk import _triton_fused_tables as tables
+from bkbench.kernels.bk._triton_fused_config import FusedConfig
+from bkbench.kernels.bk._triton_fused_tables import CACHE_NAME, SCHEMA, bucket, cache_path  # noqa: F401  (re-exported)
 from bkbench.reference import pivot_sensitivity
-from kernels import _triton_fused_tables as tables
-from kernels._triton_fused_config import FusedConfig
-from kernels._triton_fused_tables import CACHE_NAME, SCHEMA, bucket, cache_path  # noqa: F401  (re-exported)
 
 # forward search space: (seg, warps) tiles x (L, M1) segment shapes x output store modes x two-tile mode;
 # H = max(1, 16 // L) (a halo of at least 16 positions); maxpass 4. Store modes: FusedConfig.store (1 per-column
@@ -139,7 +139,7 @@ def fwd_space() -> list[dict[str, int]]:
 def launch_of(cfg: dict[str, int], batch: int, n: int) -> Any:
     """What ``cfg`` launches for a (batch, n) problem (its resolved plan): configs with the same launch are
     the same measurement."""
-    from kernels import triton_fused as tf
+    from bkbench.kernels.bk import triton_fused as tf
 
     return tf.plan(tf.FusedConfig.from_dict(cfg), batch, n)
 
@@ -166,7 +166,7 @@ def time_of(cfg: dict[str, int], results: dict[str, float], batch: int, n: int) 
 
 def bwd_space() -> list[dict[str, int]]:
     """Every backward config the tuner measures, as full ``BwdConfig`` dicts (so the default is found in it)."""
-    from kernels.triton_fused import BwdConfig
+    from bkbench.kernels.bk.triton_fused import BwdConfig
 
     return [BwdConfig(seg=seg, L=L, H=max(1, 16 // L), M1=L, warps=w, stages=1, maxpass=4, lin_exact=lin).to_dict()
             for seg, L, w in BWD_SPACE for lin in BWD_LIN]
@@ -216,7 +216,7 @@ class Problem:
 def _check(cfg: Any, prob: Problem, bwd: bool = False) -> float:
     """Relative error (max-abs / max-abs) of ``cfg`` on 4 chains of ``prob`` against float64 references:
     G from the pivot form, or (``bwd``) S_j = sum_i w_i G_ij G_ji from the float64 F/R recurrences."""
-    from kernels import triton_fused as tf
+    from bkbench.kernels.bk import triton_fused as tf
 
     b = min(prob.batch, 4)
     a, k, z = prob.inputs(batch=b, seed=1)
@@ -244,7 +244,7 @@ def _check(cfg: Any, prob: Problem, bwd: bool = False) -> float:
 
 def measure_fwd(cfg_dict: dict[str, int], prob: Problem, budget_s: float = 0.25,
                 inputs: tuple[torch.Tensor, ...] | None = None) -> float:
-    from kernels import triton_fused as tf
+    from bkbench.kernels.bk import triton_fused as tf
 
     a, k, z = inputs or prob.inputs()
     cfg = tf.FusedConfig.from_dict(cfg_dict)
@@ -254,7 +254,7 @@ def measure_fwd(cfg_dict: dict[str, int], prob: Problem, budget_s: float = 0.25,
 
 def measure_bwd(cfg_dict: dict[str, int], prob: Problem, budget_s: float = 0.25,
                 inputs: tuple[torch.Tensor, ...] | None = None) -> float:
-    from kernels import triton_fused as tf
+    from bkbench.kernels.bk import triton_fused as tf
 
     a, k, z = inputs or prob.inputs()
     g = tf.forward(a, k, z, config=tf.FusedConfig())  # an explicit config: no table lookup inside a search
@@ -348,7 +348,7 @@ class Tuner:
                 self.log(f"  skip bwd {c}: {type(exc).__name__}: {str(exc)[:120]}")
 
     def finish(self, tolerance: float = 2e-4, save: bool = True) -> dict[str, Any]:
-        from kernels import triton_fused as tf
+        from bkbench.kernels.bk import triton_fused as tf
 
         prob = self.prob
         results = self.results

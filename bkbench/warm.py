@@ -90,7 +90,7 @@ def default_jobs(n_kernels: int) -> int:
 def _heavy_first(groups: list[list[CaseSpec]], plugins: Sequence[str]) -> list[list[CaseSpec]]:
     """Kernels declared ``heavy_compile`` (fla-core, FlexAttention) first, then fwd+bwd before fwd: the long
     compilations start while the short ones fill the other processes."""
-    from bkbench.baselines.forms import META_ATTR
+    from bkbench.baseline_meta import META_ATTR
     from bkbench.plugins import registry_with
 
     reg = registry_with(plugins)

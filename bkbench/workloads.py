@@ -388,8 +388,9 @@ def prepare_baseline(spec: Any, rec: Implementation, registry: Registry) -> Work
 
 
 def _check_baseline(rec: Implementation, case: Any, prep: Any) -> CheckResult:
+    from bkbench.baseline_meta import meta_of
     from bkbench.baselines.check import TOLERANCE
-    from bkbench.baselines.forms import meta_of, reference_output
+    from bkbench.baselines.forms import reference_output
 
     meta = meta_of(rec)
     tol = meta.tolerances.get(case.dtype, TOLERANCE[case.dtype])

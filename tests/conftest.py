@@ -23,7 +23,7 @@ def device(request):
 @pytest.fixture
 def cache_dir(tmp_path, monkeypatch):
     """An empty user cache of tuned configs (``BKBENCH_CACHE_DIR``), with the lookup memo cleared around the test."""
-    from kernels import _triton_fused_tables as tables
+    from bkbench.kernels.bk import _triton_fused_tables as tables
 
     monkeypatch.setenv("BKBENCH_CACHE_DIR", str(tmp_path / "cache"))
     tables.clear_memo()

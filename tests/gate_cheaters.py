@@ -18,10 +18,10 @@ of a checkout, as tests/test_anticheat.py does). Never ship these in ``kernels/`
 from __future__ import annotations
 
 import torch
+from bkbench.kernels.bk.assoc_scan import assoc_scan
+from bkbench.kernels.bk.thomas import thomas
 
 from bkbench.registry import register
-from kernels.assoc_scan import assoc_scan
-from kernels.thomas import thomas
 
 ALL = (torch.float32, torch.float64, torch.complex64, torch.complex128)
 _MEMO: dict[tuple, torch.Tensor] = {}

@@ -63,7 +63,7 @@ def test_side_stream_cheater_fails_on_cuda(reg: Registry) -> None:
 def test_determinism_follows_the_record() -> None:
     """A kernel whose result varies in the last bits fails when it says deterministic (the default), passes
     when its record says deterministic=False."""
-    from kernels.thomas import thomas
+    from bkbench.kernels.bk.thomas import thomas
 
     reg = Registry()
     calls = {"n": 0}
@@ -94,8 +94,8 @@ def test_cheaters_planted_in_kernels_fail_the_gate_cli(tmp_path: Path) -> None:
     ``bkbench gate`` with the kernel and the check named; the clean kernel next to them passes."""
     repo = tmp_path / "repo"
     shutil.copytree(ROOT / "bkbench", repo / "bkbench", ignore=shutil.ignore_patterns("__pycache__"))
-    (repo / "kernels").mkdir()
-    for name in ("__init__.py", "_pivot_common.py", "thomas.py", "assoc_scan.py"):
+    (repo / "kernels" / "bk").mkdir(parents=True)
+    for name in ("__init__.py", "bk/__init__.py", "bk/_pivot_common.py", "bk/thomas.py", "bk/assoc_scan.py"):
         shutil.copy(ROOT / "kernels" / name, repo / "kernels" / name)
     shutil.copy(CHEATERS, repo / "kernels" / "cheaters.py")
     out = tmp_path / "gate.json"

@@ -6,6 +6,7 @@ import math
 
 import pytest
 import torch
+from bkbench.kernels.attention import _block_sparsity as sp
 
 from bkbench.baselines import (
     FORMS,
@@ -22,7 +23,6 @@ from bkbench.baselines import (
     reference_output,
 )
 from bkbench.baselines import references as refs
-from bkbench.baselines import sparsity as sp
 from bkbench.baselines.models import attention_pairs, bk_core_model
 from bkbench.registry import Registry, default_registry
 

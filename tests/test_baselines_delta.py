@@ -10,13 +10,13 @@ import os
 import pytest
 import torch
 import torch.nn.functional as F
+from bkbench.kernels.ssm._fla_common import HOPPER_GATED_BWD, gated_bwd_refused, hopper_gated_bwd_reason, version_tuple
 
 from bkbench.baselines import FORMS, Case, Declined, baseline, check, layer_model, model_for, prepare, prepare_layer
 from bkbench.baselines import references as refs
 from bkbench.baselines.delta_chunked import gated_delta_chunked
 from bkbench.baselines.forms import RWKV7_MAX_LOG_DECAY
 from bkbench.registry import Registry, default_registry
-from kernels._fla_common import HOPPER_GATED_BWD, gated_bwd_refused, hopper_gated_bwd_reason, version_tuple
 
 NEW_FLA = {
     "ssm_fla_gated_deltanet": "gated_delta_rule",
@@ -213,7 +213,7 @@ def test_delta_models_count_the_chunked_work_and_a_constant_state():
 
 # -- fla-core registrations ------------------------------------------------------------------------------------
 def test_new_fla_baselines_are_registered_with_their_forms():
-    from bkbench.baselines.forms import meta_of
+    from bkbench.baseline_meta import meta_of
 
     reg = default_registry()
     for name, form in NEW_FLA.items():

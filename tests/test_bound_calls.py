@@ -17,9 +17,9 @@ from bkbench import bound_calls
 from bkbench.problems import Inputs
 from bkbench.reference import reference
 
-tf = pytest.importorskip("kernels.triton_fused")
-from kernels._cplx_triton import interpreting  # noqa: E402
-from kernels._triton_fused_bound import BoundForward, BoundGradForward, BoundVjp  # noqa: E402
+tf = pytest.importorskip("bkbench.kernels.bk.triton_fused")
+from bkbench.kernels.bk._cplx_triton import interpreting  # noqa: E402
+from bkbench.kernels.bk._triton_fused_bound import BoundForward, BoundGradForward, BoundVjp  # noqa: E402
 
 HOST = "cpu" if interpreting() else "cuda"  # where the single-device tests run triton_fused
 
@@ -371,7 +371,7 @@ def _operator_calls(a, b, c):
 
 
 def _kept_workspaces():
-    import kernels._triton_fused_launch as launch_mod
+    import bkbench.kernels.bk._triton_fused_launch as launch_mod
 
     return (launch_mod._FLAGS, launch_mod._COUNTERS, launch_mod._SCRATCH)
 

@@ -9,9 +9,8 @@ from __future__ import annotations
 
 import pytest
 import torch
-
-from kernels._triton_fused_bound import DirectLaunch
-from kernels._triton_fused_launch import Stream
+from bkbench.kernels.bk._triton_fused_bound import DirectLaunch
+from bkbench.kernels.bk._triton_fused_launch import Stream
 
 CudaLauncher = pytest.importorskip("triton.backends.nvidia.driver").CudaLauncher
 

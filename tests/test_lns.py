@@ -4,16 +4,16 @@ determinants overflow), option validation, and the Triton kernels (interpreter o
 
 import math
 
+import bkbench.kernels.bk._lns as L
 import pytest
 import torch
+from bkbench.kernels.bk.lns import lns
 
-import kernels._lns as L
 from bkbench import bk_core
 from bkbench.accuracy import relative_error
 from bkbench.problems import Problem, make_inputs
 from bkbench.reference import reference
 from bkbench.validate import normalize
-from kernels.lns import lns
 from tests.triton_devices import TRITON_HOST
 
 F32_TOL = 2e-4

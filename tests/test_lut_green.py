@@ -4,16 +4,16 @@ handling, the table cache, the declared error model, and the Triton kernel (inte
 
 import math
 
+import bkbench.kernels.bk._lut as lut
 import pytest
 import torch
+from bkbench.kernels.bk.lut_green import lut_error_model, lut_green_core
 
-import kernels._lut as lut
 from bkbench import bk_core
 from bkbench.accuracy import relative_error
 from bkbench.problems import Problem, make_inputs
 from bkbench.reference import reference
 from bkbench.registry import default_registry
-from kernels.lut_green import lut_error_model, lut_green_core
 from tests.triton_devices import TRITON_HOST
 
 F64 = torch.float64
@@ -204,7 +204,7 @@ triton_cases = [
 @pytest.mark.parametrize("coupling,n", triton_cases)
 @pytest.mark.parametrize("dtype", ["float32", "float64"])
 def test_triton_matches_pytorch(coupling, n, dtype):
-    from kernels.lut_green_triton import lut_green_triton_core
+    from bkbench.kernels.bk.lut_green_triton import lut_green_triton_core
 
     p = Problem(batch=(3,), n=n, dtype=dtype, coupling=coupling, z_spread=0.2, seed=n)
     inp = make_inputs(p)

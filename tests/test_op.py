@@ -123,9 +123,9 @@ def test_default_call_reads_no_device_value(impl, monkeypatch):
     """No .item(), bool(tensor), .tolist() or .nonzero() in the default path (each is a host sync on CUDA). thomas
     decides on the CPU which chains need its zero-pivot guard (a value read, free there); it is made to take its
     CUDA branch here, which guards every chain instead."""
-    import kernels.thomas
+    import bkbench.kernels.bk.thomas
 
-    monkeypatch.setattr(kernels.thomas, "guard_every_chain", lambda al: True)
+    monkeypatch.setattr(bkbench.kernels.bk.thomas, "guard_every_chain", lambda al: True)
     a, b, c = (t.to(TRITON_HOST if impl == "triton_fused" else "cpu")
                for t in _inputs(batch=2, n=30, dtype=torch.float32))
     bkbench.bk_core(a, b, c, 1j, impl=impl)  # first call: discovery, tables (may read files, not tensors)
@@ -174,12 +174,12 @@ def test_auto_picks_a_differentiable_implementation_when_grad_is_needed():
 
 
 def test_thomas_cuda_branch_guards_every_chain_with_the_same_result(monkeypatch):
-    import kernels.thomas
+    import bkbench.kernels.bk.thomas
 
     a, b, c = _inputs(batch=4, n=40)
     plain = bkbench.bk_core(a, b, c, 1j, impl="thomas")
     zero_pivot = bkbench.bk_core(torch.tensor([[0.0, 1.0]], dtype=torch.float64), 1.0, 1.0, 0.0, impl="thomas")
-    monkeypatch.setattr(kernels.thomas, "guard_every_chain", lambda al: True)
+    monkeypatch.setattr(bkbench.kernels.bk.thomas, "guard_every_chain", lambda al: True)
     assert torch.equal(bkbench.bk_core(a, b, c, 1j, impl="thomas"), plain)
     guarded = bkbench.bk_core(torch.tensor([[0.0, 1.0]], dtype=torch.float64), 1.0, 1.0, 0.0, impl="thomas")
     assert torch.allclose(guarded, zero_pivot) and torch.allclose(guarded, torch.tensor([[-1.0 + 0j, 0j]],

@@ -26,7 +26,7 @@ TOY = '''"""toy: thomas, REPEAT times, scaled by SCALE (a premerge test fixture)
 import torch
 
 from bkbench.registry import register
-from kernels.thomas import thomas as _thomas
+from bkbench.kernels.bk.thomas import thomas as _thomas
 
 REPEAT = 1
 SCALE = 1.0
@@ -56,8 +56,8 @@ def repo(tmp_path: Path) -> Path:
     """A git repo on branch main: bkbench/ (copied from this checkout) + kernels thomas and toy, committed."""
     r = tmp_path / "repo"
     shutil.copytree(ROOT / "bkbench", r / "bkbench", ignore=shutil.ignore_patterns("__pycache__"))
-    (r / "kernels").mkdir()
-    for name in ("__init__.py", "_pivot_common.py", "thomas.py"):
+    (r / "kernels" / "bk").mkdir(parents=True)
+    for name in ("__init__.py", "bk/__init__.py", "bk/_pivot_common.py", "bk/thomas.py"):
         shutil.copy(ROOT / "kernels" / name, r / "kernels" / name)
     (r / "kernels" / "toy.py").write_text(TOY)
     _git(r, "init", "-q", "-b", "main")
@@ -136,14 +136,17 @@ def test_unknown_base_is_a_usage_error(repo: Path, tmp_path: Path) -> None:
 
 
 def test_helper_change_selects_its_dependents() -> None:
-    deps = _imports(ROOT / "kernels" / "thomas.py")
-    assert "kernels._pivot_common" in deps
-    affected = changed_kernel_modules(ROOT, ["kernels/_pivot_common.py", "README.md"])
-    assert {"kernels._pivot_common", "kernels.thomas", "kernels.naive_loop", "kernels.assoc_scan"} <= affected
-    assert changed_kernel_modules(ROOT, ["kernels/thomas.py"]) >= {"kernels.thomas"}
+    deps = _imports(ROOT / "kernels" / "bk" / "thomas.py", here="bkbench.kernels.bk")
+    assert "bkbench.kernels.bk._pivot_common" in deps
+    affected = changed_kernel_modules(ROOT, ["kernels/bk/_pivot_common.py", "README.md"])
+    bk = "bkbench.kernels.bk."
+    assert {bk + "_pivot_common", bk + "thomas", bk + "naive_loop", bk + "assoc_scan"} <= affected
+    assert changed_kernel_modules(ROOT, ["kernels/ssm/__init__.py"]) == {
+        m for m in changed_kernel_modules(ROOT, ["kernels/__init__.py"]) if m.startswith("bkbench.kernels.ssm.")}
+    assert changed_kernel_modules(ROOT, ["kernels/bk/thomas.py"]) >= {"bkbench.kernels.bk.thomas"}
     assert changed_kernel_modules(ROOT, ["bkbench/gate.py", "docs/x.md"]) == set()
     everything = changed_kernel_modules(ROOT, ["kernels/__init__.py"])
-    assert {"kernels.thomas", "kernels.naive_loop"} <= everything
+    assert {"bkbench.kernels.bk.thomas", "bkbench.kernels.bk.naive_loop"} <= everything
 
 
 def test_verdicts() -> None:

@@ -21,7 +21,7 @@ def test_registry_built_by_hand():
 
     @reg.register("mine", kind="bk", exact=True, devices=("cpu",), dtypes=(torch.float64,))
     def mine(a, k, z):
-        from kernels.thomas import thomas
+        from bkbench.kernels.bk.thomas import thomas
 
         return thomas(a, k, z)
 
@@ -62,11 +62,11 @@ def test_records_expose_contract_fields():
 
 def test_wrong_kernel_fails_the_gate_by_name_in_process():
     reg = Registry()
-    reg.discover_package("kernels")
+    reg.discover_package("bkbench.kernels")
 
     @reg.register("wrong_on_purpose", devices=("cpu",), dtypes=(torch.float32, torch.float64))
     def wrong(a, k, z):
-        from kernels.thomas import thomas
+        from bkbench.kernels.bk.thomas import thomas
 
         g = thomas(a, k, z)
         return g * (1 + 1e-3)
@@ -82,7 +82,7 @@ def test_kernel_module_dropped_into_kernels_is_gated_and_fails_by_name(tmp_path)
     path.write_text(textwrap.dedent(f"""
         import torch
         from bkbench import register
-        from kernels.thomas import thomas
+        from bkbench.kernels.bk.thomas import thomas
 
         @register("{name}", devices=("cpu",), dtypes=(torch.float32, torch.float64))
         def {name}(a, k, z):
@@ -129,8 +129,9 @@ def test_gate_impl_flags_accumulate():
 def test_auto_fallback_order_and_tuned_tables_are_record_fields():
     """impl="auto"'s fixed order and its shape buckets come from the records (fallback_rank, tuner), not from
     names written into the dispatcher; the gate's extra checks likewise (extra_checks)."""
+    from bkbench.kernels.bk import _triton_fused_tables
+
     from bkbench import dispatch
-    from kernels import _triton_fused_tables
 
     reg = default_registry()
     assert reg.fallback_order("cuda") == ("triton_fused", "assoc_scan", "thomas", "naive_loop")
@@ -153,7 +154,7 @@ def test_fallback_rank_is_validated_and_orders_a_hand_built_registry():
     from bkbench import dispatch
 
     def g(a, k, z):
-        from kernels.thomas import thomas
+        from bkbench.kernels.bk.thomas import thomas
 
         return thomas(a, k, z)
 
@@ -188,7 +189,7 @@ def test_gate_runs_a_records_extra_checks():
     @reg.register("mine_extra", devices=("cpu",), dtypes=(torch.float32, torch.float64),
                   extra_checks="tests.test_registry:_extra_rows")
     def mine(a, k, z):
-        from kernels.thomas import thomas
+        from bkbench.kernels.bk.thomas import thomas
 
         return thomas(a, k, z)
 

@@ -402,7 +402,7 @@ def test_cli_report_and_errors(tmp_path: Path, capsys: pytest.CaptureFixture) ->
 
 
 def test_packaged_triton_fused_tables_feed_the_tuning_section():
-    """The shipped tables live beside the kernel (kernels/data); the report reads the ones of its GPUs (regression:
+    """The shipped tables live beside the kernel (kernels/bk/data); the report reads the ones of its GPUs (regression:
     after they moved, the H100 report lost its tuned-vs-default rows)."""
     from bkbench.report import packaged_tuning_docs
     from bkbench.report.analysis import tuning_from_json

@@ -7,13 +7,13 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+from bkbench.kernels.ssm._fla_common import HOPPER_GATED_BWD
 
 from bkbench.report import build_report
 from bkbench.report.analysis import analyze
 from bkbench.report.crossover_gaps import gap_rows, with_gaps
 from bkbench.report.data import load
 from bkbench.store import Store
-from kernels._fla_common import HOPPER_GATED_BWD
 from tests.fixtures_report import _add, _env, _timed_row
 
 NS = [256, 1024, 4096, 16384]

@@ -38,7 +38,7 @@ PLANTED = textwrap.dedent(
     import torch
 
     from bkbench import register
-    from kernels.thomas import thomas as _thomas
+    from bkbench.kernels.bk.thomas import thomas as _thomas
 
     DT = (torch.float32, torch.float64)
 
@@ -414,7 +414,7 @@ OOB = textwrap.dedent(
     import triton.language as tl
 
     from bkbench import register
-    from kernels.thomas import thomas as _thomas
+    from bkbench.kernels.bk.thomas import thomas as _thomas
 
 
     @triton.jit

@@ -79,7 +79,7 @@ def test_lut_green_triton_compiles_for_sm90(case: dict) -> None:
     const = {**LUT_BASE, **case}
     if "N" in const:
         sig["N"] = "constexpr"
-    _compile(("kernels.lut_green_triton", "_lut_green_kernel", sig, const))
+    _compile(("bkbench.kernels.bk.lut_green_triton", "_lut_green_kernel", sig, const))
 
 
 @pytest.mark.parametrize("table", [False, True])
@@ -89,14 +89,14 @@ def test_lns_triton_compiles_for_sm90(table: bool) -> None:
     ptrs = lambda *names: {n: "*fp32" for n in names}  # noqa: E731
     ints = lambda *names: {n: "i32" for n in names}  # noqa: E731
     _compile(
-        ("kernels.lns_triton", "_transfer_kernel",
+        ("bkbench.kernels.bk.lns_triton", "_transfer_kernel",
          {**ptrs("a_ptr", "k_ptr", "z_ptr", "const_ptr", "tab_ptr", "mat_ptr"),
           **ints("N", "NC", "LANES", "skb", "skn", "C"), **const}, common),
-        ("kernels.lns_triton", "_carry_kernel",
+        ("bkbench.kernels.bk.lns_triton", "_carry_kernel",
          {**ptrs("mat_ptr", "const_ptr", "tab_ptr", "carry_ptr"), **ints("B", "NC"),
           **{k: "constexpr" for k in ("BLOCK", "TABLE", "NR", "ND", "I64")}},
          {k: common[k] for k in ("BLOCK", "TABLE", "NR", "ND", "I64")}),
-        ("kernels.lns_triton", "_solve_kernel",
+        ("bkbench.kernels.bk.lns_triton", "_solve_kernel",
          {**ptrs("a_ptr", "k_ptr", "z_ptr", "const_ptr", "tab_ptr", "carry_ptr", "out_ptr"),
           **ints("N", "NC", "LANES", "skb", "skn", "C"), **const}, common),
     )

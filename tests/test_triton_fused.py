@@ -14,8 +14,9 @@ from bkbench.problems import Inputs, Problem, make_inputs
 from bkbench.reference import dense_grad_reference, reference
 from bkbench.validate import normalize
 
-tf = pytest.importorskip("kernels.triton_fused")
-from kernels._triton_fused_launch import from_kernel_convention  # noqa: E402
+tf = pytest.importorskip("bkbench.kernels.bk.triton_fused")
+from bkbench.kernels.bk._triton_fused_launch import from_kernel_convention  # noqa: E402
+
 from tests.triton_devices import TRITON_DEVICES, TRITON_HOST  # noqa: E402
 
 SMALL = tf.FusedConfig(seg=8, L=16, H=1, M1=16, warps=1, seq=1)

@@ -12,8 +12,9 @@ import bkbench
 from bkbench.problems import Inputs
 from bkbench.reference import reference
 
-tf = pytest.importorskip("kernels.triton_fused")
-from kernels._triton_fused_launch import from_kernel_convention  # noqa: E402
+tf = pytest.importorskip("bkbench.kernels.bk.triton_fused")
+from bkbench.kernels.bk._triton_fused_launch import from_kernel_convention  # noqa: E402
+
 from tests.triton_devices import TRITON_DEVICES  # noqa: E402
 
 SMALL = tf.FusedConfig(seg=8, L=16, H=1, M1=16, warps=1)  # 128-position tiles: N = 300 runs as chunks
@@ -93,7 +94,7 @@ def test_stride0_k_is_read_once_with_its_value(device):
 def test_the_fold_recomputes_flagged_chunked_chains_and_leaves_counters_at_zero(device):
     """Near-real z on chunked chains: every chunk program counts itself and the last one recomputes the chain
     exactly; the counters are left at zero for the next call."""
-    from kernels._triton_fused_launch import Stream, counters
+    from bkbench.kernels.bk._triton_fused_launch import Stream, counters
 
     a, b, c = _data(3, 300, device, seed=5)
     z = torch.full((3,), 0.2 + 0.01j, dtype=torch.complex64, device=device)

@@ -34,7 +34,7 @@ def test_parse_shapes_rejects_bad_text():
 
 
 def test_cache_roundtrip_is_reused_by_a_new_process(cache_dir):
-    from kernels.triton_fused import FusedConfig
+    from bkbench.kernels.bk.triton_fused import FusedConfig
 
     cfg = FusedConfig(seg=128, L=8, H=2, M1=4, warps=4)
     a = torch.zeros(16, 256)
@@ -52,7 +52,7 @@ def test_cache_roundtrip_is_reused_by_a_new_process(cache_dir):
 
 
 def test_lookup_falls_back_to_defaults_without_entries(cache_dir):
-    from kernels.triton_fused import BwdConfig, FusedConfig
+    from bkbench.kernels.bk.triton_fused import BwdConfig, FusedConfig
 
     fwd, bwd = tuning.lookup(torch.zeros(3, 77), torch.ones(3, 76))
     assert fwd == FusedConfig() and bwd == BwdConfig()
@@ -65,8 +65,8 @@ def test_corrupt_cache_is_ignored(cache_dir):
 
 
 def test_packaged_tables_are_valid_and_name_their_gpu():
-    from kernels import _triton_fused_tables as tables
-    from kernels.triton_fused import FusedConfig
+    from bkbench.kernels.bk import _triton_fused_tables as tables
+    from bkbench.kernels.bk.triton_fused import FusedConfig
 
     found = {gpu.name: entries for gpu, _, entries in tables.packaged_tables()}
     assert {"NVIDIA H100 80GB HBM3", "NVIDIA H200"} <= set(found)
@@ -80,7 +80,7 @@ def test_packaged_tables_are_valid_and_name_their_gpu():
 
 
 def test_table_for_an_unknown_gpu_is_the_nearest_known_one():
-    from kernels._triton_fused_tables import GpuId, table_for
+    from bkbench.kernels.bk._triton_fused_tables import GpuId, table_for
 
     h200 = GpuId("NVIDIA H200", 132, 140, "9.0")
     assert table_for(h200)[0] == "exact" and table_for(h200)[1] == "triton_fused_h200.json"
@@ -99,7 +99,7 @@ def test_search_space_and_stages():
     assert all(c in space for c in first)
     second = tuning.stage2(first[0])
     assert all(c in space and c not in first for c in second)
-    from kernels.triton_fused import BwdConfig, FusedConfig
+    from bkbench.kernels.bk.triton_fused import BwdConfig, FusedConfig
 
     assert FusedConfig().to_dict() in space
     for c in tuning.bwd_space():
@@ -120,7 +120,7 @@ def test_configs_with_the_same_launch_are_measured_once():
 
 
 def test_entries_written_before_seq_load_as_measured():
-    from kernels.triton_fused import FusedConfig
+    from bkbench.kernels.bk.triton_fused import FusedConfig
 
     old = {"seg": 64, "L": 16, "H": 1, "M1": 16, "warps": 2, "stages": 1, "maxpass": 4, "store": 0}
     assert FusedConfig.from_dict(old).seq == 1 and FusedConfig(seq=2).seq == 2

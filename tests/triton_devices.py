@@ -9,8 +9,7 @@ from __future__ import annotations
 
 import pytest
 import torch
-
-from kernels._cplx_triton import interpreting
+from bkbench.kernels.bk._cplx_triton import interpreting
 
 TRITON_HOST = "cpu" if interpreting() else "cuda"  # where a single-device test runs a Triton kernel
 TRITON_DEVICES = sorted({TRITON_HOST} | ({"cuda"} if torch.cuda.is_available() else set()))

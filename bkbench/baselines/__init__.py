@@ -8,10 +8,11 @@
   (with :mod:`~bkbench.baselines.gdn_layer`), :mod:`~bkbench.baselines.delta_chunked`.
 """
 
+from bkbench.baseline_meta import BaselineMeta, baseline, meta_of
 from bkbench.baselines.case import Case
 from bkbench.baselines.check import check
 from bkbench.baselines.equal_work import CoreShapes, core_shapes
-from bkbench.baselines.forms import FORMS, BaselineMeta, baseline, build_inputs, meta_of, reference_output
+from bkbench.baselines.forms import FORMS, build_inputs, reference_output
 from bkbench.baselines.gdn_layer import GatedDeltaNetLayer
 from bkbench.baselines.layers import LAYERS, AttentionBlock, BKLayer, Mamba2Layer, build_layer, layer_model
 from bkbench.baselines.models import Model, bk_core_model, model_for

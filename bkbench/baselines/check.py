@@ -19,8 +19,9 @@ from typing import Any
 import torch
 
 from bkbench.accuracy import relative_error
+from bkbench.baseline_meta import meta_of
 from bkbench.baselines.case import DTYPE_NAMES, Case
-from bkbench.baselines.forms import FORMS, build_inputs, meta_of, reference_output
+from bkbench.baselines.forms import FORMS, build_inputs, reference_output
 from bkbench.baselines.prepare import decline_reason, resolve
 from bkbench.gate_result import GateResult
 from bkbench.registry import Implementation, Registry

@@ -29,7 +29,7 @@ H = d / head_dim heads of P = K = V = Dh = head_dim (64). Activations take the c
 gates (including the delta rule's beta and RWKV-7's w and a) stay float32, as in the Mamba and fla kernels
 (float64 in a float64 case).
 
-An implementation declares its form with the :func:`baseline` decorator (next to ``bkbench.register``).
+An implementation declares its form with ``bkbench.baseline_meta.baseline`` (next to ``bkbench.register``).
 """
 
 from __future__ import annotations
@@ -37,17 +37,15 @@ from __future__ import annotations
 import inspect
 import math
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import torch
 import torch.nn.functional as F
 
+from bkbench.baseline_meta import FORM_NAMES, meta_of
 from bkbench.baselines import references
 from bkbench.baselines.case import Case
-
-META_ATTR = "__bkbench_baseline__"
-VARIANTS = ("fused", "materialized", "sequential")
 
 
 @dataclass(frozen=True)
@@ -69,64 +67,6 @@ class Form:
     grad_inputs: tuple[str, ...]
     default_state: int
     out_like: str
-
-
-@dataclass(frozen=True)
-class BaselineMeta:
-    """What the harness needs to know about a baseline besides its registry record.
-
-    form: one of FORMS. variant: which analytic memory model applies ("fused" kernels keep per-step state on
-    chip; "materialized" ones write (.., N, n) states or N x N scores to memory; "sequential" loops over N
-    in Python keeping one state; see models.py).
-    setup: optional ``(case, inputs, options) -> inputs`` run once, untimed, before the kernel (block masks,
-    layout changes the library requires).
-    tolerances: per-dtype overrides of the check battery's tolerance (e.g. TF32 tensor-core products in a
-    float32 kernel), with ``tolerance_note`` saying why; the override is shown in every check result.
-    heavy_compile: every new shape costs a compile or an autotune sweep on CUDA (FlexAttention under
-    torch.compile, fla's autotuned Triton kernels): the CUDA battery uses fewer shapes for it.
-    """
-
-    form: str
-    variant: str = "fused"
-    setup: Callable[[Case, dict[str, Any], dict[str, Any]], dict[str, Any]] | None = field(default=None)
-    tolerances: dict[torch.dtype, float] = field(default_factory=dict)
-    tolerance_note: str = ""
-    heavy_compile: bool = False
-
-
-def baseline(
-    form: str,
-    *,
-    variant: str = "fused",
-    setup: Callable[[Case, dict[str, Any], dict[str, Any]], dict[str, Any]] | None = None,
-    tolerances: dict[torch.dtype, float] | None = None,
-    tolerance_note: str = "",
-    heavy_compile: bool = False,
-) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
-    """Attach a :class:`BaselineMeta` to a baseline function (use with ``@bkbench.register``)."""
-    if tolerances and not tolerance_note:
-        raise ValueError("tolerance_note: say why the tolerances are overridden")
-    if form not in FORMS:
-        raise ValueError(f"form: {form!r} is not one of {sorted(FORMS)}")
-    if variant not in VARIANTS:
-        raise ValueError(f"variant: {variant!r} must be one of {VARIANTS}")
-
-    def decorate(fn: Callable[..., Any]) -> Callable[..., Any]:
-        meta = BaselineMeta(form, variant, setup, dict(tolerances or {}), tolerance_note, heavy_compile)
-        setattr(fn, META_ATTR, meta)
-        return fn
-
-    return decorate
-
-
-def meta_of(impl: Any) -> BaselineMeta:
-    """The BaselineMeta of a registry record (or a decorated function); ValueError when it has none."""
-    fn = getattr(impl, "fn", impl)
-    meta = getattr(fn, META_ATTR, None)
-    if meta is None:
-        name = getattr(impl, "name", getattr(fn, "__name__", repr(fn)))
-        raise ValueError(f"impl: {name!r} is not a baseline (no @baseline(form=...) on its function)")
-    return meta
 
 
 # -- builders -----------------------------------------------------------------------------------------
@@ -309,6 +249,8 @@ FORMS: dict[str, Form] = {
     "rwkv7": Form("rwkv7", build_rwkv7, references.rwkv7_reference, ("r", "w", "k", "v", "kappa", "a"), 0, "v"),
 }
 
+if set(FORMS) != set(FORM_NAMES):
+    raise RuntimeError(f"bkbench.baseline_meta.FORM_NAMES {FORM_NAMES} and FORMS {sorted(FORMS)} differ")
 
 HEAD_FORMS = ("ssd", "gla", "attention", "delta_rule", "gated_delta_rule", "kda", "rwkv7")
 """Forms that split d into d / head_dim heads (d must be a multiple of head_dim)."""

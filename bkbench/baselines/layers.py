@@ -104,8 +104,8 @@ def _resolve_ssd(ssd: str, device_type: str) -> Any:
         if ssd == "fla":
             raise ValueError(f"ssd: 'fla' is not usable here ({reason}); use ssd='torch' or 'auto'")
     elif ssd == "fla":
-        raise ValueError("ssd: 'fla' requested but kernels/ssm_fla_ssd.py is not registered")
-    from kernels.ssm_ssd_chunked import ssd_chunked
+        raise ValueError("ssd: 'fla' requested but kernels/ssm/ssm_fla_ssd.py is not registered")
+    from bkbench.kernels.ssm.ssm_ssd_chunked import ssd_chunked
 
     return ssd_chunked
 

@@ -25,11 +25,12 @@ from typing import Any
 
 import torch
 
+from bkbench.baseline_meta import meta_of
 from bkbench.baselines.case import DTYPE_NAMES, Case
-from bkbench.baselines.forms import FORMS, HEAD_FORMS, build_inputs, meta_of
+from bkbench.baselines.forms import FORMS, HEAD_FORMS, build_inputs
 from bkbench.baselines.layers import build_layer, layer_model
 from bkbench.baselines.models import Model, model_for
-from bkbench.baselines.sparsity import achieved_sparsity
+from bkbench.kernels.attention._block_sparsity import achieved_sparsity
 from bkbench.registry import Implementation, Registry, default_registry
 
 BASELINE_KINDS = ("ssm", "attention")

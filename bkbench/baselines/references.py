@@ -10,53 +10,12 @@ from __future__ import annotations
 import math
 
 import torch
-import torch.nn.functional as F
+
+from bkbench.kernels.ssm.ssm_selective_scan_ref import selective_scan_sequential
 
 
 def _f64(t: torch.Tensor | None) -> torch.Tensor | None:
     return None if t is None else t.to(torch.float64)
-
-
-def selective_scan_sequential(
-    u: torch.Tensor,
-    delta: torch.Tensor,
-    A: torch.Tensor,
-    B: torch.Tensor,
-    C: torch.Tensor,
-    D: torch.Tensor | None = None,
-    z: torch.Tensor | None = None,
-    delta_bias: torch.Tensor | None = None,
-    delta_softplus: bool = False,
-    dtype: torch.dtype = torch.float64,
-) -> torch.Tensor:
-    """Mamba-1 selective scan, one step per position, computed in ``dtype``.
-
-    Shapes: u, delta, z (batch, d, N); A (d, n) real; B, C (batch, n, N); D, delta_bias (d,).
-    With dt = softplus(delta + delta_bias) (or delta + delta_bias):
-        x_t = exp(dt_t * A) * x_{t-1} + dt_t * B_t * u_t      (x_t: (batch, d, n))
-        y_t = <C_t, x_t> + D * u_t,   out = y * silu(z)
-    Returns (batch, d, N) in ``dtype``.
-    """
-    u, delta, A, B, C, D, z, delta_bias = (
-        None if t is None else t.to(dtype) for t in (u, delta, A, B, C, D, z, delta_bias)
-    )
-    if delta_bias is not None:
-        delta = delta + delta_bias[:, None]
-    if delta_softplus:
-        delta = F.softplus(delta)
-    batch, d, n_len = u.shape
-    x = u.new_zeros(batch, d, A.shape[1])
-    ys = []
-    for t in range(n_len):
-        dt = delta[:, :, t, None]
-        x = torch.exp(dt * A) * x + dt * B[:, None, :, t] * u[:, :, t, None]
-        ys.append((x * C[:, None, :, t]).sum(-1))
-    y = torch.stack(ys, dim=-1) if ys else u.new_zeros(batch, d, 0)
-    if D is not None:
-        y = y + D[:, None] * u
-    if z is not None:
-        y = y * F.silu(z)
-    return y
 
 
 def selective_scan_reference(

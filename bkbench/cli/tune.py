@@ -126,7 +126,7 @@ def _write_table(args: argparse.Namespace, console) -> int:
     from pathlib import Path
 
     from bkbench import tuned_table, tuning
-    from kernels import _triton_fused_tables as tables
+    from bkbench.kernels.bk import _triton_fused_tables as tables
 
     gpu = tables.gpu_id()
     entries = tuned_table.entries_of(gpu, tuning.load_cache())

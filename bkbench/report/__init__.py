@@ -34,7 +34,7 @@ def build_report(db_paths: list[str | Path], out_dir: str | Path, *, runs: list[
 
     runs: run names to include (all when None); compare: (RUN_A, RUN_B) for the comparison section;
     tuning_files: JSON files written by the autotuner (see docs/reports.md for what is read from them); the
-    tables shipped with ``triton_fused`` (``kernels/data/triton_fused_*.json``) are read for the GPUs the loaded
+    tables shipped with ``triton_fused`` (``kernels/bk/data/triton_fused_*.json``) are read for the GPUs the loaded
     runs were measured on.
     """
     if reps < 100:
@@ -63,7 +63,7 @@ def packaged_tuning_docs(platforms: set[str]) -> list[tuple[str, Any]]:
     """``triton_fused``'s packaged tables of the GPUs in ``platforms``, as tuning documents whose entries are keyed
     ``"GPU|dtype|coupling|bucket"`` (the form the report's tuning section reads)."""
     try:
-        from kernels._triton_fused_tables import packaged_tables
+        from bkbench.kernels.bk._triton_fused_tables import packaged_tables
     except ImportError:  # pragma: no cover - the kernels package is part of the install
         return []
     return [(name, {f"{gpu.name}|{key}": entry for key, entry in entries.items()})
