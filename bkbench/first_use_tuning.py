@@ -69,7 +69,7 @@ def tune_bucket(device: torch.device, dtype: torch.dtype, scalar: bool, batch: i
     user cache; the stored entry, or None (with a warning) when the search failed."""
     start = time.monotonic()
     fallback = tables.explain(device, dtype, scalar, batch, n)
-    prob = tuning.Problem(batch, n, dtype, scalar, device=str(device))
+    prob = tuning.TuneProblem(batch, n, dtype, scalar, device=str(device))
     fwd_first, bwd_first = fallback.fwd.to_dict(), fallback.bwd.to_dict()
     search = tuning.Tuner(prob, PER_CONFIG_BUDGET_S, log, deadline=start + budget_s, first=[fwd_first],
                           bwd_first=[bwd_first])

@@ -97,8 +97,8 @@ def run_tuned_check(check: TunedCheck, device: str) -> GateResult:
         from bkbench.kernels.bk import triton_fused as tf
 
         cfg = (tf.BwdConfig if check.bwd else tf.FusedConfig).from_dict(check.config)
-        prob = tuning.Problem(batch=4, n=check.n, dtype=getattr(torch, check.dtype),
-                              uniform=check.coupling == "scalar", device=device)
+        prob = tuning.TuneProblem(batch=4, n=check.n, dtype=getattr(torch, check.dtype),
+                                  uniform=check.coupling == "scalar", device=device)
         err = tuning._check(cfg, prob, bwd=check.bwd)
         res.error = err
         res.status = "pass" if math.isfinite(err) and err <= tol else "fail"

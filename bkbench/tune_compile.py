@@ -29,7 +29,7 @@ Job = tuple[str, tuple[tuple[str, int], ...], int, int, str, bool, str]
 BYTES_PER_ELEMENT = 48  # a, k, G, and for the backward the cotangent and the result: bytes per (B, N) element
 
 
-def job(kind: str, cfg: dict[str, int], prob: tuning.Problem) -> Job:
+def job(kind: str, cfg: dict[str, int], prob: tuning.TuneProblem) -> Job:
     """The job that compiles ``cfg`` for ``prob`` (hashable: duplicates are compiled once)."""
     return (kind, tuple(sorted(cfg.items())), prob.batch, prob.n, str(prob.dtype).replace("torch.", ""),
             prob.uniform, prob.device)
@@ -41,7 +41,7 @@ def compile_job(j: Job) -> str | None:
 
     kind, items, batch, n, dtype_name, uniform, device = j
     try:
-        a, k, z = tuning.Problem(batch, n, getattr(torch, dtype_name), uniform, device).inputs(random=False)
+        a, k, z = tuning.TuneProblem(batch, n, getattr(torch, dtype_name), uniform, device).inputs(random=False)
         cfg = dict(items)
         if kind == "fwd":
             tf.forward(a, k, z, config=tf.FusedConfig.from_dict(cfg))
@@ -84,9 +84,9 @@ def precompile(jobs: Iterable[Job], workers: int, log: Callable[[str], None] = p
     return errors
 
 
-def tune_many(probs: Sequence[tuning.Problem], *, workers: int, budget_s: float = 0.2, with_bwd: bool = True,
+def tune_many(probs: Sequence[tuning.TuneProblem], *, workers: int, budget_s: float = 0.2, with_bwd: bool = True,
               log: Callable[[str], None] = print, save: bool = True
-              ) -> Iterator[tuple[tuning.Problem, dict[str, Any]]]:
+              ) -> Iterator[tuple[tuning.TuneProblem, dict[str, Any]]]:
     """:func:`bkbench.tuning.tune` for several problems, stage by stage: each stage's candidates of every problem
     compiled in parallel first (:func:`precompile`), then timed one problem after another. Yields (problem, entry)
     in the order of ``probs`` as each finishes (cached when ``save``), so a caller can keep them as they come."""
@@ -104,7 +104,7 @@ def tune_many(probs: Sequence[tuning.Problem], *, workers: int, budget_s: float 
         yield t.prob, t.finish(save=save)
 
 
-def exhaustive(prob: tuning.Problem, *, workers: int, budget_s: float = 0.2,
+def exhaustive(prob: tuning.TuneProblem, *, workers: int, budget_s: float = 0.2,
                log: Callable[[str], None] = print) -> dict[str, float]:
     """:func:`bkbench.tuning.exhaustive` with the space compiled in parallel first."""
     precompile((job("fwd", c, prob) for c in tuning.distinct(tuning.fwd_space(), prob.batch, prob.n)), workers, log)

@@ -172,7 +172,7 @@ def bwd_space() -> list[dict[str, int]]:
             for seg, L, w in BWD_SPACE for lin in BWD_LIN]
 
 
-def stage1(prob: Problem | None = None) -> list[dict[str, int]]:
+def stage1(prob: TuneProblem | None = None) -> list[dict[str, int]]:
     """Tuner stage 1: every tile at the start segment shape."""
     L, m1, mp, st, sq = FWD_START
     return [_fcfg(seg, w, L, m1, mp, st, sq) for seg, w in FWD_TILES]
@@ -185,7 +185,7 @@ def stage2(best: dict[str, int]) -> list[dict[str, int]]:
 
 
 @dataclass
-class Problem:
+class TuneProblem:
     """A tuning target: shape, dtype, coupling kind (inputs are the Laplacian + 0.5 randn at z = 1j)."""
 
     batch: int
@@ -213,7 +213,7 @@ class Problem:
         return a, k, z
 
 
-def _check(cfg: Any, prob: Problem, bwd: bool = False) -> float:
+def _check(cfg: Any, prob: TuneProblem, bwd: bool = False) -> float:
     """Relative error (max-abs / max-abs) of ``cfg`` on 4 chains of ``prob`` against float64 references:
     G from the pivot form, or (``bwd``) S_j = sum_i w_i G_ij G_ji from the float64 F/R recurrences."""
     from bkbench.kernels.bk import triton_fused as tf
@@ -242,7 +242,7 @@ def _check(cfg: Any, prob: Problem, bwd: bool = False) -> float:
     return float(np.abs(s - sref).max() / np.abs(sref).max())
 
 
-def measure_fwd(cfg_dict: dict[str, int], prob: Problem, budget_s: float = 0.25,
+def measure_fwd(cfg_dict: dict[str, int], prob: TuneProblem, budget_s: float = 0.25,
                 inputs: tuple[torch.Tensor, ...] | None = None) -> float:
     from bkbench.kernels.bk import triton_fused as tf
 
@@ -252,7 +252,7 @@ def measure_fwd(cfg_dict: dict[str, int], prob: Problem, budget_s: float = 0.25,
     return time_ms(lambda: tf.forward(a, k, z, config=cfg), budget_s, a.device.type)
 
 
-def measure_bwd(cfg_dict: dict[str, int], prob: Problem, budget_s: float = 0.25,
+def measure_bwd(cfg_dict: dict[str, int], prob: TuneProblem, budget_s: float = 0.25,
                 inputs: tuple[torch.Tensor, ...] | None = None) -> float:
     from bkbench.kernels.bk import triton_fused as tf
 
@@ -277,7 +277,7 @@ class Tuner:
     candidate starts after it, except the first one of the forward search; ``truncated``: the deadline passed.
     """
 
-    def __init__(self, prob: Problem, budget_s: float = 0.2, log: Callable[[str], None] | None = None,
+    def __init__(self, prob: TuneProblem, budget_s: float = 0.2, log: Callable[[str], None] | None = None,
                  deadline: float | None = None, first: Sequence[dict[str, int]] = (),
                  bwd_first: Sequence[dict[str, int]] = ()) -> None:
         self.prob = prob
@@ -398,7 +398,7 @@ class Tuner:
         return entry
 
 
-def tune(prob: Problem, tolerance: float = 2e-4, budget_s: float = 0.2, save: bool = True,
+def tune(prob: TuneProblem, tolerance: float = 2e-4, budget_s: float = 0.2, save: bool = True,
          log: Callable[[str], None] | None = None, with_bwd: bool = True) -> dict[str, Any]:
     """Staged search for ``prob`` (stage 1: tiles; stage 2: segment shapes and pass limits on the best tile);
     the fastest candidate that passes the float64 check wins. Returns (and by default caches) the entry.
@@ -411,7 +411,7 @@ def tune(prob: Problem, tolerance: float = 2e-4, budget_s: float = 0.2, save: bo
     return t.finish(tolerance, save)
 
 
-def exhaustive(prob: Problem, budget_s: float = 0.2) -> dict[str, float]:
+def exhaustive(prob: TuneProblem, budget_s: float = 0.2) -> dict[str, float]:
     """Forward time (ms) of every distinct config of :func:`fwd_space` on ``prob`` (inf where it fails)."""
     out = {}
     for c in distinct(fwd_space(), prob.batch, prob.n):
@@ -454,5 +454,5 @@ def default_shapes() -> list[tuple[int, int]]:
 
 
 def iter_problems(shapes: Iterable[tuple[int, int]], dtypes: Iterable[torch.dtype],
-                  couplings: Iterable[bool]) -> list[Problem]:
-    return [Problem(b, n, dt, u) for (b, n) in shapes for dt in dtypes for u in couplings]
+                  couplings: Iterable[bool]) -> list[TuneProblem]:
+    return [TuneProblem(b, n, dt, u) for (b, n) in shapes for dt in dtypes for u in couplings]

@@ -9,7 +9,7 @@ from bkbench.kernels.bk._cplx_triton import interpreting
 from bkbench import tune_compile, tuning
 from bkbench.cli import main as cli_main
 
-PROB = tuning.Problem(2, 12, torch.float32, False, device="cpu")
+PROB = tuning.TuneProblem(2, 12, torch.float32, False, device="cpu")
 
 
 cpu_interpreter = pytest.mark.skipif(not interpreting(), reason="CPU problems need TRITON_INTERPRET=1")
@@ -21,7 +21,7 @@ def test_a_job_launches_its_config_once_and_reports_what_does_not_compile():
     assert tune_compile.job("fwd", fwd, PROB) == tune_compile.job("fwd", dict(reversed(fwd.items())), PROB)
     assert tune_compile.compile_job(tune_compile.job("fwd", fwd, PROB)) is None
     assert tune_compile.compile_job(tune_compile.job("bwd", tuning.bwd_space()[0], PROB)) is None
-    uniform = tuning.Problem(3, 7, torch.bfloat16, True, device="cpu")
+    uniform = tuning.TuneProblem(3, 7, torch.bfloat16, True, device="cpu")
     assert tune_compile.compile_job(tune_compile.job("fwd", fwd, uniform)) is None
     err = tune_compile.compile_job(tune_compile.job("fwd", {**fwd, "warps": 3}, PROB))
     assert "warps" in err and "2x12 float32" in err
@@ -41,7 +41,7 @@ def test_the_pool_compiles_distinct_jobs_and_returns_the_failures():
 
 @cpu_interpreter
 def test_tune_many_yields_checked_cached_entries_in_order(cache_dir):
-    other = tuning.Problem(1, 5, torch.bfloat16, True, device="cpu")
+    other = tuning.TuneProblem(1, 5, torch.bfloat16, True, device="cpu")
     got = list(tune_compile.tune_many([PROB, other], workers=1, budget_s=0.01, with_bwd=False, log=lambda s: None))
     assert [p for p, _ in got] == [PROB, other]
     cache = tuning.load_cache()
