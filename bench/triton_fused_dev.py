@@ -1,23 +1,65 @@
 # ruff: noqa: B023  (closures are timed within the loop iteration that defines them)
-"""H100 history: this script produced the H100 development runs 1-6 (reports/triton_fused/) with the kernels of commit 969fdbc (`git show 969fdbc:bench/triton_fused_dev.py`). It reaches into kernel internals that the issue-22 rewrite replaced (one source file split in four, operands instead of k, the exact path folded in), so it no longer runs against this tree; bench/triton_fused_h200.py is its successor. It exits with this message.
+"""Development script of the fused Triton kernel ``triton_fused`` (issue 3): correctness, copy bandwidth, forward
+and backward config sweeps, the tuner against the exhaustive sweep, the final table, host cost, Nsight Compute.
 
-Device script for the ``triton_fused`` work (issue 3): correctness, copy bandwidth, config timings.
+It produced the H100 development runs 1-6 (reports/triton_fused/, with the kernels of commit 969fdbc);
+``bench/triton_fused_h200.py`` is the script of the later H200 work (issues 22 and 23). This one calls the kernel
+through its public entry points (``triton_fused``, ``forward``, ``vjp``, ``plan``, ``FusedConfig``, ``BwdConfig``)
+and the tuner (``bkbench.tuning``), so it runs against this tree.
 
-Run on a GPU machine from the repository root::
+Run on a GPU machine from the repository root (``--help`` lists the stages)::
 
-    PYTHONPATH=$PWD python3 bench/triton_fused_dev.py --out $OUT [--stage check,time,bwd,base] [--quick]
+    PYTHONPATH=$PWD python3 bench/triton_fused_dev.py --out $OUT --stage gate,tuneall,final,base2,sweep2,grad
+    PYTHONPATH=$PWD python3 bench/triton_fused_dev.py --out $OUT --stage sweep,tune,issue --deadline 500
+    TF_STORE_SET=1 PYTHONPATH=$PWD python3 bench/triton_fused_dev.py --out $OUT --stage store
+    TF_TUNE_SHAPES=sweep TF_TUNE_BWD=0 TF_SWEEP_SHAPES=256x65536 PYTHONPATH=$PWD \\
+        python3 bench/triton_fused_dev.py --out $OUT --stage tuneall,sweep2
 
-Writes ``$OUT/triton_fused_dev.json`` (environment header, every measurement) and prints a short summary.
-Timings: ``triton.testing.do_bench`` (L2 flushed before every call), median of the samples. Configs are
-compiled first in parallel worker processes (they fill Triton's on-disk cache), then timed one by one.
+and a dry run of the script's logic on the CPU (the kernels in Triton's interpreter, tiny shapes, one-shot timers;
+stages sweep and sweep2 time a slice of the tuner's space, ``_fwd_space``; the tuner, in stages tune and tuneall,
+searches its own space with its own timer, ``bkbench.tuning.time_ms`` on device "cpu"; stages gate and check need
+CUDA)::
+
+    TF_DEV_DEVICE=cpu TRITON_INTERPRET=1 PYTHONPATH=$PWD python3 bench/triton_fused_dev.py --out /tmp/tf \\
+        --stage grad,mem,sweep,tune,issue
+
+Stages (``STAGES``, run in the order given; each is skipped once ``--deadline`` seconds have passed):
+
+- ``mem``: the tile pattern alone (load a and k, split into register columns, join, store) against plain loads.
+- ``gate``: the project's correctness gate on CUDA for triton_fused (value + gradient cases, 2 seeds).
+- ``grad``: forward and backward (S) error against the float64 references (``bkbench.tuning._check``).
+- ``check``: G against the float64 reference at awkward and large shapes, fast path and ``force_exact``.
+- ``sweep``: exhaustive forward sweep of the tuner's space on SWEEP_SHAPES; its result feeds ``tune``.
+- ``tune``: the tuner (``bkbench.tuning.tune``) on SWEEP_SHAPES against ``sweep``'s times; feeds ``issue``.
+- ``issue``: forward and fwd+bwd at the issue shapes with the default config and ``tune``'s winners.
+- ``base``: the thomas and assoc_scan baselines against the default forward.
+- ``bwd``: every backward config of the tuner's space at one shape.
+- ``tuneall``: the tuner on TUNE_SHAPES x {k, scalar}, each stage's candidates compiled in parallel first.
+- ``sweep2``: exhaustive forward sweep of the tuner's space on SWEEP_SHAPES against the tuner's cached choice.
+- ``final``: the final table with the looked-up configs (eager, CUDA graph, fwd+bwd, host cost per call).
+- ``bwdlin``: the backward's ``lin_exact`` 1 against 2 at every FINAL_SHAPES x {k, scalar}.
+- ``base2``: the baselines against the forward with the looked-up config.
+- ``store``: tile x output store mode sweep, forward and backward (``TF_STORE_SET`` picks the set).
+- ``seq``: N = 1024 layouts: the two-tile kernel (seq 2) against halo'd chunks and one 1024-position tile.
+- ``host``: host cost of one eager forward (back-to-back calls, then a cProfile).
+- ``ncu``: Nsight Compute on one forward launch per NCU_CASES entry (bench/triton_fused_ncu.py).
+
+Removed: ``parts`` (the whole forward call against the exact-fallback kernel launched alone, flags read one chain
+per load against FB chains per load). The exact path is now folded into the fast kernels (no separate launch, no
+flag blocks: the helpers it called, ``_k_arg``, ``launch_fwd_exact``, ``_exact_programs``, ``_flag_block``, are
+gone); ``bench/triton_fused_h200.py --stages fold`` measures what the folded exact path costs.
+
+Environment: ``TF_DEV_DEVICE`` (``cuda``; ``cpu`` = the dry run), ``TF_SWEEP_SHAPES`` (e.g. ``256x65536``),
+``TF_TUNE_SHAPES=sweep`` (tune only SWEEP_SHAPES, k only), ``TF_TUNE_BWD`` (``0``: no backward tuning),
+``TF_STORE_SET`` (1 or 2). ``BKBENCH_CACHE_DIR`` defaults to ``--out``/cache (the tuner's cache of this run).
+
+Writes ``$OUT/triton_fused_dev.json`` (environment header, every measurement, per-stage seconds, errors), saved
+after every stage, and prints a short summary. Timings: ``triton.testing.do_bench`` (L2 flushed before every call),
+median of the samples. Configs are compiled first in parallel worker processes (they fill Triton's on-disk
+cache), then timed one by one.
 """
 
 from __future__ import annotations
-
-import sys as _sys
-
-if __name__ == "__main__":
-    _sys.exit(__doc__.split("\n\n")[0])
 
 import argparse
 import json
@@ -25,8 +67,11 @@ import math
 import os
 import sys
 import time
+from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import torch
 
@@ -34,6 +79,10 @@ ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
+# the kernel's own tile loader and column join, for stage "mem" (a jit function finds what it calls among the
+# module's globals); _triton_fused_regs gives triton and tl (stand-ins where triton is missing)
+from bkbench.kernels.bk._triton_fused_passes import _load_tile  # noqa: E402
+from bkbench.kernels.bk._triton_fused_regs import join_cols, tl, triton  # noqa: E402
 
 DEV = os.environ.get("TF_DEV_DEVICE", "cuda")  # "cpu" = dry run of the script logic under the interpreter
 
@@ -146,11 +195,12 @@ def precompile(jobs, workers: int = 15) -> list[str]:
 
 
 def stage_check(out: dict) -> None:
+    from bkbench.kernels.bk import triton_fused as tf
+
     from bkbench.accuracy import relative_error
     from bkbench.problems import Problem, make_inputs
     from bkbench.reference import reference
     from bkbench.validate import normalize
-    from bkbench.kernels.bk import triton_fused as tf
 
     P = Problem
     cases = [
@@ -184,49 +234,59 @@ def stage_check(out: dict) -> None:
         print("  FAIL", r)
 
 
+MEM_SHAPES = [(4096, 4096)]  # (B, N) of stage "mem"
+MEM_TILES = [(1, 256, 16, 8), (1, 512, 8, 8)]  # (rows, segments, L, warps): R*S*L positions per program
+if DEV == "cpu":
+    MEM_SHAPES = [(2, 512)]
+
+
+@triton.jit
+def _mem_kernel(a_ptr, sa, b_ptr, sb0, sb1, bval, c_ptr, sc0, sc1, cval, z_ptr, sz, zre, zim, g_ptr, B, N,
+                R: tl.constexpr, S: tl.constexpr, L: tl.constexpr, KM: tl.constexpr, ZM: tl.constexpr,
+                SPLIT: tl.constexpr):
+    """G = (alpha, k + Im alpha) of a [R, S, L] tile, stored as the forward stores G (one interleaved complex64
+    tile). ``SPLIT``: the kernels' own loader (``_load_tile``: alpha = a - z and k formed in registers, split into
+    L register columns) and ``join_cols``; otherwise two plain masked loads of a and k. Operands as the kernels
+    take them (``Operands.args()``)."""
+    ops = (a_ptr, sa, b_ptr, sb0, sb1, bval, c_ptr, sc0, sc1, cval, z_ptr, sz, zre, zim)
+    pid = tl.program_id(0)
+    rows = pid * R + tl.arange(0, R)
+    row_ok = rows < B
+    seg1 = tl.arange(0, S)
+    pos = seg1[None, :, None] * L + tl.arange(0, L)[None, None, :]
+    r64 = tl.where(row_ok, rows, 0).to(tl.int64)[:, None, None]
+    if SPLIT:
+        acols, kcols, ai, m = _load_tile(ops, rows, row_ok, pos, N, R, S, L, KM, ZM)
+        gre = join_cols(acols, R, S, L)
+        gim = join_cols(kcols, R, S, L) + ai[:, :, None]
+    else:
+        m = row_ok[:, None, None] & (pos < N)
+        gre = tl.load(a_ptr + r64 * sa + pos, mask=m, other=0.0)
+        gim = tl.load(b_ptr + r64 * sb0 + pos * sb1, mask=m & (pos < N - 1), other=0.0)
+    outv = tl.reshape(tl.join(gre, gim), [R, S, 2 * L])
+    p2 = seg1[None, :, None] * (2 * L) + tl.arange(0, 2 * L)[None, None, :]
+    tl.store(g_ptr + r64 * (2 * N) + p2, outv, mask=row_ok[:, None, None] & (p2 < 2 * N))
+
+
 def stage_memtest(out: dict) -> None:
-    """Ceiling of the tile pattern alone: load a, k tile, split into columns, G_i = (a_i, k_i), join, store."""
-    import triton
-    import triton.language as tl
-
-    from kernels import _triton_fused_core as core
-
-    @triton.jit
-    def _mem_kernel(a_ptr, k_ptr, z_ptr, g_ptr, B, N, R: tl.constexpr, S: tl.constexpr, L: tl.constexpr,
-                    SPLIT: tl.constexpr):
-        pid = tl.program_id(0)
-        rows = pid * R + tl.arange(0, R)
-        row_ok = rows < B
-        seg1 = tl.arange(0, S)
-        pos = seg1[None, :, None] * L + tl.arange(0, L)[None, None, :]
-        if SPLIT:
-            acols, kcols, ai, m = core._load_tile(a_ptr, k_ptr, z_ptr, rows, row_ok, pos, N, R, S, L, False)
-            gre = core.join_cols(acols, R, S, L)
-            gim = core.join_cols(kcols, R, S, L) + ai[:, :, None]
-        else:
-            r64 = rows.to(tl.int64)[:, None, None]
-            m = row_ok[:, None, None] & (pos < N)
-            gre = tl.load(a_ptr + r64 * N + pos, mask=m, other=0.0)
-            gim = tl.load(k_ptr + r64 * (N - 1) + pos, mask=m & (pos < N - 1), other=0.0)
-        outv = tl.reshape(tl.join(gre, gim), [R, S, 2 * L])
-        p2 = seg1[None, :, None] * (2 * L) + tl.arange(0, 2 * L)[None, None, :]
-        r64 = rows.to(tl.int64)[:, None, None]
-        tl.store(g_ptr + r64 * (2 * N) + p2, outv, mask=row_ok[:, None, None] & (p2 < 2 * N))
+    """Ceiling of the tile pattern alone (``_mem_kernel``): load a, k tile, split into columns, G_i = (a_i, k_i),
+    join, store, against plain loads; per-position k, GB/s as % of the copy bandwidth."""
+    from bkbench.kernels.bk._triton_fused_launch import from_kernel_convention
 
     bw = out["bandwidth"]["copy_GBps"]
     rows = []
-    for (b, n) in [(4096, 4096)]:
+    for (b, n) in MEM_SHAPES:
         a, k, z = _inputs(b, n, False)
-        g = torch.empty(b, n, dtype=torch.complex64, device="cuda")
+        ops = from_kernel_convention(a, k, z)
+        g = torch.empty(b, n, dtype=torch.complex64, device=DEV)
         gv = torch.view_as_real(g)
-        zv = torch.view_as_real(z)
-        for (R, S, L, w) in [(1, 256, 16, 8), (1, 512, 8, 8)]:
+        for (R, S, L, w) in MEM_TILES:
             S2 = n // L
             R2 = max(1, (R * S) // S2)
             for split in (False, True):
                 def f():
-                    return _mem_kernel[(math.ceil(b / R2),)](a, k, zv, gv, b, n, R=R2, S=S2, L=L, SPLIT=split,
-                                                                                num_warps=w)
+                    return _mem_kernel[(math.ceil(b / R2),)](*ops.args(), gv, b, n, R=R2, S=S2, L=L, KM=ops.km,
+                                                             ZM=ops.zm, SPLIT=split, num_warps=w)
                 try:
                     f()
                     ms = _median_ms(f)
@@ -268,13 +328,14 @@ def stage_gate(out: dict) -> None:
 
 
 def stage_gradcheck(out: dict) -> None:
-    from bkbench import tuning
     from bkbench.kernels.bk import triton_fused as tf
+
+    from bkbench import tuning
 
     rows = []
     shapes = [(4, 65536, False), (4, 65536, True), (4, 1000, False)]
     for (b, n, u) in (shapes if DEV == "cuda" else [(2, 40, False)]):
-        prob = tuning.Problem(b, n, torch.float32, u, device=DEV)
+        prob = tuning.TuneProblem(b, n, torch.float32, u, device=DEV)
         e_f = tuning._check(tf.FusedConfig(), prob)
         e_b = tuning._check(tf.BwdConfig(), prob, bwd=True)
         rows.append({"B": b, "N": n, "scalar": u, "fwd_err": e_f, "bwd_err": e_b})
@@ -291,6 +352,17 @@ if DEV == "cpu":
     ISSUE_SHAPES = [(2, 64), (1, 300)]
 
 
+def _fwd_space() -> list[dict[str, int]]:
+    """The forward configs that stages sweep and sweep2 time: the tuner's space (``tuning.fwd_space``); in the CPU
+    dry run a slice of it (the seg 64 configs and the first seg 256 one), so that the interpreter gets through."""
+    from bkbench import tuning
+
+    space = tuning.fwd_space()
+    if DEV == "cpu":
+        return [c for c in space if c["seg"] == 64] + [c for c in space if c["seg"] == 256][:1]
+    return space
+
+
 def _time_fwd(cfg: dict, b: int, n: int, sc: bool) -> dict:
     from bkbench.kernels.bk import triton_fused as tf
 
@@ -303,12 +375,10 @@ def _time_fwd(cfg: dict, b: int, n: int, sc: bool) -> dict:
 
 def stage_sweep(out: dict, path: Path) -> dict:
     """Exhaustive forward sweep of the tuner's space on SWEEP_SHAPES (per-position k)."""
-    from bkbench import tuning
-
-    space = tuning.fwd_space()
-    jobs = [(c, b, n, False) for (b, n) in SWEEP_SHAPES for c in space]
     from bkbench.kernels.bk import triton_fused as tf
 
+    space = _fwd_space()
+    jobs = [(c, b, n, False) for (b, n) in SWEEP_SHAPES for c in space]
     dflt = tf.FusedConfig().to_dict()
     jobs += [(dflt, b, n, sc) for (b, n) in ISSUE_SHAPES for sc in (False, True)]
     t0 = time.time()
@@ -342,7 +412,7 @@ def stage_tune(out: dict, sweep: dict, path: Path) -> dict:
     rows = []
     winners = {}
     for (b, n) in SWEEP_SHAPES:
-        prob = tuning.Problem(b, n, torch.float32, False, device=DEV)
+        prob = tuning.TuneProblem(b, n, torch.float32, False, device=DEV)
         t0 = time.time()
         entry = tuning.tune(prob, budget_s=0.15, with_bwd=False, log=print)
         kk = json.dumps(entry["config"], sort_keys=True)
@@ -367,7 +437,6 @@ def stage_tune(out: dict, sweep: dict, path: Path) -> dict:
 
 def stage_issue(out: dict, winners: dict, path: Path) -> None:
     """Forward (k and scalar) and fwd+bwd at the issue shapes with the default and the tuned configs."""
-    from bkbench import tuning
     from bkbench.kernels.bk import triton_fused as tf
 
     cfgs = [tf.FusedConfig().to_dict()] + [c for c in winners.values()]
@@ -425,12 +494,12 @@ def stage_issue(out: dict, winners: dict, path: Path) -> None:
                   f"{fb_us:8.1f} us (x{best.get('fwdbwd_ratio', math.nan):.2f}) "
                   f"{'default' if best['default'] else best['cfg']}", flush=True)
     _save(out, path)
-    del tuning
 
 
 def stage_baselines(out: dict, path: Path) -> None:
-    from bkbench.registry import default_registry
     from bkbench.kernels.bk import triton_fused as tf
+
+    from bkbench.registry import default_registry
 
     reg = default_registry()
     rows = []
@@ -460,8 +529,9 @@ def stage_baselines(out: dict, path: Path) -> None:
 
 
 def stage_bwdsweep(out: dict, path: Path) -> None:
-    from bkbench import tuning
     from bkbench.kernels.bk import triton_fused as tf
+
+    from bkbench import tuning
 
     rows = []
     b, n = (4096, 4096) if DEV == "cuda" else (2, 64)
@@ -500,7 +570,7 @@ def stage_tuneall(out: dict, path: Path) -> None:
     candidates compiled in parallel first; then the backward configs. Winners go to the cache."""
     from bkbench import tuning
 
-    probs = [tuning.Problem(b, n, torch.float32, u, device=DEV) for (b, n) in TUNE_SHAPES for u in TUNE_COUPLINGS]
+    probs = [tuning.TuneProblem(b, n, torch.float32, u, device=DEV) for (b, n) in TUNE_SHAPES for u in TUNE_COUPLINGS]
     tuners = [tuning.Tuner(p, budget_s=0.15, log=print) for p in probs]
     from bkbench.kernels.bk import triton_fused as tf
 
@@ -540,7 +610,7 @@ def stage_sweep2(out: dict, path: Path) -> None:
     """Exhaustive sweep of the tuner's forward space on SWEEP_SHAPES; compare with the tuned choice."""
     from bkbench import tuning
 
-    spaces = {(b, n): tuning.distinct(tuning.fwd_space(), b, n) for (b, n) in SWEEP_SHAPES}
+    spaces = {(b, n): tuning.distinct(_fwd_space(), b, n) for (b, n) in SWEEP_SHAPES}
     t0 = time.time()
     errs = precompile([(c, b, n, False) for (b, n) in SWEEP_SHAPES for c in spaces[(b, n)]])
     print(f"sweep: compiled in {time.time() - t0:.0f}s ({len(errs)} errors)", flush=True)
@@ -589,7 +659,6 @@ def _looked_up_final() -> dict[tuple, tuple]:
 def stage_final(out: dict, path: Path) -> None:
     """The final table: tuned configs from the cache (defaults where a bucket is untuned)."""
     import triton.testing
-
     from bkbench.kernels.bk import triton_fused as tf
 
     cfgs = _looked_up_final()
@@ -683,8 +752,9 @@ def stage_bwdlin(out: dict, path: Path) -> None:
 
 
 def stage_base2(out: dict, path: Path) -> None:
-    from bkbench.registry import default_registry
     from bkbench.kernels.bk import triton_fused as tf
+
+    from bkbench.registry import default_registry
 
     reg = default_registry()
     rows = []
@@ -772,47 +842,6 @@ def stage_seq(out: dict, path: Path) -> None:
                       f"(graph {gms * 1e3:6.1f}) {r['pct_copy']:5.1f}% flagged {r['flagged']}", flush=True)
     out["seq"] = rows
     _save(out, path)
-
-
-PARTS_SHAPES = [(16384, 1024), (4096, 4096), (1024, 16384), (256, 65536)]
-if DEV == "cpu":
-    PARTS_SHAPES = [(9, 300)]
-
-
-def stage_parts(out: dict, path: Path) -> None:
-    """Where a forward call's GPU time goes: the whole call against the exact-fallback kernel alone (no chain
-    flagged, so it only reads the flags), with the flags read one chain per load (FB 1, the layout before
-    ``_next_flagged`` blocks) and FB chains per load (the shipped ``_flag_block``); CUDA-graph replay, per
-    PARTS_SHAPES x {k, scalar}, with the looked-up forward config."""
-    from bkbench import tuning
-    from bkbench.kernels.bk import triton_fused as tf
-
-    rows = []
-    for (b, n) in PARTS_SHAPES:
-        for sc in (False, True):
-            a, k, z = _inputs(b, n, sc)
-            fc, _ = tuning.lookup(a, k)
-            p = tf.plan(fc, b, n)
-            g, fl = tf.forward(a, k, z, config=fc, return_flags=True)
-            kk = tf._k_arg(a, k, sc)
-            zv = torch.view_as_real(z)
-            gv = torch.view_as_real(g)
-
-            def exact(fb):
-                tf.launch_fwd_exact(a, kk, zv, gv, fl, p.NCH, sc, fb=fb)
-
-            r = {"B": b, "N": n, "scalar": sc, "cfg": fc.to_dict(), "NCH": p.NCH, "flagged": int(fl.sum()),
-                 "exact_programs": tf._exact_programs(b, a.device), "fb": tf._flag_block(p.NCH),
-                 "call_graph_ms": _graph_ms(lambda: tf.forward(a, k, z, config=fc)),
-                 "call_eager_ms": _median_ms(lambda: tf.forward(a, k, z, config=fc), rep=100),
-                 "exact_fb1_graph_ms": _graph_ms(lambda: exact(1)),
-                 "exact_graph_ms": _graph_ms(lambda: exact(tf._flag_block(p.NCH)))}
-            rows.append(r)
-            print(f"PARTS B{b:>6} N{n:>6} {'scalar' if sc else 'k     '} call graph {r['call_graph_ms'] * 1e3:7.1f} "
-                  f"eager {r['call_eager_ms'] * 1e3:7.1f} us | exact alone FB1 {r['exact_fb1_graph_ms'] * 1e3:6.1f} "
-                  f"FB{r['fb']} {r['exact_graph_ms'] * 1e3:6.1f} us | flagged {r['flagged']}", flush=True)
-            out["parts"] = rows
-            _save(out, path)
 
 
 def stage_host(out: dict, path: Path) -> None:
@@ -1025,20 +1054,68 @@ def stage_store(out: dict, path: Path) -> None:
     _save(out, path)
 
 
+@dataclass(frozen=True)
+class Stage:
+    """One entry of :data:`STAGES`. ``run`` is called with the run's state named by ``needs``, in that order:
+    ``out`` (the JSON dict), ``path`` (the output folder), ``sweep`` (stage sweep's times, {} unless it ran
+    earlier in this run), ``winners`` (stage tune's configs, likewise); ``gives``: the state that ``run``'s return
+    value becomes, for a later stage's ``needs``."""
+
+    run: Callable[..., Any]
+    about: str
+    needs: tuple[str, ...] = ("out", "path")
+    gives: str | None = None
+
+
+STAGES: dict[str, Stage] = {
+    "mem": Stage(stage_memtest, "the tile pattern alone (load, split into columns, join, store) against plain loads",
+                 ("out",)),
+    "gate": Stage(stage_gate, "the project's correctness gate on CUDA for triton_fused (value + gradient, 2 seeds)",
+                  ("out",)),
+    "grad": Stage(stage_gradcheck, "forward and backward (S) error against the float64 references", ("out",)),
+    "check": Stage(stage_check, "G against float64 at awkward and large shapes, fast path and force_exact", ("out",)),
+    "sweep": Stage(stage_sweep, "exhaustive forward sweep of the tuner's space on SWEEP_SHAPES", gives="sweep"),
+    "tune": Stage(stage_tune, "the tuner on SWEEP_SHAPES against the sweep's times", ("out", "sweep", "path"),
+                  gives="winners"),
+    "issue": Stage(stage_issue, "forward and fwd+bwd at the issue shapes, default config and tune's winners",
+                   ("out", "winners", "path")),
+    "base": Stage(stage_baselines, "the thomas and assoc_scan baselines against the default forward"),
+    "bwd": Stage(stage_bwdsweep, "every backward config of the tuner's space at one shape"),
+    "tuneall": Stage(stage_tuneall, "the tuner on TUNE_SHAPES x {k, scalar}, candidates compiled in parallel"),
+    "sweep2": Stage(stage_sweep2, "exhaustive forward sweep on SWEEP_SHAPES against the tuner's cached choice"),
+    "final": Stage(stage_final, "the final table with the looked-up configs (eager, graph, fwd+bwd, host)"),
+    "bwdlin": Stage(stage_bwdlin, "the backward's lin_exact 1 against 2 at every FINAL_SHAPES x {k, scalar}"),
+    "base2": Stage(stage_base2, "the baselines against the forward with the looked-up config"),
+    "store": Stage(stage_store, "tile x output store mode sweep, forward and backward (TF_STORE_SET)"),
+    "seq": Stage(stage_seq, "N = 1024 layouts: two-tile kernel (seq 2) against halo'd chunks and one L 32 tile"),
+    "host": Stage(stage_host, "host cost of one eager forward (back-to-back calls, then a cProfile)"),
+    "ncu": Stage(stage_ncu, "Nsight Compute on one forward launch per NCU_CASES entry"),
+}
+DEFAULT_STAGES = "gate,tuneall,final,base2,sweep2,grad"
+
+
+def _stage_list() -> str:
+    """The stage table for ``--help``."""
+    lines = ["stages (--stage, comma-separated, run in the order given):"]
+    for name, st in STAGES.items():
+        uses = [k for k in st.needs if k not in ("out", "path")]
+        lines.append(f"  {name:8s} {st.about}" + (f" [uses: {', '.join(uses)}]" if uses else ""))
+    return "\n".join(lines)
+
+
 def main() -> None:
-    ap = argparse.ArgumentParser()
-    ap.add_argument("--out", default=os.environ.get("OUT", "."))
-    ap.add_argument("--stage", default="gate,tuneall,final,base2,sweep2,grad")
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], epilog=_stage_list(),
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--out", default=os.environ.get("OUT", "."), help="output folder (default: $OUT or .)")
+    ap.add_argument("--stage", default=DEFAULT_STAGES, help=f"stages to run (default: {DEFAULT_STAGES})")
     ap.add_argument("--deadline", type=float, default=330.0, help="start no stage after this many seconds")
     args = ap.parse_args()
+    stages = [st for st in args.stage.split(",") if st]
+    unknown = [st for st in stages if st not in STAGES]
+    if unknown:
+        ap.error(f"--stage: unknown stage(s) {', '.join(unknown)}; known: {', '.join(STAGES)}")
     path = Path(args.out)
     os.environ.setdefault("BKBENCH_CACHE_DIR", str(path / "cache"))
-    if DEV == "cpu":  # dry run: one-shot timers, a small slice of the space
-        from bkbench import tuning
-
-        full = tuning.fwd_space
-        tuning.fwd_space = lambda: [c for c in full() if c["seg"] == 64] + [c for c in full() if c["seg"] == 256][:1]
-        tuning.time_ms = lambda fn, budget_s=0.0: _median_ms(fn)
     from bkbench.env import environment
 
     out: dict = {"environment": environment(measure_bandwidth=False)}
@@ -1046,62 +1123,26 @@ def main() -> None:
     out["bandwidth"] = copy_bandwidth()
     bwd = out["bandwidth"]
     print(f"copy {bwd['copy_GBps']:.0f} GB/s, torch.complex(a,k) {bwd['complex_ab_GBps']:.0f} GB/s")
-    stages = args.stage.split(",")
-    sweep: dict = {}
-    winners: dict = {}
+    state: dict[str, Any] = {"out": out, "path": path, "sweep": {}, "winners": {}}
     try:
-        for st in stages:
+        for name in stages:
+            stage = STAGES[name]
             ts = time.time()
             if ts - t0 > args.deadline:
-                print(f"[skip stage {st}: past the deadline]")
-                out.setdefault("skipped", []).append(st)
+                print(f"[skip stage {name}: past the deadline]")
+                out.setdefault("skipped", []).append(name)
                 continue
             try:
-                if st == "mem":
-                    stage_memtest(out)
-                elif st == "gate":
-                    stage_gate(out)
-                elif st == "grad":
-                    stage_gradcheck(out)
-                elif st == "check":
-                    stage_check(out)
-                elif st == "sweep":
-                    sweep = stage_sweep(out, path)
-                elif st == "tune":
-                    winners = stage_tune(out, sweep, path)
-                elif st == "issue":
-                    stage_issue(out, winners, path)
-                elif st == "base":
-                    stage_baselines(out, path)
-                elif st == "bwd":
-                    stage_bwdsweep(out, path)
-                elif st == "tuneall":
-                    stage_tuneall(out, path)
-                elif st == "sweep2":
-                    stage_sweep2(out, path)
-                elif st == "final":
-                    stage_final(out, path)
-                elif st == "bwdlin":
-                    stage_bwdlin(out, path)
-                elif st == "base2":
-                    stage_base2(out, path)
-                elif st == "store":
-                    stage_store(out, path)
-                elif st == "seq":
-                    stage_seq(out, path)
-                elif st == "parts":
-                    stage_parts(out, path)
-                elif st == "host":
-                    stage_host(out, path)
-                elif st == "ncu":
-                    stage_ncu(out, path)
+                result = stage.run(*(state[k] for k in stage.needs))
+                if stage.gives:
+                    state[stage.gives] = result
             except Exception as exc:
                 import traceback
 
                 traceback.print_exc()
-                out.setdefault("errors", []).append(f"stage {st}: {type(exc).__name__}: {exc}"[:600])
-            out.setdefault("stage_s", {})[st] = time.time() - ts
-            print(f"[stage {st} {time.time() - ts:.0f}s, total {time.time() - t0:.0f}s]", flush=True)
+                out.setdefault("errors", []).append(f"stage {name}: {type(exc).__name__}: {exc}"[:600])
+            out.setdefault("stage_s", {})[name] = time.time() - ts
+            print(f"[stage {name} {time.time() - ts:.0f}s, total {time.time() - t0:.0f}s]", flush=True)
             _save(out, path)
     finally:
         out["wall_s"] = time.time() - t0
