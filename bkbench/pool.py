@@ -1,10 +1,10 @@
 """Persistent worker processes and the loop that feeds them cases: used by runs, executor jobs and the warm-up.
 
-A :class:`WorkerHandle` owns one ``python -m bkbench.worker`` process (protocol in :mod:`bkbench.worker`) and
-turns whatever happens to a case into a row: the worker's own result row, or — when the worker dies or does
-not answer within the case's timeout — a ``crash`` / ``timeout`` row made here (the worker's process group is
-killed and a fresh worker takes the next case). Every row is tagged with the host, GPU name, GPU index
-(``CUDA_VISIBLE_DEVICES`` of the worker) and GPU UUID it ran on.
+A :class:`WorkerHandle` owns one ``python -m bkbench.worker`` process (a :class:`~bkbench.worker_protocol.
+WorkerProcess`; its requests in :mod:`bkbench.worker`) and turns whatever happens to a case into a row: the
+worker's own result row, or — when the worker dies or does not answer within the case's timeout — a ``crash`` /
+``timeout`` row made here (the worker's process group is killed and a fresh worker takes the next case). Every
+row is tagged with the host, GPU name, GPU index (``CUDA_VISIBLE_DEVICES`` of the worker) and GPU UUID it ran on.
 
 :func:`drive` feeds batches of cases to a list of workers (one thread each, one shared queue, so a slow case
 does not hold the others back) and hands every row to a callback in the calling thread, with a progress bar.
@@ -12,14 +12,9 @@ does not hold the others back) and hands every row to a callback in the calling 
 
 from __future__ import annotations
 
-import json
 import os
 import queue
-import select
-import signal
 import socket
-import subprocess
-import sys
 import threading
 import time
 from collections.abc import Callable, Sequence
@@ -27,27 +22,18 @@ from pathlib import Path
 from typing import Any
 
 from bkbench.suites import CaseSpec
+from bkbench.worker_protocol import (
+    WorkerDied,
+    WorkerProcess,
+    WorkerTimeout,
+    module_command,
+    signal_name,
+)
 
 STARTUP_TIMEOUT_S = 300.0
 ROOT = Path(__file__).resolve().parent.parent
 # row statuses after which the rest of a batch is not run (``drive(..., stop_batch_on=...)``)
 BROKEN_STATUSES = ("crash", "timeout")
-
-
-class WorkerDied(RuntimeError):
-    pass
-
-
-def signal_name(code: int | None) -> str:
-    """A process exit status in words: ``killed by signal SIGSEGV (11)``, ``exited with code 3``."""
-    if code is None:
-        return "still running"
-    if code < 0:
-        try:
-            return f"killed by signal {signal.Signals(-code).name} ({-code})"
-        except ValueError:
-            return f"killed by signal {-code}"
-    return f"exited with code {code}"
 
 
 def error_row(spec: CaseSpec, status: str, reason: str, **extra: Any) -> dict[str, Any]:
@@ -75,113 +61,39 @@ class WorkerHandle:
         self.log_path = Path(log_dir) / f"worker-{name}.log"
         self.measure_bandwidth = measure_bandwidth
         self.extra_env = dict(extra_env or {})
-        self.proc: subprocess.Popen[bytes] | None = None
-        self.fd: int | None = None
-        self.buf = b""
+        self.proc = WorkerProcess(name, module_command("bkbench.worker"), self.log_path, pythonpath=[ROOT])
         self.env: dict[str, Any] = {}
         self.starts = 0
 
     # -- process management -----------------------------------------------------------------------------
     def start(self) -> dict[str, Any]:
-        read_fd, write_fd = os.pipe()
-        env = dict(os.environ)
-        env.update(self.extra_env)
-        env["BKBENCH_WORKER_FD"] = str(write_fd)
+        env = dict(self.extra_env)
         env["BKBENCH_DEVICE"] = self.device
-        env["BKBENCH_PARENT_PID"] = str(os.getpid())
         env["BKBENCH_PLUGINS"] = ",".join(self.plugins)
         env["BKBENCH_BANDWIDTH"] = "1" if (self.measure_bandwidth and self.starts == 0 and not self.known_bw) else "0"
         if self.known_bw:
             env["BKBENCH_COPY_BW"] = str(self.known_bw)
-        env["PYTHONPATH"] = os.pathsep.join(p for p in (str(ROOT), env.get("PYTHONPATH", "")) if p)
         if self.cuda_index is not None:
             env["CUDA_VISIBLE_DEVICES"] = str(self.cuda_index)
-        self.log_path.parent.mkdir(parents=True, exist_ok=True)
-        log = open(self.log_path, "ab")
-        log.write(f"\n=== worker start {time.strftime('%Y-%m-%d %H:%M:%S')}\n".encode())
-        log.flush()
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "bkbench.worker"], stdin=subprocess.PIPE, stdout=log, stderr=subprocess.STDOUT,
-            pass_fds=(write_fd,), env=env, start_new_session=True, cwd=os.getcwd(),
-        )
-        log.close()
-        os.close(write_fd)
-        self.fd, self.buf = read_fd, b""
+        self.proc.env = env
         self.starts += 1
-        msg = self._read(time.monotonic() + STARTUP_TIMEOUT_S)
-        if msg is None or msg.get("op") != "hello":
-            tail = self.log_tail()
-            self.kill()
-            raise RuntimeError(f"worker {self.name} did not start: {tail}")
+        msg = self.proc.start(STARTUP_TIMEOUT_S)  # WorkerError "worker <name> did not start: <log tail>"
         if self.starts == 1 or msg.get("env", {}).get("copy_bandwidth_gbs"):
             self.env = msg.get("env", {})
         return self.env
 
     def alive(self) -> bool:
-        return self.proc is not None and self.proc.poll() is None
+        return self.proc.alive()
 
     def kill(self) -> int | None:
         """Kill the worker's whole process group (it runs in its own session); returns its exit status."""
-        if self.proc is None:
-            return None
-        if self.proc.poll() is None:
-            try:
-                os.killpg(self.proc.pid, signal.SIGKILL)
-            except (ProcessLookupError, PermissionError):
-                pass
-        try:
-            code = self.proc.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            code = None
-        self._close()
-        return code
-
-    def _close(self) -> None:
-        if self.fd is not None:
-            os.close(self.fd)
-            self.fd = None
-        if self.proc is not None and self.proc.stdin:
-            try:
-                self.proc.stdin.close()
-            except OSError:
-                pass
-        self.proc = None
+        return self.proc.kill()
 
     def stop(self) -> None:
-        if self.alive():
-            try:
-                assert self.proc is not None and self.proc.stdin is not None
-                self.proc.stdin.write(b'{"op": "exit"}\n')
-                self.proc.stdin.flush()
-                self.proc.wait(timeout=10)
-            except Exception:
-                pass
-        self.kill()
+        self.proc.stop(timeout_s=10)
 
     def log_tail(self, chars: int = 1500) -> str:
-        try:
-            data = self.log_path.read_bytes()[-chars:]
-        except OSError:
-            return ""
-        return data.decode(errors="replace").strip()
-
-    # -- protocol -----------------------------------------------------------------------------------------
-    def _read(self, deadline: float) -> dict[str, Any] | None:
-        """Next message, None on timeout; raises WorkerDied on EOF."""
-        assert self.fd is not None
-        while b"\n" not in self.buf:
-            left = deadline - time.monotonic()
-            if left <= 0:
-                return None
-            ready, _, _ = select.select([self.fd], [], [], min(left, 1.0))
-            if not ready:
-                continue
-            chunk = os.read(self.fd, 1 << 16)
-            if not chunk:
-                raise WorkerDied()
-            self.buf += chunk
-        line, self.buf = self.buf.split(b"\n", 1)
-        return json.loads(line)
+        return self.proc.log_tail(chars)
 
     def where(self) -> dict[str, Any]:
         """Where this worker's cases run: host, GPU name and index (GPU runs), worker name."""
@@ -202,34 +114,29 @@ class WorkerHandle:
     def _run(self, spec: CaseSpec, timeout_s: float, op: str) -> dict[str, Any]:
         if not self.alive():
             self.start()
-        assert self.proc is not None and self.proc.stdin is not None
         t0 = time.monotonic()
         stage = "sending"
+
+        def on_progress(msg: dict[str, Any]) -> None:
+            nonlocal stage
+            stage = msg.get("stage", stage)
+
         try:
-            self.proc.stdin.write((json.dumps({"op": op, "spec": spec.to_dict()}) + "\n").encode())
-            self.proc.stdin.flush()
-            deadline = t0 + timeout_s
-            while True:
-                msg = self._read(deadline)
-                if msg is None:
-                    self.kill()
-                    return error_row(spec, "timeout", f"no result within {timeout_s:g} s (stage: {stage}); worker "
-                                     "killed", wall_s=time.monotonic() - t0, stage=stage,
-                                     worker_log=str(self.log_path))
-                if msg.get("op") == "stage":
-                    stage = msg.get("stage", stage)
-                elif msg.get("op") == "result":
-                    row = msg["row"]
-                    if msg.get("fatal"):
-                        row["worker_restarted"] = True
-                        self.kill()
-                    return row
-        except (WorkerDied, BrokenPipeError, OSError):
-            code = self.proc.wait(timeout=30) if self.proc is not None else None
-            tail = self.log_tail()
-            self._close()
-            return error_row(spec, "crash", f"worker {signal_name(code)} during {stage}", wall_s=time.monotonic() - t0,
-                             stage=stage, worker_log_tail=tail[-1200:], worker_log=str(self.log_path))
+            ans = self.proc.request(op, timeout_s=timeout_s, on_progress=on_progress, spec=spec.to_dict())
+        except WorkerTimeout:
+            self.kill()
+            return error_row(spec, "timeout", f"no result within {timeout_s:g} s (stage: {stage}); worker "
+                             "killed", wall_s=time.monotonic() - t0, stage=stage, worker_log=str(self.log_path))
+        except WorkerDied as exc:
+            self.proc.close()
+            return error_row(spec, "crash", f"worker {signal_name(exc.code)} during {stage}",
+                             wall_s=time.monotonic() - t0, stage=stage, worker_log_tail=exc.log_tail[-1200:],
+                             worker_log=str(self.log_path))
+        row = ans["row"]
+        if ans.get("fatal"):
+            row["worker_restarted"] = True
+            self.kill()
+        return row
 
 
 def drive(workers: Sequence[WorkerHandle], batches: Sequence[Sequence[CaseSpec]], on_row: Callable[[dict], None], *,

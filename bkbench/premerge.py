@@ -53,68 +53,52 @@ from bkbench.premerge_git import (  # noqa: F401 - re-exported: tests and caller
     merge_base,
     repo_root,
 )
+from bkbench.worker_protocol import WorkerError, WorkerProcess, script_command
 
 HERE = Path(__file__).resolve().parent
 DEFAULT_THRESHOLD = {"cpu": 0.25, "cuda": 0.10}
 DEFAULT_SHAPES = {"cpu": [(8, 1024, "float32")], "cuda": [(1024, 4096, "float32"), (16384, 4096, "float32")]}
-BOOT = "import runpy, sys; sys.argv = sys.argv[1:]; runpy.run_path(sys.argv[0], run_name='__main__')"
 
 
 # -- workers -------------------------------------------------------------------------------------------------------
-class WorkerError(RuntimeError):
-    pass
-
-
 class WorkerProc:
-    """One timing worker over ``tree`` (see bkbench/premerge_worker.py)."""
+    """One timing worker over ``tree`` (see bkbench/premerge_worker.py), started at once (it says hello before it
+    imports anything of the tree). Its failures are :class:`WorkerError` ``<label> worker exited with status
+    <code>; log tail: ...``, ``<label> worker died (<error>); log tail: ...`` or, for a request it answered with an
+    error, ``<label>: <error>``."""
 
     def __init__(self, label: str, tree: Path, log_dir: Path, threads: int = 0) -> None:
         self.label = label
         self.tree = tree
         self.log_path = log_dir / f"worker-{label}.log"
-        self._log = open(self.log_path, "w")  # noqa: SIM115 - closed in close()
-        env = dict(os.environ)
-        env["PYTHONPATH"] = os.pathsep.join([str(tree), *filter(None, [os.environ.get("PYTHONPATH")])])
-        env.pop("BKBENCH_BENCH_INTERPRETED", None)
-        cmd = [sys.executable, "-c", BOOT, str(HERE / "premerge_worker.py"), "--threads", str(threads)]
-        self.proc = subprocess.Popen(cmd, cwd=tree, env=env, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                                     stderr=self._log, text=True, bufsize=1)
+        self.proc = WorkerProcess(label, script_command(HERE / "premerge_worker.py", "--threads", str(threads)),
+                                  self.log_path, pythonpath=[tree], unset=["BKBENCH_BENCH_INTERPRETED"], cwd=tree,
+                                  append_log=False)
+        try:
+            self.proc.start()
+        except WorkerError as exc:
+            raise self._error(exc) from None
 
     def ask(self, op: str, **fields: Any) -> dict[str, Any]:
-        if self.proc.poll() is not None:
-            raise WorkerError(f"{self.label} worker exited with status {self.proc.returncode}; {self.log_tail()}")
         try:
-            assert self.proc.stdin is not None and self.proc.stdout is not None
-            self.proc.stdin.write(json.dumps({"op": op, **fields}) + "\n")
-            self.proc.stdin.flush()
-            line = self.proc.stdout.readline()
-        except (BrokenPipeError, OSError) as exc:
-            raise WorkerError(f"{self.label} worker died ({exc}); {self.log_tail()}") from None
-        if not line:
-            self.proc.wait(timeout=30)
-            raise WorkerError(f"{self.label} worker exited with status {self.proc.returncode}; {self.log_tail()}")
-        ans = json.loads(line)
+            ans = self.proc.request(op, **fields)
+        except WorkerError as exc:
+            raise self._error(exc) from None
         if not ans.get("ok"):
             raise WorkerError(f"{self.label}: {ans.get('error')}")
         return ans
 
+    def _error(self, exc: WorkerError) -> WorkerError:
+        if exc.cause is not None:
+            return WorkerError(f"{self.label} worker died ({exc.cause}); {self.log_tail()}", exc.code, exc.cause)
+        return WorkerError(f"{self.label} worker exited with status {exc.code}; {self.log_tail()}", exc.code)
+
     def log_tail(self, chars: int = 1500) -> str:
-        self._log.flush()
-        text = self.log_path.read_text(errors="replace")[-chars:].strip()
+        text = self.proc.log_tail(chars)
         return f"log tail:\n{text}" if text else "(empty log)"
 
     def close(self) -> None:
-        try:
-            if self.proc.poll() is None:
-                assert self.proc.stdin is not None
-                self.proc.stdin.write(json.dumps({"op": "exit"}) + "\n")
-                self.proc.stdin.flush()
-                self.proc.wait(timeout=30)
-        except (OSError, subprocess.TimeoutExpired, ValueError):
-            self.proc.kill()
-            self.proc.wait()
-        finally:
-            self._log.close()
+        self.proc.stop(timeout_s=30)
 
 
 # -- report ---------------------------------------------------------------------------------------------------------

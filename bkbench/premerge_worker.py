@@ -8,8 +8,9 @@ so ``bkbench`` and ``kernels`` are imported from ``<tree>`` (the base export or 
 file and the measuring code it loads by path (``benchcase.py``, ``timing.py``, ``benchtimer.py``, siblings of
 this file) always come from the working tree: both sides are prepared and timed by identical code.
 
-Protocol: JSON lines. Requests on stdin, answers on the process's *original* stdout; after start-up fd 1 is
-pointed at stderr, so whatever a kernel prints cannot corrupt the protocol.
+Protocol: :mod:`bkbench.worker_protocol` (loaded by path from the working tree too): JSON-line requests on stdin,
+the hello handshake and the answers on the pipe ``$BKBENCH_WORKER_FD``; stdout and stderr go to the worker's log,
+so whatever a kernel prints cannot corrupt the protocol. The requests (answers ``{"op": "answer", "ok", ...}``):
 
     {"op": "hello"}                                   -> {"ok", "bkbench", "kernels", "impls": [...], "failures"}
     {"op": "prepare", "impl", "batch", "n", "dtype", "device"}
@@ -32,12 +33,9 @@ from __future__ import annotations
 
 import argparse
 import importlib.util
-import json
-import os
 import statistics
 import sys
 import time
-import traceback
 from pathlib import Path
 from typing import Any
 
@@ -146,29 +144,15 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="premerge_worker")
     parser.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: leave torch's default)")
     args = parser.parse_args(argv)
-    proto = os.fdopen(os.dup(1), "w", buffering=1)
-    os.dup2(2, 1)  # kernel prints (Python or C) go to stderr
-    sys.stdout = sys.stderr
+    protocol = _load("worker_protocol")
+    channel = protocol.connect()
+    channel.hello()
     if args.threads > 0:
         import torch
 
         torch.set_num_threads(args.threads)
     worker = Worker()
-    ops = {"hello": worker.hello, "prepare": worker.prepare, "time": worker.time}
-    for line in sys.stdin:
-        if not line.strip():
-            continue
-        req = json.loads(line)
-        if req.get("op") == "exit":
-            break
-        try:
-            ans = {"ok": True, **ops[req["op"]](req)}
-        except Exception as exc:
-            tb = traceback.extract_tb(exc.__traceback__)
-            where = f" at {Path(tb[-1].filename).name}:{tb[-1].lineno}" if tb else ""
-            ans = {"ok": False, "error": f"{type(exc).__name__}: {exc}{where}"}
-        proto.write(json.dumps(ans) + "\n")
-        proto.flush()
+    protocol.serve(channel, {"hello": worker.hello, "prepare": worker.prepare, "time": worker.time})
     return 0
 
 

@@ -1,11 +1,12 @@
 """The worker process of the suite runner: ``python -m bkbench.worker`` (started by :mod:`bkbench.runner`).
 
 It runs cases one at a time and answers each with one result row, so that whatever a case does — an illegal
-memory access, a segfault, a hang, an OOM — costs at most this process, never the run. Protocol (JSON lines):
+memory access, a segfault, a hang, an OOM — costs at most this process, never the run. Protocol:
+:mod:`bkbench.worker_protocol` (JSON lines; the parent is :class:`bkbench.pool.WorkerHandle`):
 
     parent -> worker (stdin):             {"op": "case" | "warm", "spec": {...CaseSpec...}} | {"op": "exit"}
     worker -> parent (fd $BKBENCH_WORKER_FD): {"op": "hello", "pid", "env"} once, then per case
-                                          {"op": "stage", "stage"} ... {"op": "result", "row", "fatal"}
+                                          {"op": "progress", "stage"} ... {"op": "answer", "row", "fatal"}
 
 The worker's stdout/stderr go to a log file chosen by the parent (a kernel's prints cannot corrupt the
 protocol). After a sticky CUDA error the worker answers and exits, and the parent starts a fresh one.
@@ -21,9 +22,7 @@ call skip the timing warm-up) -> timing (:mod:`bkbench.timing`) -> energy (only 
 from __future__ import annotations
 
 import gc
-import json
 import os
-import signal
 import sys
 import time
 import traceback
@@ -231,29 +230,10 @@ def warm_case(spec: Any, registry: Any, stage: Callable[[str], None] = lambda s:
     return row, fatal
 
 
-def _set_parent_death_signal() -> None:
-    """Linux: die with the parent (a killed runner leaves no orphan worker holding the GPU)."""
-    try:
-        import ctypes
-
-        libc = ctypes.CDLL("libc.so.6", use_errno=True)
-        libc.prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
-    except Exception:
-        pass
-    parent = os.environ.get("BKBENCH_PARENT_PID")
-    if parent and os.getppid() != int(parent):
-        os._exit(0)
-
-
 def main() -> int:
-    fd = int(os.environ["BKBENCH_WORKER_FD"])
-    proto = os.fdopen(fd, "w", buffering=1)
-    _set_parent_death_signal()
+    from bkbench.worker_protocol import connect
 
-    def send(msg: dict[str, Any]) -> None:
-        proto.write(json.dumps(msg, default=str) + "\n")
-        proto.flush()
-
+    channel = connect()
     device = os.environ.get("BKBENCH_DEVICE", "cpu")
     plugins = [p for p in os.environ.get("BKBENCH_PLUGINS", "").split(",") if p]
     from bkbench.env import environment
@@ -276,26 +256,20 @@ def main() -> int:
     if os.environ.get("BKBENCH_COPY_BW"):  # a resumed run reuses the bandwidth measured when it started
         env["copy_bandwidth_gbs"] = float(os.environ["BKBENCH_COPY_BW"])
     env["import_failures"] = [{"module": f.module, "error": f.error} for f in registry.failures]
-    send({"op": "hello", "pid": os.getpid(), "env": env})
+    channel.hello(env=env)
     bw = env.get("copy_bandwidth_gbs")
-    for line in sys.stdin:
-        line = line.strip()
-        if not line:
-            continue
-        msg = json.loads(line)
-        if msg.get("op") == "exit":
-            break
+    for msg in channel.requests():
         if msg.get("op") not in ("case", "warm"):
             continue
         spec = CaseSpec.from_dict(msg["spec"])
-        stage = lambda s: send({"op": "stage", "stage": s})  # noqa: E731
+        stage = lambda s: channel.progress(stage=s)  # noqa: E731
         if msg["op"] == "warm":
             row, fatal = warm_case(spec, registry, stage)
         else:
             row, fatal = run_case(spec, registry, stage, bw)
-        send({"op": "result", "row": row, "fatal": fatal})
+        channel.answer(row=row, fatal=fatal)
         if fatal:
-            proto.close()
+            channel.close()
             os._exit(3)
     return 0
 

@@ -169,3 +169,23 @@ def test_parse_shape() -> None:
     for bad in ("8", "0x4", "8x4:int8", "axb"):
         with pytest.raises(ValueError, match="shape"):
             parse_shape(bad)
+
+
+def test_worker_proc_requests_and_failures(tmp_path: Path) -> None:
+    """premerge's timing worker over a tree (bkbench.worker_protocol): hello names the tree's bkbench, a request it
+    cannot answer is ``<label>: <error>``, a dead worker ``<label> worker exited with status <code>; <log>``."""
+    from bkbench.premerge import WorkerError, WorkerProc
+
+    w = WorkerProc("head", ROOT, tmp_path, threads=1)
+    try:
+        assert Path(w.ask("hello")["bkbench"]) == (ROOT / "bkbench").resolve()
+        with pytest.raises(WorkerError, match="^head: KeyError: 'bogus'"):
+            w.ask("bogus")
+        assert w.proc.proc is not None
+        w.proc.proc.kill()
+        w.proc.proc.wait()
+        with pytest.raises(WorkerError, match=r"^head worker exited with status -9; "):
+            w.ask("hello")
+    finally:
+        w.close()
+    assert (tmp_path / "worker-head.log").is_file()

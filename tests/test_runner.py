@@ -255,6 +255,62 @@ def test_a_worker_that_cannot_start_does_not_hang_the_run(tmp_path):
     assert not loop.is_alive() and rows == []
 
 
+PROTOCOL_WORKER = """
+import os, sys, time
+from bkbench.worker_protocol import connect, serve
+
+channel = connect()
+print("a kernel's print on stdout", flush=True)
+channel.hello(note=sys.argv[1])
+
+
+def echo(req):
+    channel.progress(stage="echoing")
+    print("noise", flush=True)
+    return {"echo": req["x"]}
+
+
+def die(req):
+    print("about to die", flush=True)
+    os._exit(7)
+
+
+serve(channel, {"echo": echo, "sleep": lambda req: time.sleep(60) or {}, "die": die,
+                "raise": lambda req: 1 / 0})
+"""
+
+
+def test_worker_protocol_answers_times_out_and_reports_death(tmp_path):
+    """bkbench.worker_protocol, both sides: hello with the script's arguments, answers with progress, prints kept
+    out of the channel (in the log), a handler's exception answered as an error, a deadline, a death with its exit
+    status and log tail, a restart, a clean exit."""
+    from bkbench.worker_protocol import WorkerDied, WorkerProcess, WorkerTimeout, script_command
+
+    script = tmp_path / "w.py"
+    script.write_text(PROTOCOL_WORKER)
+    w = WorkerProcess("t", script_command(script, "hi"), tmp_path / "logs" / "t.log", pythonpath=[ROOT],
+                      env={"X_TEST": "1"})
+    assert w.start(timeout_s=60)["note"] == "hi"
+    seen = []
+    ans = w.request("echo", x=[1, 2], on_progress=seen.append)
+    assert ans == {"op": "answer", "ok": True, "echo": [1, 2]} and seen == [{"op": "progress", "stage": "echoing"}]
+    err = w.request("raise")
+    assert not err["ok"] and err["error"].startswith("ZeroDivisionError")
+    with pytest.raises(WorkerTimeout):
+        w.request("sleep", timeout_s=0.5)
+    assert w.alive() and w.kill() == -signal.SIGKILL and not w.alive()
+    w.start(timeout_s=60)
+    with pytest.raises(WorkerDied) as died:
+        w.request("die")
+    assert died.value.code == 7 and "about to die" in died.value.log_tail
+    log = (tmp_path / "logs" / "t.log").read_text()
+    assert log.count("=== worker start") == 2 and "a kernel's print on stdout" in log and "noise" in log
+    w.start(timeout_s=60)
+    proc = w.proc
+    w.stop()
+    assert proc.returncode == 0 and not w.alive()
+
+
 def test_shards_partition_the_plan():
     suite = load_suite("quick")
     cases = plan(suite, "cpu")
