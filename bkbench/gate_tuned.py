@@ -118,9 +118,9 @@ def check_tuned_configs(device: str, quick: bool = False, entries: dict[str, dic
     (``tuning._check``), within :data:`TUNED_FWD_TOL` / :data:`TUNED_BWD_TOL`.
 
     Each check compiles its kernels (8-47 s on the H100 host), so ``jobs`` > 1 runs the checks in that many
-    spawned processes at once (they share the GPU; the checks are 4 chains each). ``progress(impl, case name)``
-    is called before each check (``jobs`` = 1) or as each one finishes. Results (rows of ``impl``) come in the
-    order of :func:`tuned_checks`."""
+    worker processes at once (:func:`_in_workers`; they share the GPU; the checks are 4 chains each).
+    ``progress(impl, case name)`` is called before each check (``jobs`` = 1) or as each one finishes. Results
+    (rows of ``impl``) come in the order of :func:`tuned_checks`."""
     if entries is None:
         entries = tuned_entries(device)
     checks, out = tuned_checks(entries, quick, impl)
@@ -131,22 +131,64 @@ def check_tuned_configs(device: str, quick: bool = False, entries: dict[str, dic
                 progress(impl, label[i])
             out.append(run_tuned_check(c, device))
         return out
-    import multiprocessing as mp
-    from concurrent.futures import ProcessPoolExecutor, as_completed
+    return out + _in_workers(checks, device, min(jobs, len(checks)), impl, label, progress)
 
+
+def _in_workers(checks: list[TunedCheck], device: str, jobs: int, impl: str, label: list[str],
+                progress: Callable[[str, str], None] | None) -> list[GateResult]:
+    """``checks`` in ``jobs`` worker processes of the runner (:class:`bkbench.pool.WorkerHandle`, request
+    ``tuned``), each taking the next check when it is done; results in the order of ``checks``. A worker that dies
+    fails its check (``worker process: ...``; its log is kept and named) and a fresh one takes the next."""
+    import queue
+    import shutil
+    import tempfile
+    import threading
+    from dataclasses import asdict
+    from pathlib import Path
+
+    from bkbench.pool import WorkerHandle
+
+    todo: queue.Queue[int] = queue.Queue()
+    for i in range(len(checks)):
+        todo.put(i)
+    finished: queue.Queue[tuple[int, GateResult]] = queue.Queue()
+    logs = Path(tempfile.mkdtemp(prefix="bkbench-gate-tuned-"))
+    workers = [WorkerHandle(f"tuned{k}", device, None, [], logs, measure_bandwidth=False) for k in range(jobs)]
+    failed = False
+
+    def serve(w: WorkerHandle) -> None:
+        nonlocal failed
+        try:
+            while True:
+                try:
+                    i = todo.get_nowait()
+                except queue.Empty:
+                    return
+                try:
+                    res = GateResult(**w.ask("tuned", check=asdict(checks[i]), device=device)["result"])
+                except Exception as exc:  # the worker died (run_tuned_check itself never raises)
+                    failed = True
+                    res = checks[i].failed(f"worker process: {type(exc).__name__}: {exc} (worker logs: {logs})")
+                finished.put((i, res))
+        finally:
+            w.stop()
+
+    for w in workers:
+        threading.Thread(target=serve, args=(w,), daemon=True).start()
     done: list[GateResult | None] = [None] * len(checks)
-    with ProcessPoolExecutor(max_workers=min(jobs, len(checks)), mp_context=mp.get_context("spawn")) as pool:
-        futures = {pool.submit(run_tuned_check, c, device): i for i, c in enumerate(checks)}
-        for fut in as_completed(futures):
-            i = futures[fut]
-            try:
-                res = fut.result()
-            except Exception as exc:  # the worker process died (run_tuned_check itself never raises)
-                res = checks[i].failed(f"worker process: {type(exc).__name__}: {exc}")
+    try:
+        for _ in checks:
+            i, res = finished.get()
             done[i] = res
             if progress:
                 progress(impl, f"{label[i]}: {res.status}")
-    return out + [r for r in done if r is not None]
+    except BaseException:  # Ctrl-C: no worker outlives this
+        for w in workers:
+            w.kill()
+        raise
+    if not failed:
+        shutil.rmtree(logs, ignore_errors=True)
+    return [r for r in done if r is not None]
 
 
 def gate_checks(rec: Any, device: str, *, quick: bool = False, progress: Callable[[str, str], None] | None = None,

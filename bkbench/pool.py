@@ -24,6 +24,7 @@ from typing import Any
 from bkbench.suites import CaseSpec
 from bkbench.worker_protocol import (
     WorkerDied,
+    WorkerError,
     WorkerProcess,
     WorkerTimeout,
     module_command,
@@ -94,6 +95,21 @@ class WorkerHandle:
 
     def log_tail(self, chars: int = 1500) -> str:
         return self.proc.log_tail(chars)
+
+    def ask(self, op: str, timeout_s: float | None = None, **fields: Any) -> dict[str, Any]:
+        """One request other than a case (the gate's ``tuned`` check): the worker's answer. Starts the worker when
+        it is not running; a worker that dies or says nothing within ``timeout_s`` (None: no limit) is killed and
+        the :class:`~bkbench.worker_protocol.WorkerError` re-raised; one that answers ``fatal`` is killed."""
+        if not self.alive():
+            self.start()
+        try:
+            ans = self.proc.request(op, timeout_s=timeout_s, **fields)
+        except WorkerError:
+            self.kill()
+            raise
+        if ans.get("fatal"):
+            self.kill()
+        return ans
 
     def where(self) -> dict[str, Any]:
         """Where this worker's cases run: host, GPU name and index (GPU runs), worker name."""

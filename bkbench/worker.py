@@ -10,7 +10,9 @@ memory access, a segfault, a hang, an OOM — costs at most this process, never 
 
 The worker's stdout/stderr go to a log file chosen by the parent (a kernel's prints cannot corrupt the
 protocol). After a sticky CUDA error the worker answers and exits, and the parent starts a fresh one.
-``"warm"`` only prepares the case and calls it once (:func:`warm_case`; the warm-up of :mod:`bkbench.warm`).
+``"warm"`` only prepares the case and calls it once (:func:`warm_case`; the warm-up of :mod:`bkbench.warm`);
+``{"op": "tuned", "check", "device"}`` runs one of the gate's tuned-config checks (:func:`tuned_check`; answer
+``{"result", "fatal"}``).
 
 Steps of one case (:func:`run_case`): prepare (inputs, normalisation, models; untimed) -> first call
 (compile / autotune; its wall time is recorded as ``first_call_s``) -> correctness check (an incorrect case
@@ -230,6 +232,17 @@ def warm_case(spec: Any, registry: Any, stage: Callable[[str], None] = lambda s:
     return row, fatal
 
 
+def tuned_check(check: dict[str, Any], device: str) -> tuple[dict[str, Any], bool]:
+    """The worker side of the gate's tuned checks: :func:`bkbench.gate_tuned.run_tuned_check` of ``check`` (a
+    :class:`~bkbench.gate_tuned.TunedCheck` as a dict); returns (its GateResult as a dict, fatal)."""
+    from dataclasses import asdict
+
+    from bkbench.gate_tuned import TunedCheck, run_tuned_check
+
+    result = asdict(run_tuned_check(TunedCheck(**check), device))
+    return result, _release(device, cuda_broken())
+
+
 def main() -> int:
     from bkbench.worker_protocol import connect
 
@@ -259,6 +272,13 @@ def main() -> int:
     channel.hello(env=env)
     bw = env.get("copy_bandwidth_gbs")
     for msg in channel.requests():
+        if msg.get("op") == "tuned":  # one of the gate's tuned-config checks (bkbench.gate_tuned)
+            result, fatal = tuned_check(msg["check"], msg["device"])
+            channel.answer(result=result, fatal=fatal)
+            if fatal:
+                channel.close()
+                os._exit(3)
+            continue
         if msg.get("op") not in ("case", "warm"):
             continue
         spec = CaseSpec.from_dict(msg["spec"])

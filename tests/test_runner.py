@@ -659,3 +659,26 @@ def test_dry_run_plans_a_gpu_run_without_a_gpu(tmp_path):
     out = subprocess.run(base + ["--db", str(tmp_path / "x.db")], cwd=ROOT, capture_output=True, text=True,
                          timeout=120)
     assert out.returncode != 0 and "torch.cuda.is_available() is False" in out.stderr
+
+
+def test_gate_tuned_checks_in_workers_fail_alone_when_a_worker_dies(tmp_path, monkeypatch):
+    """The gate's tuned checks with jobs > 1 run in runner workers (request ``tuned``); a worker that cannot start
+    (here: a plugin it cannot import) fails each check it took, naming the worker and its kept log folder."""
+    import shutil
+
+    from bkbench import gate_tuned, pool
+
+    class Broken(pool.WorkerHandle):
+        def __init__(self, name, device, cuda_index, plugins, log_dir, **kw):
+            super().__init__(name, device, cuda_index, ["no_such_module_for_bkbench"], log_dir, **kw)
+
+    monkeypatch.setattr(pool, "WorkerHandle", Broken)
+    entries = {"cpu-interpreter|float32|k|N64_E256": {"config": {"seq": 1}, "bwd_config": {"seq": 1}}}
+    seen: list[str] = []
+    res = gate_tuned.check_tuned_configs("cpu", quick=True, entries=entries, jobs=2,
+                                         progress=lambda impl, case: seen.append(case))
+    assert [(r.check, r.status) for r in res] == [("value", "fail"), ("grad", "fail")]
+    assert all("worker process: WorkerDied: worker tuned" in r.detail and "did not start" in r.detail for r in res)
+    logs = Path(res[0].detail.split("(worker logs: ")[1].rstrip(")"))
+    assert any(logs.glob("worker-tuned*.log")) and len(seen) == 2 and all(c.endswith(": fail") for c in seen)
+    shutil.rmtree(logs)
