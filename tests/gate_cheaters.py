@@ -18,9 +18,9 @@ of a checkout, as tests/test_anticheat.py does). Never ship these in ``kernels/`
 from __future__ import annotations
 
 import torch
+
 from bkbench.kernels.bk.assoc_scan import assoc_scan
 from bkbench.kernels.bk.thomas import thomas
-
 from bkbench.registry import register
 
 ALL = (torch.float32, torch.float64, torch.complex64, torch.complex128)

@@ -6,7 +6,6 @@ import math
 
 import pytest
 import torch
-from bkbench.kernels.attention import _block_sparsity as sp
 
 from bkbench.baselines import (
     FORMS,
@@ -24,6 +23,7 @@ from bkbench.baselines import (
 )
 from bkbench.baselines import references as refs
 from bkbench.baselines.models import attention_pairs, bk_core_model
+from bkbench.kernels.attention import _block_sparsity as sp
 from bkbench.registry import Registry, default_registry
 
 BASELINES = {

@@ -10,12 +10,12 @@ import os
 import pytest
 import torch
 import torch.nn.functional as F
-from bkbench.kernels.ssm._fla_common import HOPPER_GATED_BWD, gated_bwd_refused, hopper_gated_bwd_reason, version_tuple
 
 from bkbench.baselines import FORMS, Case, Declined, baseline, check, layer_model, model_for, prepare, prepare_layer
 from bkbench.baselines import references as refs
 from bkbench.baselines.delta_chunked import gated_delta_chunked
 from bkbench.baselines.forms import RWKV7_MAX_LOG_DECAY
+from bkbench.kernels.ssm._fla_common import HOPPER_GATED_BWD, gated_bwd_refused, hopper_gated_bwd_reason, version_tuple
 from bkbench.registry import Registry, default_registry
 
 NEW_FLA = {

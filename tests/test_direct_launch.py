@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import pytest
 import torch
+
 from bkbench.kernels.bk._triton_fused_bound import DirectLaunch
 from bkbench.kernels.bk._triton_fused_launch import Stream
 

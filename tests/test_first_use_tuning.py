@@ -7,12 +7,12 @@ import warnings
 
 import pytest
 import torch
-from bkbench.kernels.bk import _triton_fused_tables as tables
-from bkbench.kernels.bk._cplx_triton import interpreting
-from bkbench.kernels.bk.triton_fused import BwdConfig, FusedConfig
 
 from bkbench import first_use_tuning, tuning
 from bkbench.cli import main as cli_main
+from bkbench.kernels.bk import _triton_fused_tables as tables
+from bkbench.kernels.bk._cplx_triton import interpreting
+from bkbench.kernels.bk.triton_fused import BwdConfig, FusedConfig
 
 UNKNOWN = tables.GpuId("NVIDIA Imaginary X1", 100, 64, "9.0")  # no packaged table of its own: nearest is used
 H200 = tables.GpuId("NVIDIA H200", 132, 140, "9.0")

@@ -4,13 +4,13 @@ determinants overflow), option validation, and the Triton kernels (interpreter o
 
 import math
 
-import bkbench.kernels.bk._lns as L
 import pytest
 import torch
-from bkbench.kernels.bk.lns import lns
 
+import bkbench.kernels.bk._lns as L
 from bkbench import bk_core
 from bkbench.accuracy import relative_error
+from bkbench.kernels.bk.lns import lns
 from bkbench.problems import Problem, make_inputs
 from bkbench.reference import reference
 from bkbench.validate import normalize

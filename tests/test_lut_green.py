@@ -4,13 +4,13 @@ handling, the table cache, the declared error model, and the Triton kernel (inte
 
 import math
 
-import bkbench.kernels.bk._lut as lut
 import pytest
 import torch
-from bkbench.kernels.bk.lut_green import lut_error_model, lut_green_core
 
+import bkbench.kernels.bk._lut as lut
 from bkbench import bk_core
 from bkbench.accuracy import relative_error
+from bkbench.kernels.bk.lut_green import lut_error_model, lut_green_core
 from bkbench.problems import Problem, make_inputs
 from bkbench.reference import reference
 from bkbench.registry import default_registry

@@ -129,9 +129,8 @@ def test_gate_impl_flags_accumulate():
 def test_auto_fallback_order_and_tuned_tables_are_record_fields():
     """impl="auto"'s fixed order and its shape buckets come from the records (fallback_rank, tuner), not from
     names written into the dispatcher; the gate's extra checks likewise (extra_checks)."""
-    from bkbench.kernels.bk import _triton_fused_tables
-
     from bkbench import dispatch
+    from bkbench.kernels.bk import _triton_fused_tables
 
     reg = default_registry()
     assert reg.fallback_order("cuda") == ("triton_fused", "assoc_scan", "thomas", "naive_loop")

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-from bkbench.kernels.ssm._fla_common import HOPPER_GATED_BWD
 
+from bkbench.kernels.ssm._fla_common import HOPPER_GATED_BWD
 from bkbench.report import build_report
 from bkbench.report.analysis import analyze
 from bkbench.report.crossover_gaps import gap_rows, with_gaps

@@ -14,7 +14,6 @@ from bkbench.reference import reference
 
 tf = pytest.importorskip("bkbench.kernels.bk.triton_fused")
 from bkbench.kernels.bk._triton_fused_launch import from_kernel_convention  # noqa: E402
-
 from tests.triton_devices import TRITON_DEVICES  # noqa: E402
 
 SMALL = tf.FusedConfig(seg=8, L=16, H=1, M1=16, warps=1)  # 128-position tiles: N = 300 runs as chunks

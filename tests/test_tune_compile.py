@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import pytest
 import torch
-from bkbench.kernels.bk._cplx_triton import interpreting
 
 from bkbench import tune_compile, tuning
 from bkbench.cli import main as cli_main
+from bkbench.kernels.bk._cplx_triton import interpreting
 
 PROB = tuning.TuneProblem(2, 12, torch.float32, False, device="cpu")
 

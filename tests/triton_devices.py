@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import pytest
 import torch
+
 from bkbench.kernels.bk._cplx_triton import interpreting
 
 TRITON_HOST = "cpu" if interpreting() else "cuda"  # where a single-device test runs a Triton kernel

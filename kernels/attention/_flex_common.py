@@ -13,6 +13,7 @@ from collections.abc import Callable
 from typing import Any
 
 import torch
+
 from bkbench.kernels.attention._block_sparsity import flex_block_mask, make_pattern
 
 _COMPILED: dict[str, Callable[..., torch.Tensor]] = {}

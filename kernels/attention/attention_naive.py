@@ -9,9 +9,9 @@ from __future__ import annotations
 import math
 
 import torch
-from bkbench.kernels.attention._attention_common import decline_sparse, reject_blocks
 
 from bkbench.baseline_meta import baseline
+from bkbench.kernels.attention._attention_common import decline_sparse, reject_blocks
 from bkbench.registry import register
 
 

@@ -18,10 +18,10 @@ from typing import Any
 
 import torch
 import torch.nn.functional as F
-from bkbench.kernels.attention._attention_common import decline_sparse, reject_blocks
 from torch.nn.attention import SDPBackend
 
 from bkbench.baseline_meta import baseline
+from bkbench.kernels.attention._attention_common import decline_sparse, reject_blocks
 from bkbench.registry import register
 
 HALF = (torch.bfloat16, torch.float16)

@@ -24,6 +24,7 @@ import math
 from typing import Any
 
 import torch
+
 from bkbench.kernels.bk._triton_fused_launch import (
     K_TENSOR_SQUARED,
     K_TENSOR_TENSOR,
@@ -36,7 +37,6 @@ from bkbench.kernels.bk._triton_fused_launch import (
     hooks_active,
     launch,
 )
-
 from bkbench.workspace import workspace_must_be_fresh
 
 

@@ -32,6 +32,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
+
 from bkbench.kernels.bk._triton_fused_config import BwdConfig, FusedConfig
 
 DATA_DIR = Path(__file__).resolve().parent / "data"

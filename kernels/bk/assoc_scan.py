@@ -11,8 +11,8 @@ the two linear recurrences as log-depth scans too.
 from __future__ import annotations
 
 import torch
-from bkbench.kernels.bk._pivot_common import PivotGreen, explicit_vjp, fix_scan_pivots, pivot_floor
 
+from bkbench.kernels.bk._pivot_common import PivotGreen, explicit_vjp, fix_scan_pivots, pivot_floor
 from bkbench.registry import is_uniform, register
 
 Mat = tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]  # entries 00, 01, 10, 11, each (B, L)

@@ -14,8 +14,8 @@ from __future__ import annotations
 from typing import Any
 
 import torch
-from bkbench.kernels.bk._lns import DEFAULT_TABLE_SHAPE, GAUSS_MODES, lns_green_torch
 
+from bkbench.kernels.bk._lns import DEFAULT_TABLE_SHAPE, GAUSS_MODES, lns_green_torch
 from bkbench.registry import is_uniform, register
 
 DEFAULTS: dict[str, Any] = {"gauss": "computed", "chunk": None, "table_shape": DEFAULT_TABLE_SHAPE}

@@ -22,15 +22,16 @@ from collections.abc import Callable
 from typing import Any
 
 import torch
+
 from bkbench.kernels.bk._cplx_triton import HAS_TRITON, check_device, triton_available, triton_supports
 from bkbench.kernels.bk._lns import TAU, build_gauss_table
 from bkbench.kernels.bk.lns import DEFAULTS, check_lns_options, check_table_precision, complex_work_dtype
-
 from bkbench.registry import is_uniform, register
 
 if HAS_TRITON:  # without triton the module still imports and registers the kernel as unavailable (and why)
     import triton
     import triton.language as tl
+
     from bkbench.kernels.bk._cplx_triton import atan2 as _atan2
     from bkbench.kernels.bk._cplx_triton import expm1 as _expm1
 

@@ -15,6 +15,7 @@ import math
 from typing import Any
 
 import torch
+
 from bkbench.kernels.bk._lut import (
     DEFAULT_MAX_TABLES,
     DEFAULT_RANGE,
@@ -27,7 +28,6 @@ from bkbench.kernels.bk._lut import (
     plan_closure,
 )
 from bkbench.kernels.bk._pivot_common import pivot_floor
-
 from bkbench.registry import is_uniform, register
 
 DEFAULTS: dict[str, Any] = {

@@ -16,15 +16,16 @@ from collections.abc import Callable
 from typing import Any
 
 import torch
+
 from bkbench.kernels.bk._cplx_triton import HAS_TRITON, check_device, triton_available, triton_supports
 from bkbench.kernels.bk._lut import check_options, complex_dtype_of, plan_closure
 from bkbench.kernels.bk.lut_green import DEFAULTS, lut_error_model
-
 from bkbench.registry import is_uniform, register
 
 if HAS_TRITON:  # without triton the module still imports and registers the kernel as unavailable (and why)
     import triton
     import triton.language as tl
+
     from bkbench.kernels.bk._cplx_triton import bulk_sigma, cdiv
 
     @triton.jit

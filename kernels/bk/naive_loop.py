@@ -13,8 +13,8 @@ results keep float32 accuracy at any N. Not differentiable (use ``thomas``).
 from __future__ import annotations
 
 import torch
-from bkbench.kernels.bk._pivot_common import shifted_diagonal
 
+from bkbench.kernels.bk._pivot_common import shifted_diagonal
 from bkbench.registry import is_uniform, register
 
 

@@ -7,8 +7,8 @@ G_i = 1 / (D_i + E_i - alpha_i). No overflow for any N. Exact O(N) backward (F/R
 from __future__ import annotations
 
 import torch
-from bkbench.kernels.bk._pivot_common import PivotGreen, coupled, explicit_vjp, pivot_floor, sequential_recurrence
 
+from bkbench.kernels.bk._pivot_common import PivotGreen, coupled, explicit_vjp, pivot_floor, sequential_recurrence
 from bkbench.registry import is_uniform, register
 
 

@@ -25,6 +25,7 @@ import functools
 from typing import Any
 
 import torch
+
 from bkbench.kernels.bk._cplx_triton import HAS_TRITON, check_device, interpreting, triton_available
 from bkbench.kernels.bk._triton_fused_bound import BoundForward, BoundGradForward, BoundVjp, as_input_dtypes, grads_of
 from bkbench.kernels.bk._triton_fused_config import SEQ2_MAXNREG, BwdConfig, FusedConfig, Plan, plan
@@ -47,7 +48,6 @@ from bkbench.kernels.bk._triton_fused_launch import (
     scratch,
 )
 from bkbench.kernels.bk._triton_fused_tables import lookup
-
 from bkbench.registry import register
 
 if HAS_TRITON:

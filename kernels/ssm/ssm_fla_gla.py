@@ -11,9 +11,9 @@ run the chunk kernels in fp16/bf16 only; fp16 is left out to keep the GPU batter
 from __future__ import annotations
 
 import torch
-from bkbench.kernels.ssm._fla_common import fla_available
 
 from bkbench.baseline_meta import baseline
+from bkbench.kernels.ssm._fla_common import fla_available
 from bkbench.registry import register
 
 

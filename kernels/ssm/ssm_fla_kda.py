@@ -10,9 +10,9 @@ backward (no gated ``chunk_bwd_dqkwg``), so fla's Hopper / Triton < 3.7.1 guard 
 from __future__ import annotations
 
 import torch
-from bkbench.kernels.ssm._fla_common import fla_available
 
 from bkbench.baseline_meta import baseline
+from bkbench.kernels.ssm._fla_common import fla_available
 from bkbench.registry import register
 
 

@@ -14,9 +14,9 @@ backward is its own (no gated ``chunk_bwd_dqkwg``).
 from __future__ import annotations
 
 import torch
-from bkbench.kernels.ssm._fla_common import fla_available
 
 from bkbench.baseline_meta import baseline
+from bkbench.kernels.ssm._fla_common import fla_available
 from bkbench.registry import register
 
 

@@ -11,9 +11,9 @@ Forward + backward is declined on Hopper GPUs with Triton >= 3.4.0 and < 3.7.1: 
 from __future__ import annotations
 
 import torch
-from bkbench.kernels.ssm._fla_common import fla_available, hopper_gated_bwd_reason
 
 from bkbench.baseline_meta import baseline
+from bkbench.kernels.ssm._fla_common import fla_available, hopper_gated_bwd_reason
 from bkbench.registry import register
 
 
