@@ -96,7 +96,9 @@ def uses_triton(rec: Implementation) -> bool:
     if _triton_refs(mod):
         return True
     for value in vars(mod).values():
-        if isinstance(value, types.ModuleType) and value.__name__.startswith("kernels.") and _triton_refs(value):
+        # a kernel helper module: bkbench.kernels.* (a tree before the kernels moved under bkbench: kernels.*)
+        helper = isinstance(value, types.ModuleType) and value.__name__.startswith(("bkbench.kernels.", "kernels."))
+        if helper and _triton_refs(value):
             return True
     return False
 

@@ -213,10 +213,11 @@ def _as_list(value: Any) -> list[Any]:
 
 
 def import_failure_of(name: str, registry: Registry) -> str | None:
-    """The import error of the kernel module that would define ``name`` (``kernels.<name>``, or an entry point of
-    that name), or None when no such module failed."""
+    """The import error of the kernel module that would define ``name`` (``bkbench.kernels.<family>.<name>``, or an
+    entry point of that name), or None when no such module failed."""
     for f in registry.failures:
-        if f.module == f"kernels.{name}" or f.module.split(" ")[0] == name:
+        if f.module.startswith("bkbench.kernels.") and f.module.rsplit(".", 1)[-1] == name \
+                or f.module.split(" ")[0] == name:
             return f"{f.module} failed to import: {f.error}"
     return None
 

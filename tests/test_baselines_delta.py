@@ -218,7 +218,7 @@ def test_new_fla_baselines_are_registered_with_their_forms():
     reg = default_registry()
     for name, form in NEW_FLA.items():
         rec = reg.get(name)
-        assert rec.kind == "ssm" and rec.module == f"kernels.{name}" and rec.differentiable
+        assert rec.kind == "ssm" and rec.module == f"bkbench.kernels.ssm.{name}" and rec.differentiable
         assert rec.devices == ("cuda",) and torch.bfloat16 in rec.dtypes
         assert meta_of(rec).form == form and meta_of(rec).heavy_compile
     assert torch.float32 in reg.get("ssm_fla_gated_deltanet").dtypes

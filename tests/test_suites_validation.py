@@ -64,10 +64,10 @@ def test_failed_import_is_a_skipped_case_not_an_error() -> None:
     reg = Registry()
     for rec in default_registry().implementations(None):
         reg.add(rec)
-    reg.failures = [ImportFailure("kernels.broken", "SyntaxError: invalid syntax at kernels/broken.py:3")]
+    reg.failures = [ImportFailure("bkbench.kernels.bk.broken", "SyntaxError: invalid syntax at kernels/bk/broken.py:3")]
     cases = parse_suite(GOOD.replace('["thomas"]', '["thomas", "broken"]'), "tiny").expand(reg, "cpu")
     broken = next(c for c in cases if c.impl == "broken")
-    assert broken.skip_reason and "kernels.broken failed to import" in broken.skip_reason
+    assert broken.skip_reason and "bkbench.kernels.bk.broken failed to import" in broken.skip_reason
 
 
 def test_a_modes_cap_skips_the_other_modes_with_the_reason() -> None:
