@@ -12,7 +12,7 @@ reason (``bkbench explain-auto`` prints it). Sources, in order:
    database it was not told about (the same call picks the same way wherever the program runs);
 2. the measurements shipped with the package (``bkbench/data/auto_*.json``) for this GPU, or the nearest known
    GPU (GPU identities of the tuned-table provider, :func:`tables`);
-3. the fixed order of the registry records' ``fallback_rank`` (:func:`fallback_order`: first usable exact
+3. the fixed order of the registry records' ``fallback_rank`` (``Registry.fallback_order``: first usable exact
    implementation that takes the dtype).
 
 The shape bucket is :func:`bucket` (the tuned tables' bucket: chain length rounded up to a power of two, total
@@ -36,19 +36,13 @@ from bkbench.store import Store
 DATA_DIR = Path(__file__).resolve().parent / "data"
 
 
-def fallback_order(registry: Registry, device: str) -> tuple[str, ...]:
-    """Fixed preference on ``device`` when no measurement says otherwise (the records' ``fallback_rank``: exact
-    implementations, fastest-first as measured on each device type, see reports/)."""
-    return registry.fallback_order(device)
-
-
 class _DefaultFallbackOrder(Mapping[str, tuple[str, ...]]):
-    """``FALLBACK_ORDER[device]``: :func:`fallback_order` of the default registry, per device type."""
+    """``FALLBACK_ORDER[device]``: the default registry's :meth:`~bkbench.registry.Registry.fallback_order`."""
 
     def __getitem__(self, device: str) -> tuple[str, ...]:
         if device not in DEVICES:
             raise KeyError(device)
-        return fallback_order(default_registry(), device)
+        return default_registry().fallback_order(device)
 
     def __iter__(self) -> Iterator[str]:
         return iter(DEVICES)
@@ -251,7 +245,7 @@ def explain(device: str, dtype: torch.dtype, batch: int, n: int, registry: Regis
 
 def _fallback(device: str, dtype: torch.dtype, registry: Registry, needs_grad: bool = False) -> Choice:
     skipped = []
-    order = fallback_order(registry, device)
+    order = registry.fallback_order(device)
     for name in order:
         reason = _usable(registry.get(name), device, dtype, needs_grad)
         if reason:

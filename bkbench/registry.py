@@ -2,8 +2,8 @@
 
 An implementation is a plain function decorated with :func:`register`. The decorator does not mutate any
 global table: it attaches an :class:`Implementation` record to the function (``fn.__bkbench__``). A
-:class:`Registry` is an explicit object that collects records — by discovery (every module of the ``bkbench.kernels``
-package and of the ``bkbench.kernels`` entry-point group) or by hand in a test::
+:class:`Registry` is an explicit object that collects records — by discovery (every module of the
+``bkbench.kernels`` package and of the ``bkbench.kernels`` entry-point group) or by hand in a test::
 
     reg = Registry()
 
@@ -76,11 +76,10 @@ class Implementation:
             gate runs). ``triton_fused``: its tuned launch configurations (``bkbench.gate_tuned:gate_checks``).
         tuner: optional tuned-table provider: a module, or its import path, with the interface of
             ``bkbench.kernels.bk._triton_fused_tables`` -- ``bucket(batch, n)`` (shape bucket), ``GpuId`` /
-            ``gpu_id()`` /
-            ``INTERPRETER`` / ``known_gpu(name)`` (GPU identities) and ``explain_for(gpu, dtype, scalar_coupling,
-            batch, n)`` (the configs a problem runs with). ``impl="auto"`` takes its shape buckets and GPU
-            identities from it (:mod:`bkbench.dispatch`); ``bkbench explain-auto`` shows the configs of a pick
-            that has one.
+            ``gpu_id()`` / ``INTERPRETER`` / ``known_gpu(name)`` (GPU identities) and ``explain_for(gpu, dtype,
+            scalar_coupling, batch, n)`` (the configs a problem runs with). ``impl="auto"`` takes its shape
+            buckets and GPU identities from it (:mod:`bkbench.dispatch`); ``bkbench explain-auto`` shows the
+            configs of a pick that has one.
         fallback_rank: per device type, this implementation's place in ``impl="auto"``'s fixed preference order
             when no measurement decides (lowest first; :meth:`Registry.fallback_order`). A device without a
             rank: never a fallback there.

@@ -48,11 +48,10 @@ def differentiable_bk_impl(device: str) -> str:
 
     ``impl="auto"`` may pick a forward-only kernel (e.g. ``triton_fused``); training needs gradients.
     """
-    from bkbench.dispatch import FALLBACK_ORDER
     from bkbench.registry import default_registry
 
     reg = default_registry()
-    order = list(FALLBACK_ORDER.get(device, ())) + [r.name for r in reg.implementations("bk")]
+    order = list(reg.fallback_order(device)) + [r.name for r in reg.implementations("bk")]
     for name in order:
         if name not in reg:
             continue
