@@ -6,13 +6,13 @@ Run on the GPU machine from the repository root, with the benchmark tools' wheel
     python3 bench/asv_pytest_agreement.py   # $OUT/agreement.md, agreement.json, asv.log, pytest_benchmark.{json,log}
 
 For one implementation (default ``triton_fused``; ``--impl`` to change) and a few float32 shapes it measures the
-median time of one forward call four ways, all on the same callable (``bkbench.benchcase``: the user call
+median time of one forward call four ways, all on the same callable (``bkbench.harness.benchcase``: the user call
 ``bkbench.bk_core(a, b, c, z, impl=...)`` under no_grad, the headline the suite runner times):
 
-  harness warm  the suite runner's own path, ``bkbench.worker.run_case`` (prepare, first call, correctness
-                check, ``bkbench/timing.py`` mode "warm": CUDA events around back-to-back calls); measured before
+  harness warm  the suite runner's own path, ``bkbench.harness.worker.run_case`` (prepare, first call, correctness
+                check, ``bkbench/harness/timing.py`` mode "warm": CUDA events around back-to-back calls); measured before
                 and after the frameworks run, the reference is the mean, the difference shows drift. If the
-                runner's API is not usable, ``bkbench.timing.measure`` on the benchcase callable instead;
+                runner's API is not usable, ``bkbench.harness.timing.measure`` on the benchcase callable instead;
   harness cold  the same in mode "cold": L2 flushed before every call (for information);
   asv time      ``asv run --python=same``: ``BKCore.time_bk_core`` — asv's own sampling with the synchronising
                 timer. asv_runner >= 0.3 times each call on its own (setup runs between calls), so a sample is
@@ -108,12 +108,12 @@ def git_tree() -> tuple[Path, str]:
 
 # -- the four measurements -------------------------------------------------------------------------------------------
 def runner_median(impl: str, b: int, n: int, device: str, mode: str, budget_s: float) -> float | None:
-    """The suite runner's own path (``bkbench.worker.run_case``: prepare, first call, correctness check, timing
+    """The suite runner's own path (``bkbench.harness.worker.run_case``: prepare, first call, correctness check, timing
     in ``mode``) for one case; None (with a log line) when the runner is not usable or the case is not ok."""
     try:
+        from bkbench.harness.suites import CaseSpec
+        from bkbench.harness.worker import run_case
         from bkbench.registry import default_registry
-        from bkbench.suites import CaseSpec
-        from bkbench.worker import run_case
 
         spec = CaseSpec(suite="agreement", group="agreement", impl=impl, kind="bk", n=n, batch=b, d=1,
                         dtype="float32", sparsity=0.0, mode="fwd", options={}, timing=mode, device=device,
@@ -129,10 +129,10 @@ def runner_median(impl: str, b: int, n: int, device: str, mode: str, budget_s: f
 
 
 def harness(impl: str, shapes: list[tuple[int, int]], budget_s: float, device: str) -> dict[str, dict[str, float]]:
-    """Per shape: the runner's median (warm, cold) and bkbench.timing on the benchcase callable (warm, cold)."""
+    """Per shape: the runner's median (warm, cold) and bkbench.harness.timing on the benchcase callable (warm, cold)."""
     import torch
 
-    from bkbench import benchcase
+    from bkbench.harness import benchcase
 
     rec = benchcase.find(impl)
     out: dict[str, dict[str, float]] = {}
@@ -152,7 +152,7 @@ def harness(impl: str, shapes: list[tuple[int, int]], budget_s: float, device: s
         run_warm = runner_median(impl, b, n, device, "warm", budget_s)
         run_cold = runner_median(impl, b, n, device, "cold", budget_s)
         res["runner_warm"], res["runner_cold"] = run_warm, run_cold
-        # the reference: the runner's own warm median when the runner path works, else bkbench.timing's
+        # the reference: the runner's own warm median when the runner path works, else bkbench.harness.timing's
         res["warm"] = run_warm if run_warm is not None else warm.median
         res["cold"] = run_cold if run_cold is not None else cold.median
         res["source"] = "runner" if run_warm is not None else "benchcase+timing"  # type: ignore[assignment]
@@ -243,7 +243,7 @@ def main() -> int:
 
     if args.device == "cuda" and not torch.cuda.is_available():
         sys.exit("no CUDA device: this check is for the GPU machine (--device cpu to try the script)")
-    from bkbench.env import environment
+    from bkbench.harness.env import environment
 
     env = environment(measure_bandwidth=args.device == "cuda")
     try:
@@ -286,10 +286,10 @@ def main() -> int:
              f"GPU {env.get('gpu')}, driver {env.get('driver')}, CUDA {env.get('cuda')}, torch {env.get('torch')}, "
              f"triton {env.get('triton')}, copy bandwidth {env.get('copy_bandwidth_gbs', 0):.0f} GB/s, "
              f"git {env.get('git_sha')}, {env.get('date')}", "",
-             "Medians in µs per call. Harness = the suite runner's own path (`bkbench.worker.run_case`, timing "
-             "mode warm / cold) when usable, else `bkbench.timing` on the same callable (column 'source'); "
+             "Medians in µs per call. Harness = the suite runner's own path (`bkbench.harness.worker.run_case`, timing "
+             "mode warm / cold) when usable, else `bkbench.harness.timing` on the same callable (column 'source'); "
              "reference = mean of its warm medians before and after the frameworks ran. 'timing.measure' is "
-             "bkbench.timing's warm median on the benchcase callable (the same engine track_median uses).",
+             "bkbench.harness.timing's warm median on the benchcase callable (the same engine track_median uses).",
              f"Agree = asv track_median and pytest-benchmark each within {100 * TOLERANCE:.0f} % of the "
              "reference. asv time_bk_core is shown for information: asv_runner >= 0.3 times each call of a "
              "benchmark that has a setup method on its own, so its samples are single-call latencies (host launch "

@@ -39,7 +39,7 @@ GROUPS = ("ssm", "attention", "flex", "layers")
 
 # -- checks ---------------------------------------------------------------------------------------------
 def check_one(impl: str, dtype: str, out: Path, device: str = "cuda") -> None:
-    from bkbench.baselines import check
+    from bkbench.harness.baselines import check
 
     res = check(impl, device, seeds=(0, 1), dtypes=(DTYPES[dtype],))
     (out / f"check_{impl}_{dtype}.json").write_text(json.dumps([asdict(r) for r in res], default=str))
@@ -124,7 +124,7 @@ def _bench(fn: Any) -> tuple[float, float, float]:
 
 
 def _measure(name: str, make: Any, case: Any, rows: list[dict[str, Any]]) -> None:
-    from bkbench.baselines import Declined
+    from bkbench.harness.baselines import Declined
 
     torch.cuda.synchronize()
     torch.cuda.empty_cache()
@@ -172,7 +172,7 @@ class _BKPrepared:
 
     def __init__(self, case: Any, impl: str) -> None:
         from bkbench.api import bk_core
-        from bkbench.baselines.models import bk_core_model
+        from bkbench.harness.baselines.models import bk_core_model
 
         chains = case.B * case.d
         gen = torch.Generator(device="cuda").manual_seed(case.seed)
@@ -199,7 +199,7 @@ class _BKPrepared:
 
 
 def time_group(group: str, verdict: dict[str, str], out: Path, deadline: float) -> None:
-    from bkbench.baselines import Case, prepare, prepare_layer
+    from bkbench.harness.baselines import Case, prepare, prepare_layer
 
     rows: list[dict[str, Any]] = []
     path = out / f"timing_{group}.json"
@@ -221,8 +221,8 @@ def time_group(group: str, verdict: dict[str, str], out: Path, deadline: float) 
     d, B = 1024, 4
     try:
         if group == "ssm":
-            from bkbench.baselines.layers import differentiable_bk_impl
             from bkbench.dispatch import choose
+            from bkbench.harness.baselines.layers import differentiable_bk_impl
             from bkbench.registry import default_registry
 
             try:
@@ -334,7 +334,7 @@ def main() -> None:
         verdict = json.loads((out / "verdict.json").read_text())
         time_group(args.group, verdict, out, t0 + args.budget)
         return
-    from bkbench.env import environment
+    from bkbench.harness.env import environment
     from bkbench.registry import default_registry
 
     env = environment(measure_bandwidth=False)

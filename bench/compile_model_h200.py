@@ -143,7 +143,7 @@ def main() -> int:
 
         bkbench.op.operator_workspace = lambda device: fresh_workspace()
     rows: list[dict[str, Any]] = []
-    from bkbench.env import environment
+    from bkbench.harness.env import environment
 
     env = {**environment(), "workspace": "fresh per call" if args.fresh_workspace else "kept on the default stream"}
     for shape in args.shapes.split(","):

@@ -16,7 +16,7 @@ and re-draw the plots from a results file::
 
 Writes under OUTDIR: env.json (provenance header, measured copy bandwidth), gate.json (CUDA gate of
 lut_green, lut_green_triton, lns, lns_triton), results.json (one row per (shape, method): median / p20 / p80
-seconds from bkbench.timing in "cold" mode — L2 flushed before every call, CUDA events — all raw samples,
+seconds from bkbench.harness.timing in "cold" mode — L2 flushed before every call, CUDA events — all raw samples,
 relative error max|G - G_ref| / max|G_ref| against the float64 pivot reference, % of the copy-bandwidth
 roofline for the compulsory bytes), pareto_<shape>.png. Methods are called through their registry function
 with the calling-convention inputs (bk_core's validation and finite-check are not timed; the methods' own
@@ -37,7 +37,7 @@ from typing import Any
 
 import torch
 
-# Triton decides between compiling and interpreting when it is imported (bkbench.env imports it): without a
+# Triton decides between compiling and interpreting when it is imported (bkbench.harness.env imports it): without a
 # GPU, turn the CPU interpreter on before anything imports triton.
 if not torch.cuda.is_available():
     os.environ.setdefault("TRITON_INTERPRET", "1")
@@ -51,7 +51,7 @@ GATE_SECONDS = 75.0  # time kept for the CUDA gate at the end of the budget
 
 def shapes(smoke: bool) -> list[dict[str, Any]]:
     """The measured problems. Full: B4096 x N4096 (2^24), B64 x N262144 (2^24, strong potential)."""
-    from bkbench.problems import Problem
+    from bkbench.harness.problems import Problem
 
     if smoke:
         return [
@@ -126,9 +126,9 @@ def ideal_bytes(p: Any, per_site_k: bool) -> int:
 
 
 def timer(device: str):
-    """bkbench.timing (cold mode) when present, else triton.testing.do_bench (median, L2 flushed)."""
+    """bkbench.harness.timing (cold mode) when present, else triton.testing.do_bench (median, L2 flushed)."""
     try:
-        from bkbench.timing import TimingConfig, measure
+        from bkbench.harness.timing import TimingConfig, measure
 
         cfg = TimingConfig(mode="cold" if device == "cuda" else "cpu", warmup_s=0.05, budget_s=0.5,
                            rel_ci=0.02, min_reps=5, min_reps_long=2)
@@ -137,7 +137,7 @@ def timer(device: str):
             t = measure(fn, cfg, device)
             s = t.stats
             return {"median_s": s.median, "p20_s": s.p20, "p80_s": s.p80, "n": s.n, "stop": t.stop,
-                    "engine": f"bkbench.timing/{t.mode}", "samples_s": t.samples}
+                    "engine": f"bkbench.harness.timing/{t.mode}", "samples_s": t.samples}
 
         return run
     except Exception:  # pragma: no cover - only without the timing module
@@ -152,7 +152,7 @@ def timer(device: str):
 
 
 def run_gate(out: Path, device: str, log) -> None:
-    from bkbench.gate import run_gate as gate
+    from bkbench.harness.gate import run_gate as gate
 
     t0 = time.perf_counter()
     rep = gate(impls=["lut_green", "lut_green_triton", "lns", "lns_triton"], device=device, quick=True, seeds=(0,))
@@ -169,9 +169,9 @@ def run_gate(out: Path, device: str, log) -> None:
 
 
 def measure_all(out: Path, device: str, smoke: bool, deadline: float, log) -> list[dict[str, Any]]:
-    from bkbench.accuracy import relative_error
-    from bkbench.problems import make_inputs
-    from bkbench.reference import reference
+    from bkbench.harness.accuracy import relative_error
+    from bkbench.harness.problems import make_inputs
+    from bkbench.harness.reference import reference
     from bkbench.registry import default_registry
     from bkbench.validate import normalize
 
@@ -240,7 +240,7 @@ def measure_all(out: Path, device: str, smoke: bool, deadline: float, log) -> li
 
 def plots(rows: list[dict[str, Any]], out: Path, env: dict[str, Any], log) -> None:
     try:
-        from bkbench.plots_pareto import plot_pareto
+        from bkbench.harness.plots_pareto import plot_pareto
     except Exception as exc:
         log(f"no plots: {exc}")
         return
@@ -281,7 +281,7 @@ def main(argv: list[str] | None = None) -> int:
     start = time.perf_counter()
     deadline = start + args.budget
     device = "cuda" if torch.cuda.is_available() and not args.smoke else "cpu"
-    from bkbench.env import environment
+    from bkbench.harness.env import environment
 
     env = environment(measure_bandwidth=device == "cuda")
     if env.get("git_sha") in (None, "", "unknown") and os.environ.get("BKBENCH_GIT_SHA"):

@@ -12,9 +12,9 @@ from __future__ import annotations
 import argparse
 
 from bkbench import bk_core
-from bkbench.accuracy import relative_error
-from bkbench.problems import Problem, make_inputs
-from bkbench.reference import reference
+from bkbench.harness.accuracy import relative_error
+from bkbench.harness.problems import Problem, make_inputs
+from bkbench.harness.reference import reference
 from bkbench.kernels.bk.lut_green import lut_error_model
 
 WINDOWS = (0, 2, 4, 8, 16, 32, 48)

@@ -5,14 +5,14 @@ Run from the repository root on a CUDA machine::
     PYTHONPATH=$PWD python3 bench/measurement_gpu.py --out OUTDIR [--parts timing,energy] [--energy-cases 4]
 
 Parts:
-``timing``  for each case, the harness's cold median (``bkbench.timing``, L2 flushed before every call) next to
+``timing``  for each case, the harness's cold median (``bkbench.harness.timing``, L2 flushed before every call) next to
             ``triton.testing.do_bench(fn, return_mode="median")`` (same flush protocol), and the coefficient of
             variation of the harness's median over 5 independent repeats.
-``energy``  ``bkbench.energy.measure_energy`` (NVML energy-counter deltas, 5 s windows x 4 trials, idle power)
+``energy``  ``bkbench.harness.energy.measure_energy`` (NVML energy-counter deltas, 5 s windows x 4 trials, idle power)
             and, per trial, the integral of the sampled instantaneous power over the same window.
 
 Writes ``OUTDIR/validation.json`` (raw numbers, environment header) and ``OUTDIR/validation.md`` (the tables),
-and prints the tables. Cases are built with ``bkbench.workloads.prepare`` where they are BK-core or baseline
+and prints the tables. Cases are built with ``bkbench.harness.workloads.prepare`` where they are BK-core or baseline
 kernels, so they are exactly the callables the suite runner times.
 """
 
@@ -35,11 +35,11 @@ ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from bkbench.energy import EnergyConfig, measure_energy  # noqa: E402
-from bkbench.env import environment  # noqa: E402
+from bkbench.harness.energy import EnergyConfig, measure_energy  # noqa: E402
+from bkbench.harness.env import environment  # noqa: E402
+from bkbench.harness.suites import CaseSpec  # noqa: E402
+from bkbench.harness.timing import TimingConfig, measure  # noqa: E402
 from bkbench.registry import default_registry  # noqa: E402
-from bkbench.suites import CaseSpec  # noqa: E402
-from bkbench.timing import TimingConfig, measure  # noqa: E402
 
 Case = tuple[str, Callable[[], Any], float | None]  # name, fn, ideal bytes
 
@@ -51,7 +51,7 @@ def _spec(impl: str, kind: str = "bk", n: int = 4096, batch: int = 8, d: int = 5
 
 
 def _workload(impl: str, **kw: Any) -> Case | None:
-    from bkbench.workloads import Skip, prepare
+    from bkbench.harness.workloads import Skip, prepare
 
     reg = default_registry()
     if impl not in reg:
@@ -235,7 +235,7 @@ def planted_crash(out: Path) -> list[dict[str, Any]]:
     import os
     import tempfile
 
-    from bkbench.runner import run_suite
+    from bkbench.harness.runner import run_suite
     from bkbench.store import Store
 
     tmp = Path(tempfile.mkdtemp(prefix="bkbench-oob-"))

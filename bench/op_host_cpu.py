@@ -102,8 +102,8 @@ def stage_parts() -> None:
     import torch
     from compile_model_h200 import BKModel
 
-    import bkbench.op as op
     import bkbench.kernels.bk._triton_fused_bound as bound
+    import bkbench.op as op
     from bkbench.workspace import fresh_workspace
 
     spent: dict[str, list[float]] = {"eager_call": [0.0, 0], "BoundVjp": [0.0, 0]}

@@ -5,7 +5,7 @@ and backward config sweeps, the tuner against the exhaustive sweep, the final ta
 It produced the H100 development runs 1-6 (reports/triton_fused/, with the kernels of commit 969fdbc);
 ``bench/triton_fused_h200.py`` is the script of the later H200 work (issues 22 and 23). This one calls the kernel
 through its public entry points (``triton_fused``, ``forward``, ``vjp``, ``plan``, ``FusedConfig``, ``BwdConfig``)
-and the tuner (``bkbench.tuning``), so it runs against this tree.
+and the tuner (``bkbench.harness.tuning``), so it runs against this tree.
 
 Run on a GPU machine from the repository root (``--help`` lists the stages)::
 
@@ -17,7 +17,7 @@ Run on a GPU machine from the repository root (``--help`` lists the stages)::
 
 and a dry run of the script's logic on the CPU (the kernels in Triton's interpreter, tiny shapes, one-shot timers;
 stages sweep and sweep2 time a slice of the tuner's space, ``_fwd_space``; the tuner, in stages tune and tuneall,
-searches its own space with its own timer, ``bkbench.tuning.time_ms`` on device "cpu"; stages gate and check need
+searches its own space with its own timer, ``bkbench.harness.tuning.time_ms`` on device "cpu"; stages gate and check need
 CUDA)::
 
     TF_DEV_DEVICE=cpu TRITON_INTERPRET=1 PYTHONPATH=$PWD python3 bench/triton_fused_dev.py --out /tmp/tf \\
@@ -27,10 +27,10 @@ Stages (``STAGES``, run in the order given; each is skipped once ``--deadline`` 
 
 - ``mem``: the tile pattern alone (load a and k, split into register columns, join, store) against plain loads.
 - ``gate``: the project's correctness gate on CUDA for triton_fused (value + gradient cases, 2 seeds).
-- ``grad``: forward and backward (S) error against the float64 references (``bkbench.tuning._check``).
+- ``grad``: forward and backward (S) error against the float64 references (``bkbench.harness.tuning._check``).
 - ``check``: G against the float64 reference at awkward and large shapes, fast path and ``force_exact``.
 - ``sweep``: exhaustive forward sweep of the tuner's space on SWEEP_SHAPES; its result feeds ``tune``.
-- ``tune``: the tuner (``bkbench.tuning.tune``) on SWEEP_SHAPES against ``sweep``'s times; feeds ``issue``.
+- ``tune``: the tuner (``bkbench.harness.tuning.tune``) on SWEEP_SHAPES against ``sweep``'s times; feeds ``issue``.
 - ``issue``: forward and fwd+bwd at the issue shapes with the default config and ``tune``'s winners.
 - ``base``: the thomas and assoc_scan baselines against the default forward.
 - ``bwd``: every backward config of the tuner's space at one shape.
@@ -148,7 +148,7 @@ def _compile_job(job):
 
     try:
         if job[0] == "gate":
-            from bkbench.gate import run_gate
+            from bkbench.harness.gate import run_gate
 
             run_gate(impls=["triton_fused"], device="cuda", cases=[job[1]])
             return None
@@ -195,11 +195,10 @@ def precompile(jobs, workers: int = 15) -> list[str]:
 
 
 def stage_check(out: dict) -> None:
+    from bkbench.harness.accuracy import relative_error
+    from bkbench.harness.problems import Problem, make_inputs
+    from bkbench.harness.reference import reference
     from bkbench.kernels.bk import triton_fused as tf
-
-    from bkbench.accuracy import relative_error
-    from bkbench.problems import Problem, make_inputs
-    from bkbench.reference import reference
     from bkbench.validate import normalize
 
     P = Problem
@@ -309,7 +308,7 @@ def _save(out: dict, path: Path) -> None:
 
 def stage_gate(out: dict) -> None:
     """The project's correctness gate on CUDA for triton_fused (value + gradient cases, 2 seeds)."""
-    from bkbench.gate import battery, run_gate
+    from bkbench.harness.gate import battery, run_gate
 
     cases = battery("cuda", quick=False, seeds=(0, 1))
     t0 = time.time()
@@ -328,9 +327,8 @@ def stage_gate(out: dict) -> None:
 
 
 def stage_gradcheck(out: dict) -> None:
+    from bkbench.harness import tuning
     from bkbench.kernels.bk import triton_fused as tf
-
-    from bkbench import tuning
 
     rows = []
     shapes = [(4, 65536, False), (4, 65536, True), (4, 1000, False)]
@@ -355,7 +353,7 @@ if DEV == "cpu":
 def _fwd_space() -> list[dict[str, int]]:
     """The forward configs that stages sweep and sweep2 time: the tuner's space (``tuning.fwd_space``); in the CPU
     dry run a slice of it (the seg 64 configs and the first seg 256 one), so that the interpreter gets through."""
-    from bkbench import tuning
+    from bkbench.harness import tuning
 
     space = tuning.fwd_space()
     if DEV == "cpu":
@@ -407,7 +405,7 @@ def stage_sweep(out: dict, path: Path) -> dict:
 
 def stage_tune(out: dict, sweep: dict, path: Path) -> dict:
     """Run the tuner (staged search, its own measurements) on SWEEP_SHAPES and compare with the sweep."""
-    from bkbench import tuning
+    from bkbench.harness import tuning
 
     rows = []
     winners = {}
@@ -498,7 +496,6 @@ def stage_issue(out: dict, winners: dict, path: Path) -> None:
 
 def stage_baselines(out: dict, path: Path) -> None:
     from bkbench.kernels.bk import triton_fused as tf
-
     from bkbench.registry import default_registry
 
     reg = default_registry()
@@ -529,9 +526,8 @@ def stage_baselines(out: dict, path: Path) -> None:
 
 
 def stage_bwdsweep(out: dict, path: Path) -> None:
+    from bkbench.harness import tuning
     from bkbench.kernels.bk import triton_fused as tf
-
-    from bkbench import tuning
 
     rows = []
     b, n = (4096, 4096) if DEV == "cuda" else (2, 64)
@@ -568,7 +564,7 @@ if DEV == "cpu":
 def stage_tuneall(out: dict, path: Path) -> None:
     """The tuner on every TUNE_SHAPES x {k, scalar}: stage by stage for all problems, each stage's
     candidates compiled in parallel first; then the backward configs. Winners go to the cache."""
-    from bkbench import tuning
+    from bkbench.harness import tuning
 
     probs = [tuning.TuneProblem(b, n, torch.float32, u, device=DEV) for (b, n) in TUNE_SHAPES for u in TUNE_COUPLINGS]
     tuners = [tuning.Tuner(p, budget_s=0.15, log=print) for p in probs]
@@ -608,7 +604,7 @@ def stage_tuneall(out: dict, path: Path) -> None:
 
 def stage_sweep2(out: dict, path: Path) -> None:
     """Exhaustive sweep of the tuner's forward space on SWEEP_SHAPES; compare with the tuned choice."""
-    from bkbench import tuning
+    from bkbench.harness import tuning
 
     spaces = {(b, n): tuning.distinct(_fwd_space(), b, n) for (b, n) in SWEEP_SHAPES}
     t0 = time.time()
@@ -645,7 +641,7 @@ def stage_sweep2(out: dict, path: Path) -> None:
 def _looked_up_final() -> dict[tuple, tuple]:
     """(B, N, scalar) -> (forward config, backward config) that ``tuning.lookup`` gives for every FINAL_SHAPES x
     {k, scalar} (user cache, then the packaged table, then the defaults)."""
-    from bkbench import tuning
+    from bkbench.harness import tuning
 
     tuning.clear_memo()
     cfgs = {}
@@ -659,6 +655,7 @@ def _looked_up_final() -> dict[tuple, tuple]:
 def stage_final(out: dict, path: Path) -> None:
     """The final table: tuned configs from the cache (defaults where a bucket is untuned)."""
     import triton.testing
+
     from bkbench.kernels.bk import triton_fused as tf
 
     cfgs = _looked_up_final()
@@ -753,7 +750,6 @@ def stage_bwdlin(out: dict, path: Path) -> None:
 
 def stage_base2(out: dict, path: Path) -> None:
     from bkbench.kernels.bk import triton_fused as tf
-
     from bkbench.registry import default_registry
 
     reg = default_registry()
@@ -773,7 +769,7 @@ def stage_base2(out: dict, path: Path) -> None:
                 rows.append({"impl": name, "B": b, "N": n, "ms": ms})
             except Exception as exc:
                 rows.append({"impl": name, "B": b, "N": n, "error": str(exc)[:300]})
-        from bkbench import tuning
+        from bkbench.harness import tuning
 
         fc, _ = tuning.lookup(a, k)
         ms = _median_ms(lambda: tf.forward(a, k, z, config=fc), rep=100)
@@ -1116,7 +1112,7 @@ def main() -> None:
         ap.error(f"--stage: unknown stage(s) {', '.join(unknown)}; known: {', '.join(STAGES)}")
     path = Path(args.out)
     os.environ.setdefault("BKBENCH_CACHE_DIR", str(path / "cache"))
-    from bkbench.env import environment
+    from bkbench.harness.env import environment
 
     out: dict = {"environment": environment(measure_bandwidth=False)}
     t0 = time.time()

@@ -40,9 +40,9 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import bkbench  # noqa: E402
-from bkbench.env import environment  # noqa: E402
-from bkbench.problems import Inputs  # noqa: E402
-from bkbench.reference import reference  # noqa: E402
+from bkbench.harness.env import environment  # noqa: E402
+from bkbench.harness.problems import Inputs  # noqa: E402
+from bkbench.harness.reference import reference  # noqa: E402
 
 SPEED_SHAPES = [(4096, 1024), (4096, 4096), (16384, 1024), (1024, 16384), (256, 65536), (16384, 4096),
                 (65536, 4096), (16384, 16384), (8, 65536)]
@@ -175,8 +175,8 @@ def stage_host(res: dict[str, Any]) -> None:
     a, b, c = inputs(8, 4096)
     ag = a.clone().requires_grad_(True)
     w = torch.randn(8, 4096, dtype=torch.complex64, device="cuda")
-    from bkbench.validate import call_args
     from bkbench.kernels.bk import triton_fused as tf
+    from bkbench.validate import call_args
 
     a3, b3, c3 = a.view(2, 4, 4096), b.view(2, 4, 4095), c.view(2, 4, 4095)
     b1, c1 = b[0].clone(), c[0].clone()
@@ -411,8 +411,8 @@ def _sweep_config(cfg: dict[str, int], mode: str, batch: int, n: int) -> Any:
 
 
 def _operands(mode: str, batch: int, n: int) -> Any:
-    from bkbench.validate import call_args
     from bkbench.kernels.bk import triton_fused as tf
+    from bkbench.validate import call_args
 
     a, b, c = inputs(batch, n)
     args = call_args(a, b, c, 1j) if mode == "tensors" else call_args(a, 1.0, 1.0, 1j)

@@ -28,9 +28,9 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bkbench.registry import default_registry  # noqa: E402
-from bkbench.tuning import lookup  # noqa: E402
+from bkbench.harness.tuning import lookup  # noqa: E402
 from bkbench.kernels.bk import triton_fused as tf  # noqa: E402
+from bkbench.registry import default_registry  # noqa: E402
 
 OUT = Path(os.environ.get("OUT") or "results")
 CALLS = 2000

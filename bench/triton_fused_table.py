@@ -119,7 +119,7 @@ def fastest_backward(cands: list[dict]) -> dict:
 def main(paths: list[str]) -> None:
     import torch
 
-    from bkbench import tuning
+    from bkbench.harness import tuning
 
     dflt = _cfg_key(FusedConfig().to_dict())
     bdflt = BwdConfig().to_dict()

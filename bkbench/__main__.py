@@ -1,5 +1,5 @@
 import sys
 
-from bkbench.cli import main
+from bkbench.harness.cli import main
 
 sys.exit(main())

@@ -1,8 +1,8 @@
 """What a baseline kernel declares beside its registry record: its input form (the :func:`baseline` decorator).
 
 Library layer: the SSM and attention kernels in ``kernels/`` import this; the harness's input forms, references
-and checks (``bkbench/baselines/``) read it. The forms themselves (how inputs are built, the float64 references)
-live in ``bkbench/baselines/forms.py``, whose ``FORMS`` has exactly the names of :data:`FORM_NAMES`.
+and checks (``bkbench/harness/baselines/``) read it. The forms themselves (how inputs are built, the float64 references)
+live in ``bkbench/harness/baselines/forms.py``, whose ``FORMS`` has exactly the names of :data:`FORM_NAMES`.
 """
 
 from __future__ import annotations
@@ -27,7 +27,7 @@ class BaselineMeta:
 
     form: one of :data:`FORM_NAMES`. variant: which analytic memory model applies ("fused" kernels keep
     per-step state on chip; "materialized" ones write (.., N, n) states or N x N scores to memory; "sequential"
-    loops over N in Python keeping one state; see ``bkbench/baselines/models.py``).
+    loops over N in Python keeping one state; see ``bkbench/harness/baselines/models.py``).
     setup: optional ``(case, inputs, options) -> inputs`` run once, untimed, before the kernel (block masks,
     layout changes the library requires).
     tolerances: per-dtype overrides of the check battery's tolerance (e.g. TF32 tensor-core products in a

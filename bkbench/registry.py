@@ -71,9 +71,9 @@ class Implementation:
             asks that the two calls agree within the tolerance).
         extra_checks: optional checks the gate runs for this implementation after its battery (``bkbench gate``
             without ``--no-tuned``): ``extra_checks(rec, device, *, quick, progress, jobs) -> list[GateResult]``
-            (:class:`bkbench.gate_result.GateResult` rows; ``progress(impl, case)`` before or after each check,
+            (:class:`bkbench.harness.gate_result.GateResult` rows; ``progress(impl, case)`` before or after each check,
             ``jobs`` processes at most). A callable or its import path ``"module:function"`` (loaded when the
-            gate runs). ``triton_fused``: its tuned launch configurations (``bkbench.gate_tuned:gate_checks``).
+            gate runs). ``triton_fused``: its tuned launch configurations (``bkbench.harness.gate_tuned:gate_checks``).
         tuner: optional tuned-table provider: a module, or its import path, with the interface of
             ``bkbench.kernels.bk._triton_fused_tables`` -- ``bucket(batch, n)`` (shape bucket), ``GpuId`` /
             ``gpu_id()`` / ``INTERPRETER`` / ``known_gpu(name)`` (GPU identities) and ``explain_for(gpu, dtype,

@@ -91,7 +91,7 @@ RESULT_COLUMNS: dict[str, str] = {
     "metrics_json": "TEXT",
     "wall_s": "REAL",
     "created": "TEXT",
-    # where it ran and what compiling it cost (bkbench.pool, bkbench.warm)
+    # where it ran and what compiling it cost (bkbench.harness.pool, bkbench.harness.warm)
     "host": "TEXT",
     "gpu_name": "TEXT",
     "gpu_index": "TEXT",  # CUDA_VISIBLE_DEVICES of the worker (physical id or UUID)
@@ -202,7 +202,7 @@ class Store:
     """A results database. Safe to open from several processes (SQLite WAL, short transactions).
 
     ``journal="delete"`` uses SQLite's rollback journal instead of WAL: for a store on a network file system
-    that processes of other hosts read (an executor job's store, :mod:`bkbench.executors`)."""
+    that processes of other hosts read (an executor job's store, :mod:`bkbench.harness.executors`)."""
 
     def __init__(self, path: str | Path | None = None, journal: str = "wal") -> None:
         if journal not in ("wal", "delete"):

@@ -1,1 +1,1 @@
-"""Declarative benchmark suites (``*.toml``, loaded by :mod:`bkbench.suites`; see docs/suites.md)."""
+"""Declarative benchmark suites (``*.toml``, loaded by :mod:`bkbench.harness.suites`; see docs/suites.md)."""

@@ -1,7 +1,7 @@
 """Cheating BK-core kernels for the gate's anti-cheat tests (issue 25). Not part of the package.
 
 Each one returns correct values on the battery's fresh inputs, so the accuracy checks alone pass it; each is
-caught by an anti-cheat check of ``bkbench gate`` (bkbench/anticheat.py):
+caught by an anti-cheat check of ``bkbench gate`` (bkbench/harness/anticheat.py):
 
 ``cheat_memo``         memoises its result by the inputs' buffer addresses and shapes (returns a copy)
                        -> output freshness;

@@ -15,12 +15,12 @@ from pathlib import Path
 import pytest
 import torch
 
-from bkbench import anticheat, metrics, plausibility
-from bkbench.gate import anticheat_results
+from bkbench.harness import anticheat, metrics, plausibility
+from bkbench.harness.gate import anticheat_results
+from bkbench.harness.timing import Timing as TimingResult
+from bkbench.harness.timing import summarize
 from bkbench.plugins import registry_with
 from bkbench.registry import Registry
-from bkbench.timing import Timing as TimingResult
-from bkbench.timing import summarize
 
 ROOT = Path(__file__).resolve().parent.parent
 CHEATERS = ROOT / "tests" / "gate_cheaters.py"

@@ -9,8 +9,8 @@ import torch
 
 import bkbench
 from bkbench import NonFiniteResultError, bk_core, bk_core_ex
-from bkbench.problems import Inputs
-from bkbench.reference import reference
+from bkbench.harness.problems import Inputs
+from bkbench.harness.reference import reference
 
 
 def good(n=5, batch=(2,)):

@@ -7,7 +7,7 @@ import math
 import pytest
 import torch
 
-from bkbench.baselines import (
+from bkbench.harness.baselines import (
     FORMS,
     Case,
     Declined,
@@ -21,8 +21,8 @@ from bkbench.baselines import (
     prepare_layer,
     reference_output,
 )
-from bkbench.baselines import references as refs
-from bkbench.baselines.models import attention_pairs, bk_core_model
+from bkbench.harness.baselines import references as refs
+from bkbench.harness.baselines.models import attention_pairs, bk_core_model
 from bkbench.kernels.attention import _block_sparsity as sp
 from bkbench.registry import Registry, default_registry
 
@@ -117,7 +117,7 @@ def test_battery_skips_with_reason_when_declined():
 
 
 def test_gate_runs_the_baseline_battery():
-    from bkbench.gate import run_gate
+    from bkbench.harness.gate import run_gate
 
     report = run_gate(impls=["attention_naive"], device="cpu", quick=True, seeds=[0])
     assert report.results and all(r.impl == "attention_naive" for r in report.results)

@@ -11,10 +11,20 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from bkbench.baselines import FORMS, Case, Declined, baseline, check, layer_model, model_for, prepare, prepare_layer
-from bkbench.baselines import references as refs
-from bkbench.baselines.delta_chunked import gated_delta_chunked
-from bkbench.baselines.forms import RWKV7_MAX_LOG_DECAY
+from bkbench.harness.baselines import (
+    FORMS,
+    Case,
+    Declined,
+    baseline,
+    check,
+    layer_model,
+    model_for,
+    prepare,
+    prepare_layer,
+)
+from bkbench.harness.baselines import references as refs
+from bkbench.harness.baselines.delta_chunked import gated_delta_chunked
+from bkbench.harness.baselines.forms import RWKV7_MAX_LOG_DECAY
 from bkbench.kernels.ssm._fla_common import HOPPER_GATED_BWD, gated_bwd_refused, hopper_gated_bwd_reason, version_tuple
 from bkbench.registry import Registry, default_registry
 
@@ -144,7 +154,7 @@ def _orthonormal_keys(n: int, kd: int, heads: int, axes: bool) -> torch.Tensor:
 @pytest.mark.parametrize("form", ["gated_delta_rule", "kda"])
 def test_orthonormal_keys_reduce_the_gated_delta_rule_to_gated_linear_attention(form):
     # k_t orthogonal to every earlier (decayed) key: nothing is erased, S_t = Diag(alpha_t) S_{t-1} + beta_t k_t
-    # v_t^T, which is GLA with v scaled by beta (an independent reference, bkbench/baselines/references.py)
+    # v_t^T, which is GLA with v scaled by beta (an independent reference, bkbench/harness/baselines/references.py)
     torch.manual_seed(11)
     x = _small(form, 7, 11)
     x["k"] = _orthonormal_keys(7, 8, 2, axes=form == "kda")
@@ -287,7 +297,7 @@ def _stand_in_registry(wrong: str = "") -> Registry:
 @pytest.fixture
 def one_head_battery(monkeypatch):
     """The battery at one head (d = 64) instead of the CUDA-minded d = 256: the same cases, a quarter the work."""
-    from bkbench.baselines.check import SHAPES
+    from bkbench.harness.baselines.check import SHAPES
 
     for form in ("gated_delta_rule", "rwkv7"):
         monkeypatch.setitem(SHAPES, form, [(1, 64, None)])
@@ -359,10 +369,10 @@ def test_gated_backward_is_declined_on_a_hopper_with_triton_3_6(monkeypatch, nam
 
 @pytest.mark.parametrize("name,form_dtype", [("gdn_torch", "float32"), ("rwkv7_torch", "float64")])
 def test_runner_checks_the_new_forms_against_their_reference(name, form_dtype):
-    # the suite runner's per-case check slices every token-axis input (bkbench.workloads.TOKEN_AXES)
-    from bkbench.suites import CaseSpec
-    from bkbench.workloads import TOKEN_AXES
-    from bkbench.workloads import prepare as prepare_workload
+    # the suite runner's per-case check slices every token-axis input (bkbench.harness.workloads.TOKEN_AXES)
+    from bkbench.harness.suites import CaseSpec
+    from bkbench.harness.workloads import TOKEN_AXES
+    from bkbench.harness.workloads import prepare as prepare_workload
 
     reg = _stand_in_registry()
     spec = CaseSpec(suite="t", group="g", impl=name, kind="ssm", n=260, batch=2, d=64, dtype=form_dtype,

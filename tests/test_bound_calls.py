@@ -14,8 +14,8 @@ import torch
 import bkbench
 import bkbench.eager as eager
 from bkbench import bound_calls
-from bkbench.problems import Inputs
-from bkbench.reference import reference
+from bkbench.harness.problems import Inputs
+from bkbench.harness.reference import reference
 
 tf = pytest.importorskip("bkbench.kernels.bk.triton_fused")
 from bkbench.kernels.bk._cplx_triton import interpreting  # noqa: E402

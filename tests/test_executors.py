@@ -1,5 +1,5 @@
-"""Running a suite as jobs (bkbench.executors, bkbench.jobs): the local executor stores what the inline runner
-stores, a killed job is resumed, jobs are placed one per GPU, the SLURM submission (without a cluster: fake
+"""Running a suite as jobs (bkbench.harness.executors, bkbench.harness.jobs): the local executor stores what the inline
+runner stores, a killed job is resumed, jobs are placed one per GPU, the SLURM submission (without a cluster: fake
 sbatch/srun on PATH) carries the settings; merging databases; unreadable databases; worker log folders."""
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from bkbench.executors import (
+from bkbench.harness.executors import (
     SlotScheduler,
     SlurmSettings,
     group_into_jobs,
@@ -26,8 +26,8 @@ from bkbench.executors import (
     slurm_settings,
     submit,
 )
-from bkbench.jobs import JobSpec, held_lock, is_running, supersede
-from bkbench.runner import plan, run_suite
+from bkbench.harness.jobs import JobSpec, held_lock, is_running, supersede
+from bkbench.harness.runner import plan, run_suite
 from bkbench.store import Store, StoreError
 from tests.test_runner import ROOT, _suite, planted  # noqa: F401  (planted: a fixture these tests use)
 
@@ -54,9 +54,9 @@ def test_local_executor_stores_what_inline_stores(tmp_path, monkeypatch):
     """--executor local --jobs 2 stores every case with the same case keys and statuses as an inline run, each row
     with its host, job and compile time from the warm-up; only the driver writes the main database; the jobs
     folder is removed after a clean run."""
-    import bkbench.warm
+    import bkbench.harness.warm
 
-    monkeypatch.setattr(bkbench.warm, "needs_warm", lambda cases: True)  # the CPU compiles nothing: warm anyway
+    monkeypatch.setattr(bkbench.harness.warm, "needs_warm", lambda cases: True)  # the CPU compiles nothing: warm anyway
     suite = str(_suite(tmp_path, SMALL))
     common = dict(device="cpu", plugins=["planted_kernels"], progress=False)
     inline = run_suite(suite, db=tmp_path / "inline.db", **common)
@@ -230,14 +230,14 @@ def test_slurm_submission_carries_the_settings(tmp_path, monkeypatch):
 
 def test_job_lock_and_supersede(tmp_path):
     """A running job (holding its lock) is never superseded; a job that is not running is, and then never starts."""
-    from bkbench.jobs import run_job
+    from bkbench.harness.jobs import run_job
 
     folder = tmp_path / "job"
     folder.mkdir()
     assert not is_running(folder)
     with held_lock(folder) as got:
         assert got
-        child = subprocess.run([sys.executable, "-c", "import sys; from bkbench.jobs import is_running; "
+        child = subprocess.run([sys.executable, "-c", "import sys; from bkbench.harness.jobs import is_running; "
                                 f"sys.exit(0 if is_running({str(folder)!r}) else 1)"], cwd=ROOT, timeout=60)
         assert child.returncode == 0  # another process sees it running
         assert not supersede(folder) and not (folder / "superseded").exists()
@@ -275,7 +275,7 @@ def _store_with(path: Path, statuses: dict[str, str]) -> str:
 
 
 def _cli(capsys, *args: str) -> tuple[int, str, str]:
-    from bkbench.cli import main
+    from bkbench.harness.cli import main
 
     code = main(list(args))
     out = capsys.readouterr()

@@ -8,8 +8,8 @@ import warnings
 import pytest
 import torch
 
-from bkbench import first_use_tuning, tuning
-from bkbench.cli import main as cli_main
+from bkbench.harness import first_use_tuning, tuning
+from bkbench.harness.cli import main as cli_main
 from bkbench.kernels.bk import _triton_fused_tables as tables
 from bkbench.kernels.bk._cplx_triton import interpreting
 from bkbench.kernels.bk.triton_fused import BwdConfig, FusedConfig

@@ -2,7 +2,7 @@
 
 import pytest
 
-from bkbench.gate import battery, run_gate
+from bkbench.harness.gate import battery, run_gate
 from bkbench.registry import default_registry
 from tests.triton_devices import skip_triton_on_cpu
 

@@ -7,9 +7,9 @@ import pytest
 import torch
 
 from bkbench import bk_core
-from bkbench.accuracy import relative_error
-from bkbench.problems import Problem, make_inputs
-from bkbench.reference import dense_grad_reference, dense_reference, pivot_reference, reference
+from bkbench.harness.accuracy import relative_error
+from bkbench.harness.problems import Problem, make_inputs
+from bkbench.harness.reference import dense_grad_reference, dense_reference, pivot_reference, reference
 
 EXACT = ["naive_loop", "thomas", "assoc_scan"]
 

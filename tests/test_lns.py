@@ -9,10 +9,10 @@ import torch
 
 import bkbench.kernels.bk._lns as L
 from bkbench import bk_core
-from bkbench.accuracy import relative_error
+from bkbench.harness.accuracy import relative_error
+from bkbench.harness.problems import Problem, make_inputs
+from bkbench.harness.reference import reference
 from bkbench.kernels.bk.lns import lns
-from bkbench.problems import Problem, make_inputs
-from bkbench.reference import reference
 from bkbench.validate import normalize
 from tests.triton_devices import TRITON_HOST
 

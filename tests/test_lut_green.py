@@ -9,10 +9,10 @@ import torch
 
 import bkbench.kernels.bk._lut as lut
 from bkbench import bk_core
-from bkbench.accuracy import relative_error
+from bkbench.harness.accuracy import relative_error
+from bkbench.harness.problems import Problem, make_inputs
+from bkbench.harness.reference import reference
 from bkbench.kernels.bk.lut_green import lut_error_model, lut_green_core
-from bkbench.problems import Problem, make_inputs
-from bkbench.reference import reference
 from bkbench.registry import default_registry
 from tests.triton_devices import TRITON_HOST
 

@@ -62,7 +62,7 @@ def installed(tmp_path_factory) -> Path:
     assert tops == {"bkbench", wheel.name.split("-")[0] + "-" + wheel.name.split("-")[1] + ".dist-info"}, tops
     for path in ("bkbench/kernels/bk/triton_fused.py", "bkbench/kernels/ssm/__init__.py",
                  "bkbench/kernels/attention/attention_sdpa.py", "bkbench/suite_files/quick.toml",
-                 "bkbench/report/templates/report.html.j2"):
+                 "bkbench/harness/report/templates/report.html.j2"):
         assert path in names, path
     assert any(n.startswith("bkbench/kernels/bk/data/triton_fused_") for n in names)
     assert not any("asv_benchmarks" in n for n in names)
@@ -77,7 +77,7 @@ def test_installed_package_has_no_top_level_kernels_and_finds_every_implementati
     code = (
         "import importlib.util, json, bkbench\n"
         "from bkbench.registry import default_registry\n"
-        "from bkbench.suites import load_suite, suites_dir\n"
+        "from bkbench.harness.suites import load_suite, suites_dir\n"
         "reg = default_registry()\n"
         "print(json.dumps({'bkbench': bkbench.__file__, 'kernels': importlib.util.find_spec('kernels') is not None,\n"
         "    'suites': importlib.util.find_spec('suites') is not None,\n"

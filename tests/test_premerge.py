@@ -15,8 +15,8 @@ from pathlib import Path
 
 import pytest
 
-from bkbench.premerge import _imports, changed_kernel_modules, parse_shape
-from bkbench.verdicts import coverage, judge, median_rank_interval
+from bkbench.harness.premerge import _imports, changed_kernel_modules, parse_shape
+from bkbench.harness.verdicts import coverage, judge, median_rank_interval
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -144,7 +144,7 @@ def test_helper_change_selects_its_dependents() -> None:
     assert changed_kernel_modules(ROOT, ["kernels/ssm/__init__.py"]) == {
         m for m in changed_kernel_modules(ROOT, ["kernels/__init__.py"]) if m.startswith("bkbench.kernels.ssm.")}
     assert changed_kernel_modules(ROOT, ["kernels/bk/thomas.py"]) >= {"bkbench.kernels.bk.thomas"}
-    assert changed_kernel_modules(ROOT, ["bkbench/gate.py", "docs/x.md"]) == set()
+    assert changed_kernel_modules(ROOT, ["bkbench/harness/gate.py", "docs/x.md"]) == set()
     everything = changed_kernel_modules(ROOT, ["kernels/__init__.py"])
     assert {"bkbench.kernels.bk.thomas", "bkbench.kernels.bk.naive_loop"} <= everything
 
@@ -172,9 +172,10 @@ def test_parse_shape() -> None:
 
 
 def test_worker_proc_requests_and_failures(tmp_path: Path) -> None:
-    """premerge's timing worker over a tree (bkbench.worker_protocol): hello names the tree's bkbench, a request it
-    cannot answer is ``<label>: <error>``, a dead worker ``<label> worker exited with status <code>; <log>``."""
-    from bkbench.premerge import WorkerError, WorkerProc
+    """premerge's timing worker over a tree (bkbench.harness.worker_protocol): hello names the tree's bkbench, a
+    request it cannot answer is ``<label>: <error>``, a dead worker ``<label> worker exited with status <code>;
+    <log>``."""
+    from bkbench.harness.premerge import WorkerError, WorkerProc
 
     w = WorkerProc("head", ROOT, tmp_path, threads=1)
     try:

@@ -5,8 +5,8 @@ import sqlite3
 import pytest
 import torch
 
-import bkbench.problems as problems
-from bkbench.problems import Problem, draw, make_inputs
+import bkbench.harness.problems as problems
+from bkbench.harness.problems import Problem, draw, make_inputs
 from bkbench.store import Store
 
 
@@ -98,7 +98,7 @@ def test_store_commits_each_row(tmp_path):
 
 def test_git_sha_override_names_the_copied_commit(monkeypatch):
     """A tree copied to another machine may carry a stale .git: BKBENCH_GIT_SHA, when set, is what is recorded."""
-    from bkbench.env import git_sha
+    from bkbench.harness.env import git_sha
 
     monkeypatch.delenv("BKBENCH_GIT_SHA", raising=False)
     real = git_sha()

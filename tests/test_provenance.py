@@ -11,10 +11,10 @@ from pathlib import Path
 
 import pytest
 
-from bkbench.env import git_sha, git_state
-from bkbench.report import build_report
+from bkbench.harness.env import git_sha, git_state
+from bkbench.harness.report import build_report
 
-render_mod = importlib.import_module("bkbench.report.render")  # the package re-exports the function as `render`
+render_mod = importlib.import_module("bkbench.harness.report.render")  # the package re-exports the function as `render`
 
 
 def _git(repo: Path, *args: str) -> None:

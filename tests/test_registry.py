@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from bkbench import Registry, bk_core, register
-from bkbench.gate import run_gate
+from bkbench.harness.gate import run_gate
 from bkbench.registry import default_registry
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -120,7 +120,7 @@ def test_broken_kernel_module_is_reported_not_hidden(tmp_path, monkeypatch):
 
 def test_gate_impl_flags_accumulate():
     """`bkbench gate --impl a --impl b` gates both (a repeated flag once replaced the earlier ones)."""
-    from bkbench.cli import build_parser
+    from bkbench.harness.cli import build_parser
 
     args = build_parser().parse_args(["gate", "--impl", "thomas", "--impl", "assoc_scan", "naive_loop"])
     assert args.impl == ["thomas", "assoc_scan", "naive_loop"]
@@ -143,7 +143,7 @@ def test_auto_fallback_order_and_tuned_tables_are_record_fields():
     assert callable(fused.load_extra_checks())
     others = [r for r in reg.implementations(None) if r.name != "triton_fused"]
     assert all(r.load_tuner() is None and r.load_extra_checks() is None for r in others)
-    for path in ("bkbench/gate.py", "bkbench/dispatch.py"):
+    for path in ("bkbench/harness/gate.py", "bkbench/dispatch.py"):
         source = (ROOT / path).read_text()
         assert not [n for n in reg.names(None) if f'"{n}"' in source or f"'{n}'" in source], path
         assert "kernels." not in source and "import kernels" not in source, path
@@ -176,7 +176,7 @@ def _extra_rows(rec, device, *, quick, progress, jobs):
     """An ``extra_checks`` entry point (named by import path in the test below)."""
     if progress:
         progress(rec.name, "extra check")
-    from bkbench.gate_result import GateResult
+    from bkbench.harness.gate_result import GateResult
 
     return [GateResult(rec.name, "extra check", f"{device}|quick={quick}|jobs={jobs}", "value", "fail",
                        detail="planted")]
@@ -204,8 +204,8 @@ def test_gate_runs_a_records_extra_checks():
 
 def test_gate_and_baseline_battery_import_no_circle():
     """The gate's row type lives below both: the baseline battery does not import the gate, nor the tuned checks."""
-    code = ("import sys, bkbench.baselines.check, bkbench.gate_tuned; "
-            "assert 'bkbench.gate' not in sys.modules, 'baselines.check or gate_tuned imported bkbench.gate'")
+    code = ("import sys, bkbench.harness.baselines.check, bkbench.harness.gate_tuned; "
+            "assert 'bkbench.harness.gate' not in sys.modules, 'baselines.check or gate_tuned imported the gate'")
     out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=300)
     assert out.returncode == 0, out.stderr
 

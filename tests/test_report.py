@@ -13,8 +13,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from bkbench.report import build_report
-from bkbench.report.analysis import (
+from bkbench.harness.report import build_report
+from bkbench.harness.report.analysis import (
     Series,
     analyze,
     assign_shapes,
@@ -25,9 +25,9 @@ from bkbench.report.analysis import (
     pareto_front,
     tuning_from_json,
 )
-from bkbench.report.data import load, load_pair, variant_of
-from bkbench.report.render import _headline
-from bkbench.report.stats import benjamini_hochberg, fit_power_law, mann_whitney_p, t_ppf
+from bkbench.harness.report.data import load, load_pair, variant_of
+from bkbench.harness.report.render import _headline
+from bkbench.harness.report.stats import benjamini_hochberg, fit_power_law, mann_whitney_p, t_ppf
 from bkbench.store import Store
 from tests.fixtures_report import make_fixture_db
 
@@ -105,7 +105,7 @@ def test_mann_whitney_matches_hand_computation() -> None:
 
 
 def test_large_sample_bootstrap_matches_explicit_resampling(monkeypatch: pytest.MonkeyPatch) -> None:
-    from bkbench.report import stats
+    from bkbench.harness.report import stats
 
     x = np.random.default_rng(0).exponential(1.0, 1500)  # skewed, like timing samples
     monkeypatch.setattr(stats, "LARGE_SAMPLE", 10**9)
@@ -386,7 +386,7 @@ def test_old_schema_without_new_columns_still_renders(tmp_path: Path) -> None:
 
 
 def test_cli_report_and_errors(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
-    from bkbench.cli import main
+    from bkbench.harness.cli import main
 
     db = _tiny_db(tmp_path / "tiny.db")
     out = str(tmp_path / "r")
@@ -404,8 +404,8 @@ def test_cli_report_and_errors(tmp_path: Path, capsys: pytest.CaptureFixture) ->
 def test_packaged_triton_fused_tables_feed_the_tuning_section():
     """The shipped tables live beside the kernel (kernels/bk/data); the report reads the ones of its GPUs (regression:
     after they moved, the H100 report lost its tuned-vs-default rows)."""
-    from bkbench.report import packaged_tuning_docs
-    from bkbench.report.analysis import tuning_from_json
+    from bkbench.harness.report import packaged_tuning_docs
+    from bkbench.harness.report.analysis import tuning_from_json
 
     docs = packaged_tuning_docs({"NVIDIA H100 80GB HBM3"})
     assert [name for name, _ in docs] == ["triton_fused_h100.json"]

@@ -17,8 +17,8 @@ from pathlib import Path
 
 import pytest
 
-from bkbench.report import build_report
-from bkbench.report.browser import check_page, find_chromium, screenshot_stats
+from bkbench.harness.report import build_report
+from bkbench.harness.report.browser import check_page, find_chromium, screenshot_stats
 from tests.fixtures_report import make_fixture_db
 
 CHROMIUM = find_chromium()

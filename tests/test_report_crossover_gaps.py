@@ -8,11 +8,11 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from bkbench.harness.report import build_report
+from bkbench.harness.report.analysis import analyze
+from bkbench.harness.report.crossover_gaps import gap_rows, with_gaps
+from bkbench.harness.report.data import load
 from bkbench.kernels.ssm._fla_common import HOPPER_GATED_BWD
-from bkbench.report import build_report
-from bkbench.report.analysis import analyze
-from bkbench.report.crossover_gaps import gap_rows, with_gaps
-from bkbench.report.data import load
 from bkbench.store import Store
 from tests.fixtures_report import _add, _env, _timed_row
 

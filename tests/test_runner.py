@@ -21,10 +21,10 @@ from pathlib import Path
 import pytest
 import torch
 
-from bkbench.pool import WorkerHandle, drive
-from bkbench.runner import plan, run_suite
+from bkbench.harness.pool import WorkerHandle, drive
+from bkbench.harness.runner import plan, run_suite
+from bkbench.harness.suites import list_suites, load_suite, parse_suite, shard
 from bkbench.store import Store
-from bkbench.suites import list_suites, load_suite, parse_suite, shard
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -243,7 +243,7 @@ def test_a_worker_that_cannot_start_does_not_hang_the_run(tmp_path):
     loop ends (it used to wait forever); its cases get no row, so the run lacks them and --resume runs them."""
     import threading
 
-    from bkbench.console import make_console
+    from bkbench.harness.console import make_console
 
     cases = plan("quick", "cpu")[:2]
     rows: list[dict] = []
@@ -257,7 +257,7 @@ def test_a_worker_that_cannot_start_does_not_hang_the_run(tmp_path):
 
 PROTOCOL_WORKER = """
 import os, sys, time
-from bkbench.worker_protocol import connect, serve
+from bkbench.harness.worker_protocol import connect, serve
 
 channel = connect()
 print("a kernel's print on stdout", flush=True)
@@ -281,10 +281,10 @@ serve(channel, {"echo": echo, "sleep": lambda req: time.sleep(60) or {}, "die": 
 
 
 def test_worker_protocol_answers_times_out_and_reports_death(tmp_path):
-    """bkbench.worker_protocol, both sides: hello with the script's arguments, answers with progress, prints kept
-    out of the channel (in the log), a handler's exception answered as an error, a deadline, a death with its exit
+    """bkbench.harness.worker_protocol, both sides: hello with the script's arguments, answers with progress, prints
+    kept out of the channel (in the log), a handler's exception answered as an error, a deadline, a death with its exit
     status and log tail, a restart, a clean exit."""
-    from bkbench.worker_protocol import WorkerDied, WorkerProcess, WorkerTimeout, script_command
+    from bkbench.harness.worker_protocol import WorkerDied, WorkerProcess, WorkerTimeout, script_command
 
     script = tmp_path / "w.py"
     script.write_text(PROTOCOL_WORKER)
@@ -537,7 +537,7 @@ def test_resume_continues_a_run_started_with_retry(tmp_path):
 def test_impl_selection_and_missing_fill_in_across_runs(tmp_path):
     """--impl/--skip-impl select implementations (a typo is an error); --missing runs only the cases that no
     earlier run of the suite holds, whatever shard or group stored them."""
-    from bkbench.runner import select_impls
+    from bkbench.harness.runner import select_impls
 
     suite = _suite(tmp_path, """
         name = "fill"
@@ -571,7 +571,7 @@ def test_impl_selection_and_missing_fill_in_across_runs(tmp_path):
         assert len(store.runs()) == n_runs  # nothing missing: no empty run is recorded
 
     # --retry incorrect: a case whose stored row is incorrect (e.g. a check fixed since) runs again; the row stays
-    from bkbench.runner import missing_cases
+    from bkbench.harness.runner import missing_cases
 
     victim = cases[0].case_id
     with Store(db) as store:
@@ -594,7 +594,7 @@ def test_warm_runs_each_kernel_in_order_of_n_and_reports_failures(tmp_path, plan
     """bkbench warm: the cases grouped by kernel (everything but N), each group in order of N in one worker;
     a raising kernel is a crash and a hanging one a timeout, reported and not raised, and the rest of that
     kernel is not warmed; the temporary logs are kept and named only then; nothing is stored."""
-    from bkbench.warm import compile_columns, kernels, slowest_kernels, warm, with_compile_columns
+    from bkbench.harness.warm import compile_columns, kernels, slowest_kernels, warm, with_compile_columns
 
     suite = _suite(tmp_path, """
         name = "warmt"
@@ -666,7 +666,7 @@ def test_gate_tuned_checks_in_workers_fail_alone_when_a_worker_dies(tmp_path, mo
     (here: a plugin it cannot import) fails each check it took, naming the worker and its kept log folder."""
     import shutil
 
-    from bkbench import gate_tuned, pool
+    from bkbench.harness import gate_tuned, pool
 
     class Broken(pool.WorkerHandle):
         def __init__(self, name, device, cuda_index, plugins, log_dir, **kw):

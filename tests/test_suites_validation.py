@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pytest
 
+from bkbench.harness.suites import list_suites, parse_suite
 from bkbench.registry import ImportFailure, Registry, default_registry
-from bkbench.suites import list_suites, parse_suite
 
 ROOT = Path(__file__).resolve().parent.parent
 

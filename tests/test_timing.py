@@ -10,12 +10,12 @@ import numpy as np
 import pytest
 import torch
 
-from bkbench import energy as en
-from bkbench import metrics
-from bkbench.memory import peak_memory
-from bkbench.problems import Problem, make_inputs
-from bkbench.reference import dense_grad_reference
-from bkbench.timing import TimingConfig, _adaptive, copy_bandwidth, measure, median_ci95, summarize, time_cpu
+from bkbench.harness import energy as en
+from bkbench.harness import metrics
+from bkbench.harness.memory import peak_memory
+from bkbench.harness.problems import Problem, make_inputs
+from bkbench.harness.reference import dense_grad_reference
+from bkbench.harness.timing import TimingConfig, _adaptive, copy_bandwidth, measure, median_ci95, summarize, time_cpu
 
 # -- statistics ----------------------------------------------------------------------------------------------------
 
@@ -245,7 +245,7 @@ def test_memory_peak_on_cuda_counts_the_call():
 
 
 def _timing(median: float):
-    from bkbench.timing import Timing
+    from bkbench.harness.timing import Timing
 
     return Timing("cold", [median] * 7, summarize([median] * 7), True, "ci", 1, 0.0, 0.0)
 
@@ -279,7 +279,7 @@ def test_metrics_are_plugins():
 
 
 def _spec(**kw):
-    from bkbench.suites import CaseSpec
+    from bkbench.harness.suites import CaseSpec
 
     base = dict(suite="t", group="g", impl="thomas", kind="bk", n=40, batch=2, d=3, dtype="float32", sparsity=0.0,
                 mode="fwd", options={}, timing="cpu", device="cpu")
@@ -288,7 +288,7 @@ def _spec(**kw):
 
 
 def test_pivot_grad_reference_matches_dense_autograd():
-    from bkbench.reference import pivot_grad_reference
+    from bkbench.harness.reference import pivot_grad_reference
 
     for p in (Problem(batch=(3,), n=37, dtype="float64", coupling="random", sparsity=0.2, seed=3),
               Problem(batch=(2,), n=1, dtype="float64"), Problem(batch=(2,), n=2, dtype="float64", z_spread=0.4)):
@@ -303,8 +303,8 @@ def test_pivot_grad_reference_matches_dense_autograd():
 
 def test_bk_workload_times_the_user_call_and_the_kernel_on_normalised_inputs(monkeypatch):
     import bkbench.validate as validate
+    from bkbench.harness.workloads import prepare
     from bkbench.registry import default_registry
-    from bkbench.workloads import prepare
 
     wl = prepare(_spec(), default_registry())
     chk = wl.check()
@@ -325,8 +325,8 @@ def test_bk_workload_times_the_user_call_and_the_kernel_on_normalised_inputs(mon
 
 
 def test_bk_fwd_bwd_does_not_accumulate_grad():
+    from bkbench.harness.workloads import prepare
     from bkbench.registry import default_registry
-    from bkbench.workloads import prepare
 
     wl = prepare(_spec(mode="fwd+bwd", n=300), default_registry())
     chk = wl.check()
@@ -341,9 +341,9 @@ def test_bk_fwd_bwd_does_not_accumulate_grad():
 def test_bk_bf16_gradient_tolerance_covers_the_rounding_of_grad_a_and_no_more():
     """grad_a of a bf16 leaf comes back in bf16: the check allows its unit roundoff (2^-8) on top of the float32
     tolerance, so an exact implementation passes and a gradient off by 1 % still fails."""
-    from bkbench.accuracy import grad_tolerance
+    from bkbench.harness.accuracy import grad_tolerance
+    from bkbench.harness.workloads import prepare
     from bkbench.registry import Registry, default_registry
-    from bkbench.workloads import prepare
 
     assert grad_tolerance(torch.bfloat16) == pytest.approx(1e-3 + 2.0**-8)
     assert grad_tolerance(torch.float16) == pytest.approx(1e-3 + 2.0**-11)
@@ -377,8 +377,8 @@ def test_bk_bf16_gradient_tolerance_covers_the_rounding_of_grad_a_and_no_more():
 
 
 def test_bk_workload_skips_and_flags_wrong_results():
+    from bkbench.harness.workloads import Skip, prepare
     from bkbench.registry import Registry, default_registry
-    from bkbench.workloads import Skip, prepare
 
     with pytest.raises(Skip, match="not differentiable"):
         prepare(_spec(impl="naive_loop", mode="fwd+bwd"), default_registry())

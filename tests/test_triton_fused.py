@@ -9,9 +9,9 @@ from __future__ import annotations
 import pytest
 import torch
 
-from bkbench.accuracy import relative_error
-from bkbench.problems import Inputs, Problem, make_inputs
-from bkbench.reference import dense_grad_reference, reference
+from bkbench.harness.accuracy import relative_error
+from bkbench.harness.problems import Inputs, Problem, make_inputs
+from bkbench.harness.reference import dense_grad_reference, reference
 from bkbench.validate import normalize
 
 tf = pytest.importorskip("bkbench.kernels.bk.triton_fused")
@@ -298,7 +298,7 @@ def test_backward_fast_path_carries(lin, device):
 def test_gate_checks_every_tuned_config_of_this_device(device, monkeypatch, tmp_path):
     """bkbench gate runs each distinct table / cache configuration at its bucket's N against float64, and
     fails a configuration that errs or computes wrong values."""
-    from bkbench import gate_tuned, tuning
+    from bkbench.harness import gate_tuned, tuning
 
     gpu = tuning.gpu_name(device)  # "cpu-interpreter" off the GPU
     entries = {
@@ -339,7 +339,7 @@ def test_gate_checks_every_tuned_config_of_this_device(device, monkeypatch, tmp_
 
 
 def test_run_gate_adds_the_tuned_checks_to_the_default_battery(monkeypatch):
-    from bkbench import gate, gate_tuned, tuning
+    from bkbench.harness import gate, gate_tuned, tuning
 
     small = [gate.GateCase("N=17", Problem(batch=(2,), n=17))]
     monkeypatch.setattr(gate, "battery", lambda *a, **kw: small)

@@ -9,8 +9,8 @@ import pytest
 import torch
 
 import bkbench
-from bkbench.problems import Inputs
-from bkbench.reference import reference
+from bkbench.harness.problems import Inputs
+from bkbench.harness.reference import reference
 
 tf = pytest.importorskip("bkbench.kernels.bk.triton_fused")
 from bkbench.kernels.bk._triton_fused_launch import from_kernel_convention  # noqa: E402

@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 import torch
 
-from bkbench import tune_compile, tuning
-from bkbench.cli import main as cli_main
+from bkbench.harness import tune_compile, tuning
+from bkbench.harness.cli import main as cli_main
 from bkbench.kernels.bk._cplx_triton import interpreting
 
 PROB = tuning.TuneProblem(2, 12, torch.float32, False, device="cpu")

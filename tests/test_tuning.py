@@ -11,8 +11,9 @@ from pathlib import Path
 import pytest
 import torch
 
-from bkbench import dispatch, tuning
-from bkbench.cli import main as cli_main
+from bkbench import dispatch
+from bkbench.harness import tuning
+from bkbench.harness.cli import main as cli_main
 from bkbench.registry import default_registry
 from bkbench.store import Store
 
@@ -44,7 +45,7 @@ def test_cache_roundtrip_is_reused_by_a_new_process(cache_dir):
     assert path.parent == cache_dir
     assert tuning.lookup(a, k)[0] == cfg
     # another process finds the same entry without searching
-    code = ("import torch; from bkbench import tuning; "
+    code = ("import torch; from bkbench.harness import tuning; "
             "print(tuning.lookup(torch.zeros(16, 256), torch.ones(16, 255))[0].to_dict())")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, timeout=300,
                          env={**os.environ, "PYTHONPATH": str(ROOT)}, check=True).stdout

@@ -13,14 +13,14 @@ import pytest
 import torch
 
 import bkbench
-from bkbench import benchcase
+from bkbench.harness import benchcase
+from bkbench.harness.timing import TimingConfig
+from bkbench.harness.usercall import kernel_metrics
 from bkbench.registry import Registry, default_registry
-from bkbench.timing import TimingConfig
-from bkbench.usercall import kernel_metrics
 
 
 def _spec(**kw):
-    from bkbench.suites import CaseSpec
+    from bkbench.harness.suites import CaseSpec
 
     base = dict(suite="t", group="g", impl="thomas", kind="bk", n=40, batch=2, d=3, dtype="float32", sparsity=0.0,
                 mode="fwd", options={}, timing="cpu", device="cpu")
@@ -29,7 +29,7 @@ def _spec(**kw):
 
 
 def _prepare(spec, registry=None):
-    from bkbench.workloads import prepare
+    from bkbench.harness.workloads import prepare
 
     return prepare(spec, registry or default_registry())
 
@@ -55,7 +55,7 @@ class _Spy:
 
 def test_the_headline_is_the_user_call_on_the_inputs_a_user_holds(monkeypatch):
     import bkbench.validate as validate
-    from bkbench.workloads import bk_inputs, bk_problem
+    from bkbench.harness.workloads import bk_inputs, bk_problem
 
     spy = _Spy(monkeypatch)
     wl = _prepare(_spec())
@@ -169,7 +169,7 @@ def test_kernel_metrics_are_prefixed_and_a_failure_keeps_the_headline():
 
 
 def test_worker_row_holds_both_numbers():
-    from bkbench.worker import run_case
+    from bkbench.harness.worker import run_case
 
     spec = _spec(budget_s=0.05, warmup_s=0.0, min_reps=3)
     row, fatal = run_case(spec, default_registry(), copy_bandwidth_gbs=10.0)
@@ -186,7 +186,7 @@ def test_warm_case_compiles_the_user_call_and_the_bare_kernel():
     """The warm-up makes every call that the timed run compiles: the user call and the bare kernel (the check
     and the kernel_* metrics call it on prepared inputs). Regression: only the user call was warmed, and on the
     H200 the first triton_fused case then compiled its bare kernel for 21 s inside the timed worker."""
-    from bkbench.worker import warm_case
+    from bkbench.harness.worker import warm_case
 
     reg = Registry()
     calls: list[tuple[bool, bool]] = []
@@ -267,9 +267,9 @@ def _usercall_db(path: Path) -> Path:
 
 
 def test_report_labels_both_numbers_and_the_overhead(tmp_path):
-    from bkbench.report import build_report
-    from bkbench.report.data import load
-    from bkbench.report.usercall import notes, overhead_rows
+    from bkbench.harness.report import build_report
+    from bkbench.harness.report.data import load
+    from bkbench.harness.report.usercall import notes, overhead_rows
 
     db = _usercall_db(tmp_path / "uc.db")
     df = load([db]).df
@@ -297,7 +297,7 @@ def test_report_labels_both_numbers_and_the_overhead(tmp_path):
 
 
 def test_report_without_both_timings_says_so(tmp_path):
-    from bkbench.report import build_report
+    from bkbench.harness.report import build_report
 
     db = _usercall_db(tmp_path / "uc.db")
     out = build_report([db], tmp_path / "out", runs=["1"], reps=100, use_registry=False)

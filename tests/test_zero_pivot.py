@@ -10,8 +10,8 @@ import pytest
 import torch
 
 import bkbench
-from bkbench.problems import Inputs
-from bkbench.reference import dense_grad_reference, dense_reference, pivot_reference
+from bkbench.harness.problems import Inputs
+from bkbench.harness.reference import dense_grad_reference, dense_reference, pivot_reference
 from bkbench.registry import default_registry
 
 PIVOT_KERNELS = ["thomas", "assoc_scan", "naive_loop", "lut_green", "lut_green_triton", "lns", "lns_triton"]

@@ -1,16 +1,16 @@
 """asv benchmarks of every registered BK-core implementation: implementation x N x dtype.
 
-Two callables per case (``bkbench/benchcase.py``), both on the same seeded inputs:
+Two callables per case (``bkbench/harness/benchcase.py``), both on the same seeded inputs:
 the **user call** ``bkbench.bk_core(a, b, c, z, impl=...)`` with inputs as a user holds them (``a`` (B, N),
 separate ``b``, ``c`` (B, N-1), ``z`` = 1j; validation and normalisation inside the timed call) — the headline —
 and the **bare kernel** ``rec.fn(a, k, z)`` on inputs prepared once outside the timing.
 
-``BKCore.time_bk_core``   asv's own timing of one user call. The timer (``bkbench.benchtimer.timer``) waits
+``BKCore.time_bk_core``   asv's own timing of one user call. The timer (``bkbench.harness.benchtimer.timer``) waits
                           for queued CUDA work before it reads the clock, so each sample is the call's real
                           device time plus one launch and one synchronisation (≈ 5–10 µs on an H100: compare
                           µs-scale calls with ``track_median``).
 ``BKCore.time_bare_kernel``  the same for the bare kernel.
-``BKCore.track_median``   the harness's own median of the user call (``bkbench/timing.py``: CUDA events around
+``BKCore.track_median``   the harness's own median of the user call (``bkbench/harness/timing.py``: CUDA events around
                           back-to-back calls on the GPU, ``perf_counter`` on the CPU, adaptive repetitions), in
                           seconds; ``track_kernel_median`` the same for the bare kernel.
 ``BKCoreRoofline.track_roofline_pct``  GPU only: achieved bandwidth of the user call at the anchor shape
@@ -32,7 +32,7 @@ read identically at discovery and in every benchmark process:
     BKBENCH_ASV_DTYPES=float32              dtypes            (default float32,float64)
     BKBENCH_ASV_DEVICE=cpu                  force the device
 
-Inputs: Laplacian couplings (b = c = 1 per position), potential 0.5, z = 1j, seed 0 (``bkbench.benchcase``).
+Inputs: Laplacian couplings (b = c = 1 per position), potential 0.5, z = 1j, seed 0 (``bkbench.harness.benchcase``).
 """
 
 from __future__ import annotations

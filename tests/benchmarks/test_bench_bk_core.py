@@ -5,9 +5,9 @@ Two benchmarks per case, in one group (``bk_core <device> B<b>xN<n> <dtype>``), 
 shows them side by side: ``test_bk_core`` times the **user call** ``bkbench.bk_core(a, b, c, z, impl=...)``
 with inputs as a user holds them (``a`` (B, N), separate ``b``, ``c`` (B, N-1), ``z`` = 1j) — the headline;
 ``test_bk_kernel`` times the **bare kernel** ``rec.fn(a, k, z)`` on inputs prepared once outside the timing
-(``bkbench.benchcase``; the same callables asv, premerge and the suite runner time).
+(``bkbench.harness.benchcase``; the same callables asv, premerge and the suite runner time).
 
-Timing: the marker's timer (``bkbench.benchtimer.timer``) drains the CUDA queue before each clock read, and
+Timing: the marker's timer (``bkbench.harness.benchtimer.timer``) drains the CUDA queue before each clock read, and
 rounds last >= 10 ms (``min_time``), so pytest-benchmark's rounds of back-to-back calls measure device time (or
 the host's pace, for a launch-bound call) with the synchronisation amortised.
 
@@ -26,10 +26,10 @@ import os
 import pytest
 import torch
 
-from bkbench import benchcase
-from bkbench.accuracy import exact_tolerance
-from bkbench.benchtimer import timer
-from bkbench.premerge import parse_shape
+from bkbench.harness import benchcase
+from bkbench.harness.accuracy import exact_tolerance
+from bkbench.harness.benchtimer import timer
+from bkbench.harness.premerge import parse_shape
 from bkbench.registry import default_registry
 
 CPU_SHAPES = [(8, 256, "float32"), (8, 2048, "float32"), (8, 2048, "float64")]
