@@ -1,6 +1,6 @@
 """Shared pieces of the attention baselines (registers nothing).
 
-Form ``attention`` (bkbench/baselines/forms.py): q, k, v (B, H, N, Dh), ``causal``, and the block-sparsity
+Form ``attention`` (bkbench/harness/baselines/forms.py): q, k, v (B, H, N, Dh), ``causal``, and the block-sparsity
 entries ``block_keep`` / ``block_size`` (None for the dense kernels; FlexAttention's setup fills them).
 """
 

@@ -78,7 +78,7 @@ def run_flex(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, block_mask: Any)
     if block_mask is None:
         raise ValueError(
             "block_mask: FlexAttention baselines need their setup; build inputs with "
-            "bkbench.baselines.build_inputs(impl, case)"
+            "bkbench.harness.baselines.build_inputs(impl, case)"
         )
     fn = _flex_fn(q.device.type)
     with warnings.catch_warnings():

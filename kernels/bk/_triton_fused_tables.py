@@ -7,7 +7,7 @@ fastest forward and backward configs measured on one GPU, and names that GPU by 
 (same name, SM count and memory to 4 GiB), the packaged table of the nearest known GPU (same compute capability,
 then closest SM count and memory), else the built-in defaults. :func:`explain` says which applied.
 
-Tuning on first use is opt-in: ``bkbench.first_use_tuning.enable(budget_s)`` installs a tuner here
+Tuning on first use is opt-in: ``bkbench.harness.first_use_tuning.enable(budget_s)`` installs a tuner here
 (:func:`set_first_use_tuner`; this module does not import the tuner). Then the first lookup of a (GPU, dtype,
 coupling, bucket) whose configs would come from another GPU's table or from the defaults calls it once per process;
 it measures within its time budget, stores the winner in the user cache, and the lookup reads that entry. Without
@@ -236,7 +236,7 @@ def _warn_untuned(gpu: str, hit: Lookup) -> None:
     _WARNED.add(gpu)
     warnings.warn(
         f"triton_fused has no tuned table for {gpu}; it runs {hit.source}. To tune for this GPU run "
-        "`bkbench tune` once (results are cached), or call bkbench.first_use_tuning.enable(budget_s=60) "
+        "`bkbench tune` once (results are cached), or call bkbench.harness.first_use_tuning.enable(budget_s=60) "
         "before the first call to tune each new shape bucket on first use.",
         UntunedGpuWarning, stacklevel=3)
 

@@ -438,7 +438,7 @@ def supports(problem: Any) -> str | None:
     vjp=vjp_call,
     bind=bind,
     bind_vjp=bind_vjp,
-    extra_checks="bkbench.gate_tuned:gate_checks",  # the gate checks every tuned launch config of this device
+    extra_checks="bkbench.harness.gate_tuned:gate_checks",  # the gate checks every tuned launch config of this device
     tuner="bkbench.kernels.bk._triton_fused_tables",  # tuned tables: shape buckets and GPU identities of impl="auto"
     fallback_rank={"cuda": 0},
 )

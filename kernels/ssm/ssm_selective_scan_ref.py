@@ -1,6 +1,6 @@
 """Mamba-1 selective scan: the sequential PyTorch reference (one Python step per token).
 
-Form ``selective_scan`` (see bkbench/baselines/forms.py): u, delta, z (B, d, N); A (d, n); B, C (B, n, N);
+Form ``selective_scan`` (see bkbench/harness/baselines/forms.py): u, delta, z (B, d, N); A (d, n); B, C (B, n, N);
 D, delta_bias (d,). Computes in float32 (float64 for float64 input) and returns u's dtype, like Mamba's own
 ``selective_scan_ref``. Memory O(B·d·n) beyond the inputs: the state is updated in place of a new tensor
 each step, nothing of size N·n is stored (autograd still saves one state per step in fwd+bwd).
