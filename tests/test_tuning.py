@@ -111,13 +111,29 @@ def test_search_space_and_stages():
 def test_configs_with_the_same_launch_are_measured_once():
     """seq only matters for chains of one to two tiles: elsewhere the seq = 1 / 2 twins are one launch."""
     space = tuning.fwd_space()
-    both = space + [{**c, "seq": 2} for c in space]
-    n1024 = tuning.distinct(both, 16384, 1024)  # seg*L = 512 < 1024 <= 1024 for the one-warp seg 32 / L 16 tile
-    n65536 = tuning.distinct(both, 256, 65536)  # longer than two of the largest tiles: seq never applies
-    assert len(n65536) == len(space) and len(n65536) < len(n1024) < len(both)
+    seq1 = [c for c in space if c["seq"] == 1]
+    assert len(seq1) * 2 == len(space) and all({**c, "seq": 2} in space for c in seq1)  # the space searches seq 2
+    n1024 = tuning.distinct(space, 16384, 1024)  # seg*L = 512 < 1024 <= 1024 for the one-warp seg 32 / L 16 tile
+    n65536 = tuning.distinct(space, 256, 65536)  # longer than two of the largest tiles: seq never applies
+    assert len(n65536) == len(seq1) and len(n65536) < len(n1024) < len(space)
     assert all(tuning.launch_of(c, 256, 65536).seq == 1 for c in n65536)
     assert any(tuning.launch_of(c, 16384, 1024).seq == 2 for c in n1024)
-    assert tuning.distinct(space, 16384, 1024) == space  # the searched space has no duplicate launches
+    assert tuning.distinct(seq1, 16384, 1024) == seq1  # without the seq twins, no two configs launch the same
+
+
+def test_the_space_holds_what_the_h200_sweep_found_fastest():
+    """The packaged H200 table's configs (L 32 at N = 1024, two tiles in sequence, M1 12) are in the tuner's space,
+    so a GPU without a table can find them (issue 23: the search space widened to what the kernel needs)."""
+    space = tuning.fwd_space()
+    table = json.loads((tuning.tables.DATA_DIR / "triton_fused_h200.json").read_text())
+    from bkbench.kernels.bk.triton_fused import FusedConfig
+
+    configs = [FusedConfig.from_dict(e["config"]).to_dict() for e in table["entries"].values()]  # every field
+    assert configs and all(c in space for c in configs)
+    for best in tuning.stage1():  # stage 2 offers them on every tile
+        offered = tuning.stage2(best)
+        assert any(c["L"] == 32 for c in offered) and any(c["seq"] == 2 for c in offered)
+        assert any(c["M1"] == 12 for c in offered)
 
 
 def test_entries_written_before_seq_load_as_measured():

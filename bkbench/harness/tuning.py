@@ -39,12 +39,14 @@ from bkbench.kernels.bk._triton_fused_tables import CACHE_NAME, SCHEMA, bucket, 
 # H = max(1, 16 // L) (a halo of at least 16 positions); maxpass 4. Store modes: FusedConfig.store (1 per-column
 # stores, 0 the joined tile, 2 column pairs). seq: FusedConfig.seq (2: chains of one to two tiles run as two
 # tiles in sequence; for other N it changes nothing; configs that resolve to the same launch are measured
-# once: see distinct()).
+# once: see distinct()). The segment shapes L 32 / M1 16 and L 16 / M1 12 and seq 2 are what the H200 sweep found
+# fastest where it beat the default (N = 1024 with per-position and with scalar couplings, 8 x 65536): the tuner
+# searches them, so a GPU without a table (bkbench tune, tuning on first use) can find them too.
 FWD_TILES = ((32, 1), (64, 1), (16, 1), (64, 2), (128, 4), (256, 4))
-FWD_SEGMENTS = ((16, 16), (16, 8), (8, 8), (8, 4))
+FWD_SEGMENTS = ((16, 16), (16, 8), (8, 8), (8, 4), (32, 16), (16, 12))
 FWD_MAXPASS = (4,)
 FWD_STORES = (0, 2)
-FWD_SEQ = (1,)  # seq = 2 (FusedConfig.seq) is not searched; the packaged table uses it where it measured fastest
+FWD_SEQ = (1, 2)
 FWD_START = (16, 16, 4, 0, 1)  # (L, M1, maxpass, store, seq) of stage 1
 BWD_SPACE = ((32, 8, 1), (32, 16, 1), (64, 8, 1), (64, 8, 2), (128, 8, 4), (256, 8, 4))  # (seg, L, warps)
 BWD_LIN = (2, 1)  # BwdConfig.lin_exact: two segments composed (bounded), or exact affine scans. 0 (one-segment
