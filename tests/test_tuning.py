@@ -126,9 +126,7 @@ def test_the_space_holds_what_the_h200_sweep_found_fastest():
     so a GPU without a table can find them (issue 23: the search space widened to what the kernel needs)."""
     space = tuning.fwd_space()
     table = json.loads((tuning.tables.DATA_DIR / "triton_fused_h200.json").read_text())
-    from bkbench.kernels.bk.triton_fused import FusedConfig
-
-    configs = [FusedConfig.from_dict(e["config"]).to_dict() for e in table["entries"].values()]  # every field
+    configs = [tuning.FusedConfig.from_dict(e["config"]).to_dict() for e in table["entries"].values()]  # every field
     assert configs and all(c in space for c in configs)
     for best in tuning.stage1():  # stage 2 offers them on every tile
         offered = tuning.stage2(best)
